@@ -1,0 +1,116 @@
+"""The one place that calls into libc through ctypes.
+
+Everything else in the package uses Python's own ``socket``, ``mmap`` and ``select``
+modules; this module covers the few calls those cannot make: ``bind`` with an AF_XDP
+address, the ``bpf`` system call, and ioctls that take a pointer.
+
+Every wrapper turns a failed call into ``OSError(errno, message)`` and retries on
+EINTR, so callers never look at ``ctypes.get_errno()`` themselves.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import mmap
+import os
+import platform
+from typing import Callable
+
+__all__ = [
+    "SYS_bpf",
+    "bind_raw",
+    "bpf_syscall",
+    "buffer_address",
+    "exporter_factory",
+    "check_call",
+    "ioctl_ptr",
+    "os_error",
+]
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+#: bpf(2) syscall numbers by machine; the ring code also relies on x86-64-like memory ordering.
+_BPF_SYSCALL_BY_MACHINE = {"x86_64": 321, "aarch64": 280, "arm64": 280}
+
+
+def _bpf_syscall_number() -> int:
+    machine = platform.machine()
+    try:
+        return _BPF_SYSCALL_BY_MACHINE[machine]
+    except KeyError:
+        raise OSError(
+            errno.ENOSYS,
+            f"xdppacket does not know the bpf() syscall number on {machine!r}; "
+            "supported machines: " + ", ".join(sorted(_BPF_SYSCALL_BY_MACHINE)),
+        ) from None
+
+
+SYS_bpf = _bpf_syscall_number()
+
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+_syscall.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_uint]
+
+_bind = _libc.bind
+_bind.restype = ctypes.c_int
+_bind.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint]
+
+_ioctl = _libc.ioctl
+_ioctl.restype = ctypes.c_int
+_ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
+
+
+def os_error(err: int, what: str) -> OSError:
+    """Build an ``OSError`` whose subclass follows errno (PermissionError, ...)."""
+    return OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def check_call(call: Callable[[], int], what: str) -> int:
+    """Run a libc call that returns -1 and sets errno on failure; retry on EINTR."""
+    while True:
+        result = call()
+        if result >= 0:
+            return result
+        err = ctypes.get_errno()
+        if err != errno.EINTR:
+            raise os_error(err, what)
+
+
+def bpf_syscall(cmd: int, attr: ctypes.Structure, what: str) -> int:
+    """Call ``bpf(cmd, &attr, sizeof(attr))``; return its non-negative result."""
+    return check_call(
+        lambda: _syscall(SYS_bpf, cmd, ctypes.addressof(attr), ctypes.sizeof(attr)), what
+    )
+
+
+def bind_raw(fd: int, address: bytes, what: str) -> None:
+    """``bind(fd, address, len(address))`` for address families Python cannot encode."""
+    buffer = (ctypes.c_char * len(address)).from_buffer_copy(address)
+    check_call(lambda: _bind(fd, ctypes.addressof(buffer), len(address)), what)
+
+
+def buffer_address(buffer: mmap.mmap) -> int:
+    """The virtual address of a writable mapping, for the kernel (UMEM registration)."""
+    first_byte = ctypes.c_char.from_buffer(buffer)
+    try:
+        return ctypes.addressof(first_byte)
+    finally:
+        del first_byte  # drop the buffer export at once so the mapping can be closed later
+
+
+def exporter_factory(buffer: mmap.mmap) -> Callable[[], object]:
+    """Return a function making fresh buffer exporters over the whole of ``buffer``.
+
+    Every ``memoryview`` taken from one exporter (and every slice of those views) keeps
+    a reference to that exporter, so ``sys.getrefcount(exporter)`` tells whether any view
+    of it survives. The zero-copy lease in ``_umem`` relies on that to never hand a frame
+    back to the kernel while a user still holds a view of it.
+    """
+    array_type = ctypes.c_ubyte * len(buffer)
+    return lambda: array_type.from_buffer(buffer)
+
+
+def ioctl_ptr(fd: int, request: int, arg: ctypes.Structure, what: str) -> int:
+    """``ioctl(fd, request, &arg)`` for requests whose argument holds further pointers."""
+    return check_call(lambda: _ioctl(fd, request, ctypes.addressof(arg)), what)
