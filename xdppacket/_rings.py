@@ -1,0 +1,213 @@
+"""The four AF_XDP rings, mapped from the socket and driven in batches.
+
+Each ring is a single-producer/single-consumer queue shared with the kernel: a
+producer word, a consumer word, a flags word and an array of entries. Like libxdp,
+producer rings (fill, tx) are ``reserve``d and ``submit``ted, consumer rings (rx,
+completion) are ``peek``ed and ``release``d, and both keep cached copies of the
+kernel's index so the shared words are touched once per batch, not once per packet.
+
+Entries are read and written through ``memoryview.cast`` with strided slices, so a
+whole batch is one C-level copy: no per-packet ctypes call.
+
+Memory ordering: Python has no fences. On x86-64 (total store order) a plain store of
+the producer word after the entries, and a plain load of the entries after the
+producer word, are correctly ordered; ``require_supported_machine`` refuses other
+architectures rather than risk torn rings.
+
+None of these classes is thread-safe: each ring has exactly one owner, the socket.
+"""
+
+from __future__ import annotations
+
+import mmap
+import platform
+from array import array
+
+from ._uapi import XDP_ADDR_SIZE, XDP_DESC_SIZE, XDP_RING_NEED_WAKEUP, RingOffsets
+
+__all__ = [
+    "CompletionRing",
+    "FillRing",
+    "RxRing",
+    "TxRing",
+    "require_supported_machine",
+]
+
+_U32 = 0xFFFFFFFF
+_MEMORY_ORDER_SAFE_MACHINES = ("x86_64", "AMD64", "i686", "i386")
+
+
+def require_supported_machine() -> None:
+    """Refuse machines whose memory model needs fences that Python cannot issue."""
+    machine = platform.machine()
+    if machine not in _MEMORY_ORDER_SAFE_MACHINES:
+        raise OSError(
+            f"xdppacket drives AF_XDP rings with plain loads and stores, which is only "
+            f"correctly ordered on x86 (total store order); this machine is {machine!r}"
+        )
+
+
+class _RingMemory:
+    """One ring's mapping and the views of its index words and entries."""
+
+    def __init__(self, fd: int, page_offset: int, offsets: RingOffsets, size: int, entry_size: int):
+        self.size = size
+        self.mask = size - 1
+        length = offsets.desc + size * entry_size
+        self._map = mmap.mmap(
+            fd,
+            length,
+            flags=mmap.MAP_SHARED | mmap.MAP_POPULATE,
+            prot=mmap.PROT_READ | mmap.PROT_WRITE,
+            offset=page_offset,
+        )
+        whole = memoryview(self._map)
+        words = whole.cast("I")
+        self.producer = words[offsets.producer // 4 : offsets.producer // 4 + 1]
+        self.consumer = words[offsets.consumer // 4 : offsets.consumer // 4 + 1]
+        self.flags = words[offsets.flags // 4 : offsets.flags // 4 + 1]
+        entries = whole[offsets.desc : length]
+        self.entries_u64 = entries.cast("Q")
+        self.entries_u32 = entries.cast("I")
+        self._views = [self.entries_u32, self.entries_u64, entries, self.flags, self.consumer,
+                       self.producer, words, whole]
+
+    def close(self) -> None:
+        for view in self._views:
+            view.release()
+        self._views.clear()
+        self._map.close()
+
+
+class _ProducerRing:
+    """A ring user space fills and the kernel drains (fill, tx)."""
+
+    def __init__(self, memory: _RingMemory):
+        self._memory = memory
+        self.size = memory.size
+        self._producer_word = memory.producer
+        self._consumer_word = memory.consumer
+        self._flags_word = memory.flags
+        self._cached_producer = memory.producer[0]
+        self._cached_consumer = memory.consumer[0]
+
+    def reserve(self, wanted: int) -> int:
+        """How many of ``wanted`` entries fit now (re-reading the kernel's consumer if needed)."""
+        free = self.size - ((self._cached_producer - self._cached_consumer) & _U32)
+        if free < wanted:
+            self._cached_consumer = self._consumer_word[0]
+            free = self.size - ((self._cached_producer - self._cached_consumer) & _U32)
+        return min(free, wanted)
+
+    def outstanding(self) -> int:
+        """Entries submitted that the kernel has not consumed yet."""
+        self._cached_consumer = self._consumer_word[0]
+        return (self._cached_producer - self._cached_consumer) & _U32
+
+    def needs_wakeup(self) -> bool:
+        return bool(self._flags_word[0] & XDP_RING_NEED_WAKEUP)
+
+    def _store(self, entries: memoryview, words_per_entry: int, values: array) -> None:
+        """Copy ``values`` into the slots after the producer, then publish them."""
+        count = len(values) // words_per_entry
+        start = self._cached_producer & self._memory.mask
+        first = min(count, self.size - start) * words_per_entry
+        base = start * words_per_entry
+        entries[base : base + first] = values[:first]
+        if first < len(values):
+            entries[0 : len(values) - first] = values[first:]
+        self._cached_producer = (self._cached_producer + count) & _U32
+        self._producer_word[0] = self._cached_producer  # publish after the entries (TSO)
+
+    def close(self) -> None:
+        self._memory.close()
+
+
+class FillRing(_ProducerRing):
+    """Gives empty rx frames (UMEM addresses) to the kernel."""
+
+    def submit(self, addresses: list[int]) -> None:
+        """Publish ``addresses``; the caller has ``reserve``d room for all of them."""
+        if addresses:
+            self._store(self._memory.entries_u64, 1, array("Q", addresses))
+
+
+class TxRing(_ProducerRing):
+    """Hands frames to send (address, length) to the kernel."""
+
+    def submit(self, addresses_and_lengths: array) -> None:
+        """Publish descriptors given as ``[addr0, len0, addr1, len1, ...]`` (options 0)."""
+        if addresses_and_lengths:
+            self._store(self._memory.entries_u64, 2, addresses_and_lengths)
+
+
+class _ConsumerRing:
+    """A ring the kernel fills and user space drains (rx, completion)."""
+
+    def __init__(self, memory: _RingMemory):
+        self._memory = memory
+        self.size = memory.size
+        self._producer_word = memory.producer
+        self._consumer_word = memory.consumer
+        self._cached_producer = memory.producer[0]
+        self._cached_consumer = memory.consumer[0]
+
+    def available(self, wanted: int) -> int:
+        """How many of ``wanted`` entries are ready (re-reading the kernel's producer if needed)."""
+        ready = (self._cached_producer - self._cached_consumer) & _U32
+        if ready < wanted:
+            self._cached_producer = self._producer_word[0]
+            ready = (self._cached_producer - self._cached_consumer) & _U32
+        return min(ready, wanted)
+
+    def _spans(self, count: int) -> tuple[int, int, int]:
+        """Split ``count`` entries after the consumer at the ring's end: (start, first, rest)."""
+        start = self._cached_consumer & self._memory.mask
+        first = min(count, self.size - start)
+        return start, first, count - first
+
+    def release(self, count: int) -> None:
+        """Give ``count`` peeked entries back to the kernel."""
+        self._cached_consumer = (self._cached_consumer + count) & _U32
+        self._consumer_word[0] = self._cached_consumer
+
+    def close(self) -> None:
+        self._memory.close()
+
+
+class RxRing(_ConsumerRing):
+    """Received frames: descriptors (UMEM address, length)."""
+
+    def peek(self, count: int) -> tuple[list[int], list[int]]:
+        """Addresses and lengths of the next ``count`` descriptors (``count`` <= ``available``)."""
+        start, first, rest = self._spans(count)
+        u64 = self._memory.entries_u64
+        u32 = self._memory.entries_u32
+        addresses = u64[2 * start : 2 * (start + first) : 2].tolist()
+        lengths = u32[4 * start + 2 : 4 * (start + first) : 4].tolist()
+        if rest:
+            addresses += u64[0 : 2 * rest : 2].tolist()
+            lengths += u32[2 : 4 * rest : 4].tolist()
+        return addresses, lengths
+
+
+class CompletionRing(_ConsumerRing):
+    """Sent frames the kernel is done with (UMEM addresses)."""
+
+    def drain(self, limit: int) -> list[int]:
+        """Take up to ``limit`` completed addresses off the ring."""
+        count = self.available(limit)
+        if not count:
+            return []
+        start, first, rest = self._spans(count)
+        u64 = self._memory.entries_u64
+        addresses = u64[start : start + first].tolist()
+        if rest:
+            addresses += u64[0:rest].tolist()
+        self.release(count)
+        return addresses
+
+
+def map_ring(fd: int, page_offset: int, offsets: RingOffsets, size: int, is_descriptor_ring: bool) -> _RingMemory:
+    """Map one ring of socket ``fd``; descriptor rings (rx, tx) have 16-byte entries."""
+    return _RingMemory(fd, page_offset, offsets, size, XDP_DESC_SIZE if is_descriptor_ring else XDP_ADDR_SIZE)

@@ -1,0 +1,125 @@
+"""UMEM: the packet memory shared with the kernel, and who owns each frame.
+
+The area holds ``2 * num_frames`` frames: the first half for receiving, the second for
+sending, so rx and tx never compete for frames. Every frame is always in exactly one
+place: the kernel (fill, rx, tx or completion ring), a free list here, or lent out
+as zero-copy views. ``ZeroCopyLeases`` is what makes lending safe.
+"""
+
+from __future__ import annotations
+
+import mmap
+import sys
+from typing import Callable
+
+from ._libc import buffer_address, exporter_factory
+
+__all__ = ["Umem", "ZeroCopyLeases"]
+
+
+class Umem:
+    """Owns the anonymous mapping of all frames and the rx/tx free-frame lists.
+
+    Lifetime: created before the socket registers it, closed after the socket is closed.
+    Not thread-safe.
+    """
+
+    def __init__(self, num_frames: int, frame_size: int):
+        self.frame_size = frame_size
+        self.num_frames = num_frames
+        self.size = 2 * num_frames * frame_size
+        self.map = mmap.mmap(-1, self.size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE)
+        self.address = buffer_address(self.map)
+        #: Rounds a descriptor address down to its frame's start (frames are aligned).
+        self.frame_mask = ~(frame_size - 1)
+        self.rx_free: list[int] = [i * frame_size for i in range(num_frames)]
+        self.tx_free: list[int] = [(num_frames + i) * frame_size for i in range(num_frames)]
+        self.leases = ZeroCopyLeases(self.map)
+
+    def close(self) -> None:
+        """Unmap the frames, unless a user still holds a zero-copy view of them.
+
+        In that case the mapping is left to the garbage collector, which unmaps it when the
+        last view dies; unmapping now would turn that view into a dangling pointer.
+        """
+        self.leases.close()
+        try:
+            self.map.close()
+        except BufferError:
+            pass
+
+
+class _Lease:
+    """One batch of zero-copy views and the frames behind them."""
+
+    __slots__ = ("exporter", "views", "frames")
+
+    def __init__(self, exporter: object, views: list[memoryview], frames: list[int]):
+        self.exporter = exporter
+        self.views = views
+        self.frames = frames
+
+    def try_end(self) -> bool:
+        """Release our views; True if no view of this batch survives anywhere."""
+        for view in self.views:
+            try:
+                view.release()
+            except BufferError:  # someone holds a buffer export of our view itself
+                return False
+        self.views = []
+        # References now: self.exporter and getrefcount's argument. A third means a
+        # memoryview derived from ours (a slice, memoryview(v), ...) is still alive.
+        return sys.getrefcount(self.exporter) <= 2
+
+
+class ZeroCopyLeases:
+    """Lends frames as read-only views and takes them back only when no view survives.
+
+    SPEC's rule: a zero-copy view is valid until the next read or ``close()``, then it
+    raises ``ValueError``. Releasing the view we returned is not enough: a slice of it
+    (``view[14:]``) is a separate memoryview on the same buffer. So each batch gets its
+    own exporter object; while any view of the batch is alive the exporter's reference
+    count shows it, and the batch's frames stay out of the fill ring ("held") until it
+    drops. A frame the kernel may overwrite is therefore never visible through a view.
+    """
+
+    def __init__(self, area: mmap.mmap):
+        self._new_exporter: Callable[[], object] = exporter_factory(area)
+        self._current: _Lease | None = None
+        self._held: list[_Lease] = []
+
+    def lend(self, addresses: list[int], lengths: list[int], frames: list[int]) -> list[memoryview]:
+        """Views of ``lengths`` bytes at ``addresses``; ``frames`` come back via ``reclaim``."""
+        exporter = self._new_exporter()
+        base = memoryview(exporter).cast("B").toreadonly()
+        views = [base[a : a + n] for a, n in zip(addresses, lengths)]
+        views.append(base)
+        self._current = _Lease(exporter, views, frames)
+        return views[:-1]
+
+    def reclaim(self) -> list[int]:
+        """End the current lease; return every frame no longer visible to anyone."""
+        free: list[int] = []
+        if self._current is not None:
+            lease, self._current = self._current, None
+            if lease.try_end():
+                free = lease.frames
+            else:
+                self._held.append(lease)
+        if self._held:
+            still_held = []
+            for lease in self._held:
+                if lease.try_end():
+                    free += lease.frames
+                else:
+                    still_held.append(lease)
+            self._held = still_held
+        return free
+
+    @property
+    def held_frames(self) -> int:
+        """Frames kept from the kernel because a user still holds a view of them."""
+        return sum(len(lease.frames) for lease in self._held)
+
+    def close(self) -> None:
+        self.reclaim()

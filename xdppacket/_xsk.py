@@ -1,0 +1,157 @@
+"""One AF_XDP socket: its file descriptor, its UMEM and its four rings.
+
+Set-up order follows the kernel's requirements: create the socket, register the UMEM,
+size the four rings, read their offsets, map them, fill the fill ring, then bind.
+Teardown runs in reverse, and a failure at any step undoes the steps before it.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+from . import _uapi as uapi
+from ._libc import bind_raw
+from ._rings import CompletionRing, FillRing, RxRing, TxRing, map_ring, require_supported_machine
+from ._umem import Umem
+
+__all__ = ["XskSocket", "explain_os_error"]
+
+# Per-errno hints for the failures users actually meet; the message names the fix.
+_HINTS = {
+    errno.EPERM: "run as root or grant CAP_NET_ADMIN and CAP_BPF (plus CAP_IPC_LOCK or a larger "
+    "RLIMIT_MEMLOCK for the UMEM)",
+    errno.EACCES: "run as root or grant CAP_NET_ADMIN and CAP_BPF",
+    errno.EAFNOSUPPORT: "this kernel lacks AF_XDP: it needs CONFIG_XDP_SOCKETS=y (Linux 4.18+, 5.11+ "
+    "recommended)",
+    errno.EBUSY: "the queue is already bound by another AF_XDP socket (in this or another process); "
+    "close it or pick another queue with OptQueueID",
+    errno.EOPNOTSUPP: "the driver has no native XDP support; use OptXDPMode(XDP_MODE_SKB)",
+    errno.ENOMEM: "not enough locked memory for the UMEM: raise RLIMIT_MEMLOCK (ulimit -l), run with "
+    "CAP_IPC_LOCK, or use fewer frames (OptNumFrames)",
+    errno.ENOBUFS: "not enough locked memory for the UMEM: raise RLIMIT_MEMLOCK (ulimit -l), or use "
+    "fewer frames (OptNumFrames)",
+    errno.EINVAL: "the queue id may be beyond the interface's active queues (ethtool -l), or the "
+    "interface is down",
+    errno.ENETDOWN: "the interface is down: ip link set dev IFNAME up",
+    errno.ENODEV: "the interface disappeared",
+}
+
+
+def explain_os_error(error: OSError, action: str, ifname: str, queue_id: int) -> OSError:
+    """Re-raise-able ``OSError`` of the same errno whose text names the interface, queue and fix."""
+    err = error.errno or errno.EIO
+    hint = _HINTS.get(err, "")
+    hint = hint.replace("IFNAME", ifname)
+    detail = error.strerror or str(error)
+    message = f"{action} on {ifname} queue {queue_id} failed: {detail}"
+    if hint:
+        message += f" ({hint})"
+    return OSError(err, message)
+
+
+class XskSocket:
+    """Owns an AF_XDP socket, the UMEM registered with it and its four rings.
+
+    Lifetime: ``close()`` (idempotent) unmaps the rings, closes the socket (which makes
+    the kernel drop the socket from any XSKMAP), then unmaps the UMEM. Not thread-safe:
+    one thread drives one socket.
+    """
+
+    def __init__(self, ifname: str, ifindex: int, queue_id: int, num_frames: int, frame_size: int,
+                 ring_size: int, bind_flags: int):
+        require_supported_machine()
+        self.ifname = ifname
+        self.queue_id = queue_id
+        self._closed = False
+        self._sock: socket.socket | None = None
+        self._rings: list[FillRing | CompletionRing | RxRing | TxRing] = []
+        self.umem: Umem | None = None
+        step = "creating the AF_XDP socket"
+        try:
+            self._sock = socket.socket(uapi.AF_XDP, socket.SOCK_RAW, 0)
+            step = "allocating the UMEM"
+            self.umem = Umem(num_frames, frame_size)
+            step = "registering the UMEM (XDP_UMEM_REG)"
+            self._sock.setsockopt(
+                uapi.SOL_XDP, uapi.XDP_UMEM_REG, uapi.pack_umem_reg(self.umem.address, self.umem.size, frame_size)
+            )
+            step = "sizing the rings"
+            for option in (uapi.XDP_UMEM_FILL_RING, uapi.XDP_UMEM_COMPLETION_RING, uapi.XDP_RX_RING, uapi.XDP_TX_RING):
+                self._sock.setsockopt(uapi.SOL_XDP, option, ring_size)
+            step = "reading the ring offsets (XDP_MMAP_OFFSETS)"
+            offsets = uapi.MmapOffsets.unpack(
+                self._sock.getsockopt(uapi.SOL_XDP, uapi.XDP_MMAP_OFFSETS, uapi.XDP_MMAP_OFFSETS_STRUCT.size)
+            )
+            step = "mapping the rings"
+            fd = self._sock.fileno()
+            self.fill = FillRing(map_ring(fd, uapi.XDP_UMEM_PGOFF_FILL_RING, offsets.fill, ring_size, False))
+            self._rings.append(self.fill)
+            self.completion = CompletionRing(
+                map_ring(fd, uapi.XDP_UMEM_PGOFF_COMPLETION_RING, offsets.completion, ring_size, False)
+            )
+            self._rings.append(self.completion)
+            self.rx = RxRing(map_ring(fd, uapi.XDP_PGOFF_RX_RING, offsets.rx, ring_size, True))
+            self._rings.append(self.rx)
+            self.tx = TxRing(map_ring(fd, uapi.XDP_PGOFF_TX_RING, offsets.tx, ring_size, True))
+            self._rings.append(self.tx)
+            self._give_rx_frames_to_kernel()
+            step = "binding the socket"
+            bind_raw(fd, uapi.pack_sockaddr_xdp(bind_flags, ifindex, queue_id), "bind")
+        except OSError as error:
+            self.close()
+            raise explain_os_error(error, step, ifname, queue_id) from error
+        except BaseException:
+            self.close()
+            raise
+
+    def _give_rx_frames_to_kernel(self) -> None:
+        assert self.umem is not None
+        free = self.umem.rx_free
+        count = self.fill.reserve(len(free))
+        self.fill.submit(free[:count])
+        del free[:count]
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def fileno(self) -> int:
+        if self._sock is None:
+            raise ValueError("the AF_XDP socket is closed")
+        return self._sock.fileno()
+
+    def kick_tx(self) -> int:
+        """Ask the kernel to send what the tx ring holds; return the errno (0 if none).
+
+        EAGAIN (more left: copy mode sends at most a small batch per call), EBUSY and
+        ENOBUFS are flow control, not failures; the caller counts them and retries.
+        """
+        assert self._sock is not None
+        try:
+            self._sock.send(b"", socket.MSG_DONTWAIT)
+        except (BlockingIOError, OSError) as error:
+            if error.errno in (errno.EAGAIN, errno.EBUSY, errno.ENOBUFS, errno.ENETDOWN):
+                return error.errno
+            raise explain_os_error(error, "kicking tx (sendto)", self.ifname, self.queue_id) from error
+        return 0
+
+    def kernel_statistics(self) -> tuple[int, ...]:
+        """The six ``struct xdp_statistics`` counters (zeros for fields an old kernel lacks)."""
+        assert self._sock is not None
+        size = uapi.XDP_STATISTICS_STRUCT.size
+        raw = self._sock.getsockopt(uapi.SOL_XDP, uapi.XDP_STATISTICS, size)
+        return uapi.XDP_STATISTICS_STRUCT.unpack(raw.ljust(size, b"\0"))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for ring in self._rings:
+            ring.close()
+        self._rings.clear()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self.umem is not None:
+            self.umem.close()
