@@ -1,0 +1,227 @@
+"""Option objects, passed in any order like Go's ``opts ...interface{}``.
+
+Each option checks its own type and range when it is built; ``resolve_options`` checks
+the combinations and returns an immutable ``XDPOptions``. Both run before any kernel
+resource exists, so a bad option never leaves anything behind.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+from typing import Iterable, Union
+
+__all__ = [
+    "IO_MODE_BLOCK",
+    "IO_MODE_NONBLOCK",
+    "IOMode",
+    "MAX_QUEUE_COUNT",
+    "OptFrameSize",
+    "OptIoMode",
+    "OptNumFrames",
+    "OptPollTimeout",
+    "OptQueueCount",
+    "OptQueueID",
+    "OptRingSize",
+    "OptXDPMode",
+    "XDPMode",
+    "XDPOptions",
+    "XDP_MODE_DRV",
+    "XDP_MODE_SKB",
+    "resolve_options",
+]
+
+MAX_QUEUE_COUNT = 64
+
+
+class XDPMode(enum.IntEnum):
+    """Where the XDP program runs: in the driver (native) or on the generic skb path."""
+
+    DRV = 4  # XDP_FLAGS_DRV_MODE
+    SKB = 2  # XDP_FLAGS_SKB_MODE
+
+
+class IOMode(enum.IntEnum):
+    """Whether calls wait without limit (block) or at most the poll timeout."""
+
+    BLOCK = 0
+    NONBLOCK = 1
+
+
+XDP_MODE_DRV = XDPMode.DRV
+XDP_MODE_SKB = XDPMode.SKB
+IO_MODE_BLOCK = IOMode.BLOCK
+IO_MODE_NONBLOCK = IOMode.NONBLOCK
+
+
+def _require_int(option: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{option} takes an int, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _require_power_of_two(option: str, value: object, low: int, high: int) -> int:
+    number = _require_int(option, value)
+    if not low <= number <= high or number & (number - 1):
+        raise ValueError(f"{option}({number}): must be a power of two from {low} to {high}")
+    return number
+
+
+@dataclass(frozen=True)
+class OptNumFrames:
+    """UMEM frames per direction: rx and tx each get this many."""
+
+    value: int
+
+    def __post_init__(self) -> None:
+        _require_power_of_two("OptNumFrames", self.value, 64, 262144)
+
+
+@dataclass(frozen=True)
+class OptFrameSize:
+    """UMEM frame (chunk) size in bytes; bounds the largest packet."""
+
+    value: int
+
+    def __post_init__(self) -> None:
+        number = _require_int("OptFrameSize", self.value)
+        if number not in (2048, 4096):
+            raise ValueError(f"OptFrameSize({number}): must be 2048 or 4096")
+
+
+@dataclass(frozen=True)
+class OptRingSize:
+    """Entries in each of the fill, completion, rx and tx rings."""
+
+    value: int
+
+    def __post_init__(self) -> None:
+        # The upper bound depends on OptNumFrames and is checked in resolve_options.
+        _require_power_of_two("OptRingSize", self.value, 64, 262144 * 2)
+
+
+@dataclass(frozen=True)
+class OptXDPMode:
+    """``XDP_MODE_DRV`` (native, fast) or ``XDP_MODE_SKB`` (generic, works on any driver)."""
+
+    value: XDPMode
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.value, XDPMode):
+            raise TypeError(f"OptXDPMode takes XDP_MODE_DRV or XDP_MODE_SKB, got {self.value!r}")
+
+
+@dataclass(frozen=True)
+class OptQueueID:
+    """Which NIC queue an ``XDPPacket`` binds."""
+
+    value: int
+
+    def __post_init__(self) -> None:
+        number = _require_int("OptQueueID", self.value)
+        if not 0 <= number < MAX_QUEUE_COUNT:
+            raise ValueError(f"OptQueueID({number}): must be from 0 to {MAX_QUEUE_COUNT - 1}")
+
+
+@dataclass(frozen=True)
+class OptQueueCount:
+    """How many queues, ``[0, n)``, an ``XDPMultiQueue`` binds."""
+
+    value: int
+
+    def __post_init__(self) -> None:
+        number = _require_int("OptQueueCount", self.value)
+        if not 1 <= number <= MAX_QUEUE_COUNT:
+            raise ValueError(f"OptQueueCount({number}): must be from 1 to {MAX_QUEUE_COUNT}")
+
+
+@dataclass(frozen=True)
+class OptPollTimeout:
+    """How long a non-blocking call may wait, in microseconds."""
+
+    value: int
+
+    def __post_init__(self) -> None:
+        number = _require_int("OptPollTimeout", self.value)
+        if number < 0:
+            raise ValueError(f"OptPollTimeout({number}): must be >= 0 microseconds")
+
+
+@dataclass(frozen=True)
+class OptIoMode:
+    """``IO_MODE_BLOCK`` or ``IO_MODE_NONBLOCK``."""
+
+    value: IOMode
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.value, IOMode):
+            raise TypeError(f"OptIoMode takes IO_MODE_BLOCK or IO_MODE_NONBLOCK, got {self.value!r}")
+
+
+Option = Union[
+    OptNumFrames,
+    OptFrameSize,
+    OptRingSize,
+    OptXDPMode,
+    OptQueueID,
+    OptQueueCount,
+    OptPollTimeout,
+    OptIoMode,
+]
+
+_FIELD_BY_OPTION: dict[type, str] = {
+    OptNumFrames: "num_frames",
+    OptFrameSize: "frame_size",
+    OptRingSize: "ring_size",
+    OptXDPMode: "xdp_mode",
+    OptQueueID: "queue_id",
+    OptQueueCount: "queue_count",
+    OptPollTimeout: "poll_timeout_us",
+    OptIoMode: "io_mode",
+}
+
+
+@dataclass(frozen=True)
+class XDPOptions:
+    """The resolved options of a socket, available as ``.options``."""
+
+    num_frames: int = 1024
+    frame_size: int = 4096
+    ring_size: int = 1024
+    xdp_mode: XDPMode = XDPMode.DRV
+    queue_id: int = 0
+    queue_count: int = 1
+    poll_timeout_us: int = 100
+    io_mode: IOMode = IOMode.BLOCK
+
+    @property
+    def blocking(self) -> bool:
+        return self.io_mode is IOMode.BLOCK
+
+
+def resolve_options(opts: Iterable[object], *, owner: str) -> XDPOptions:
+    """Fold option objects (later ones win) into ``XDPOptions`` and check combinations.
+
+    ``owner`` names the class being built, so an option that does not apply to it
+    (``OptQueueCount`` for ``XDPPacket``, ``OptQueueID`` for ``XDPMultiQueue``) is refused
+    by name rather than silently ignored.
+    """
+    not_for_owner = {"XDPPacket": OptQueueCount, "XDPMultiQueue": OptQueueID}.get(owner)
+    resolved = XDPOptions()
+    for opt in opts:
+        field = _FIELD_BY_OPTION.get(type(opt))
+        if field is None:
+            raise TypeError(
+                f"{owner}: unknown option {opt!r}; options are "
+                + ", ".join(cls.__name__ for cls in _FIELD_BY_OPTION)
+            )
+        if type(opt) is not_for_owner:
+            hint = "OptQueueID" if owner == "XDPPacket" else "OptQueueCount"
+            raise TypeError(f"{owner} does not take {type(opt).__name__}; use {hint}")
+        resolved = replace(resolved, **{field: opt.value})  # type: ignore[attr-defined]
+    if resolved.ring_size > resolved.num_frames * 2:
+        raise ValueError(
+            f"OptRingSize({resolved.ring_size}) exceeds twice OptNumFrames({resolved.num_frames}); "
+            f"use a ring size of at most {resolved.num_frames * 2} or more frames"
+        )
+    return resolved
