@@ -1,0 +1,149 @@
+"""Shared pytest setup for unit and integration tests.
+
+As root, the whole pytest process moves into a private network namespace before any test
+runs (``pytest_configure``), so tests see only ``lo`` and the interfaces they create, and
+nothing they do can reach the machine's own interfaces. The namespace disappears when
+pytest exits.
+
+Integration tests (marker ``integration``, given automatically to everything under
+``tests/integration/``) need root, AF_XDP and bpf(). Without them they are skipped with
+the precise reason; with ``XDPPACKET_REQUIRE_KERNEL=1`` (as in CI) they fail instead, and
+any other skip of an integration test is turned into a failure too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+
+from tests.netns import (
+    PrivateNetns,
+    VethFactory,
+    VethPair,
+    create_veth_pair,
+    current_private_netns,
+    delete_veth_pair,
+    enter_private_netns,
+    kernel_unavailable_reason,
+)
+
+# pytester runs pytest inside a test: used to check that fixtures clean up after a failure.
+pytest_plugins = ["pytester"]
+
+_INTEGRATION_DIR = Path(__file__).resolve().parent / "integration"
+
+
+def _kernel_required() -> bool:
+    return os.environ.get("XDPPACKET_REQUIRE_KERNEL") == "1"
+
+
+@functools.cache
+def _cached_kernel_unavailable_reason() -> str | None:
+    return kernel_unavailable_reason()
+
+
+def _skip_or_fail(reason: str) -> NoReturn:
+    if _kernel_required():
+        pytest.fail(f"XDPPACKET_REQUIRE_KERNEL=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "integration: needs root, AF_XDP and bpf(); runs in the private netns"
+    )
+    if os.geteuid() == 0:
+        enter_private_netns()  # only once per process: later calls return the same namespace
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _INTEGRATION_DIR in item.path.resolve().parents:
+            item.add_marker(pytest.mark.integration)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("integration") is not None:
+        reason = _cached_kernel_unavailable_reason()
+        if reason is not None:
+            _skip_or_fail(reason)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, None]:
+    """With XDPPACKET_REQUIRE_KERNEL=1, report a skipped integration test as failed."""
+    outcome = yield
+    report = outcome.get_result()
+    if (
+        _kernel_required()
+        and report.skipped
+        and not hasattr(report, "wasxfail")
+        and item.get_closest_marker("integration") is not None
+    ):
+        # A skip's longrepr is (path, line, reason).
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped although XDPPACKET_REQUIRE_KERNEL=1: {reason}"
+
+
+@pytest.fixture
+def require_kernel() -> None:
+    """Skip the test (fail it under XDPPACKET_REQUIRE_KERNEL=1) unless AF_XDP can run here.
+
+    Creates nothing. Integration tests get this check automatically; unit tests that touch
+    the kernel ask for it by name.
+    """
+    reason = _cached_kernel_unavailable_reason()
+    if reason is not None:
+        _skip_or_fail(reason)
+
+
+@pytest.fixture
+def private_netns(require_kernel: None) -> PrivateNetns:
+    """The private network namespace the whole pytest process runs in.
+
+    Created once in ``pytest_configure`` and gone when pytest exits; this fixture creates
+    nothing. Skips or fails (see ``require_kernel``) if the process is not in it.
+    """
+    netns = current_private_netns()
+    if netns is None:
+        _skip_or_fail("the test process is not in a private network namespace")
+    return netns
+
+
+@pytest.fixture
+def make_veth(private_netns: PrivateNetns) -> Iterator[VethFactory]:
+    """Factory: ``make_veth(queues=1)`` creates a veth pair (see ``VethPair``) and returns it.
+
+    Each call creates a new uniquely named pair (``xa<N>``/``xb<N>``, both up) in the
+    private namespace, with ``queues`` rx and tx queues per end. Every pair made is deleted
+    after the test, whether it passed, failed or errored.
+    """
+    with contextlib.ExitStack() as cleanup:  # runs every deletion even if one of them fails
+
+        def make(queues: int = 1) -> VethPair:
+            pair = create_veth_pair(queues)
+            cleanup.callback(delete_veth_pair, pair)
+            return pair
+
+        yield make
+
+
+@pytest.fixture
+def veth_pair(request: pytest.FixtureRequest, make_veth: VethFactory) -> VethPair:
+    """One veth pair for this test, deleted afterwards even if the test fails.
+
+    One queue per end unless parametrized indirectly with the queue count:
+    ``@pytest.mark.parametrize("veth_pair", [4], indirect=True)``. With one queue every
+    frame lands on queue 0; with more, an AF_PACKET frame lands on a queue the kernel picks.
+    """
+    queues: int = getattr(request, "param", 1)
+    return make_veth(queues)
