@@ -175,6 +175,19 @@ class LinkInfo:
     when nothing is attached.
     """
 
+    __slots__ = (
+        "ifindex",
+        "ifname",
+        "mtu",
+        "address",
+        "num_rx_queues",
+        "num_tx_queues",
+        "xdp_attached",
+        "xdp_prog_id",
+        "xdp_drv_prog_id",
+        "xdp_skb_prog_id",
+    )
+
     ifindex: int
     ifname: str
     mtu: int

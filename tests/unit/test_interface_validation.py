@@ -56,7 +56,9 @@ def test_a_name_that_is_not_a_str_raises_type_error(function):
         function(b"eth0")
 
 
-@pytest.mark.parametrize(("ifindex", "error"), [(0, ValueError), (-3, ValueError), ("1", TypeError)])
+@pytest.mark.parametrize(
+    ("ifindex", "error"), [(0, ValueError), (-3, ValueError), ("1", TypeError)]
+)
 def test_interface_name_rejects_a_bad_ifindex(ifindex, error):
     with pytest.raises(error, match="ifindex must be"):
         _interface.interface_name(ifindex)

@@ -311,3 +311,8 @@ def test_kernel_error_becomes_an_oserror_subclass_with_the_kernel_text():
         "[Errno 17] RTM_SETLINK on 'xa': File exists (kernel: Active program does not match)"
     )
     assert str(nl._netlink_error(errno.ENODEV, "what", "")) == "[Errno 19] what: No such device"
+
+
+@pytest.mark.parametrize("value", [nl.NetlinkAck(0, ""), nl.decode_link(NEWLINK_SKB_PAYLOAD)])
+def test_value_objects_are_slotted(value):
+    assert not hasattr(value, "__dict__")
