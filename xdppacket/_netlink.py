@@ -244,8 +244,10 @@ def encode_setlink_xdp_request(
     _check_fd(fd, "fd")
     if expected_fd is not None:
         _check_fd(expected_fd, "expected_fd")
-    if not isinstance(flags, int) or not 0 <= flags <= 0xFFFFFFFF:
-        raise ValueError(f"XDP flags must be an unsigned 32-bit int, not {flags!r}")
+    if isinstance(flags, bool) or not isinstance(flags, int):
+        raise TypeError(f"XDP flags must be an int, not {type(flags).__name__}")
+    if not 0 <= flags <= 0xFFFFFFFF:
+        raise ValueError(f"XDP flags must be an unsigned 32-bit int, not {flags}")
     xdp_attrs = [
         encode_rtattr(IFLA_XDP_FD, _S32.pack(fd)),
         encode_rtattr(IFLA_XDP_FLAGS, _U32.pack(flags)),

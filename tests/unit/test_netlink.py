@@ -105,6 +105,7 @@ def test_encode_setlink_detach_request_with_expected_fd():
         ({"expected_fd": -5}, ValueError, "expected_fd must be"),
         ({"flags": -1}, ValueError, "XDP flags must be an unsigned 32-bit int"),
         ({"flags": 1 << 32}, ValueError, "XDP flags must be an unsigned 32-bit int"),
+        ({"flags": "2"}, TypeError, "XDP flags must be an int, not str"),
     ],
 )
 def test_encode_setlink_rejects_bad_arguments(kwargs, error, match):
