@@ -3,9 +3,9 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
-# Debian packages the tests use: ip (iproute2), ethtool, unshare (util-linux).
-TEST_TOOLS := ip ethtool unshare
-TEST_PACKAGES := iproute2 ethtool util-linux
+# Commands the tests use, as command:Debian-package. clang builds a tiny XDP program that
+# integration tests attach the way another tool would.
+TEST_TOOLS := ip:iproute2 ethtool:ethtool unshare:util-linux clang:clang
 # iproute2 and ethtool live in /usr/sbin, which a non-login shell may lack.
 export PATH := $(PATH):/usr/sbin:/sbin
 # apt-get runs unattended (CI has no standard input); sudo only when not already root.
@@ -19,7 +19,9 @@ setup: system-packages $(STAMP)
 # Idempotent and quick when everything is there: installs only what is missing.
 system-packages:
 	@missing=""; \
-	for tool in $(TEST_TOOLS); do command -v $$tool >/dev/null || missing="$(TEST_PACKAGES)"; done; \
+	for entry in $(TEST_TOOLS); do \
+		command -v $${entry%%:*} >/dev/null || missing="$$missing $${entry#*:}"; \
+	done; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
@@ -32,8 +34,11 @@ $(STAMP): setup.cfg pyproject.toml
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
+# Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k veth -x"`.
+PYTEST_ARGS ?=
+
 test: setup
-	$(VENV)/bin/pytest -ra tests
+	$(VENV)/bin/pytest -ra tests $(PYTEST_ARGS)
 
 demo: setup
 	$(VENV)/bin/python cmd/demo.py
@@ -46,7 +51,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-ebpf:
+ebpf: system-packages
 	$(MAKE) -C ebpf
 
 clean:

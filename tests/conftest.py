@@ -37,6 +37,8 @@ from tests.netns import (
 pytest_plugins = ["pytester"]
 
 _INTEGRATION_DIR = Path(__file__).resolve().parent / "integration"
+# Why pytest_configure could not move the process into a private namespace, if it could not.
+_netns_failure = "not root"
 
 
 def _kernel_required() -> bool:
@@ -58,8 +60,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "integration: needs root, AF_XDP and bpf(); runs in the private netns"
     )
+    global _netns_failure
     if os.geteuid() == 0:
-        enter_private_netns()  # only once per process: later calls return the same namespace
+        try:
+            enter_private_netns()  # only once per process: later calls return the same namespace
+        except OSError as exc:  # unit tests still run; integration tests say why they cannot
+            _netns_failure = str(exc)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -115,7 +121,7 @@ def private_netns(require_kernel: None) -> PrivateNetns:
     """
     netns = current_private_netns()
     if netns is None:
-        _skip_or_fail("the test process is not in a private network namespace")
+        _skip_or_fail(f"the test process is not in a private network namespace: {_netns_failure}")
     return netns
 
 
