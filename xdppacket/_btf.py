@@ -77,19 +77,38 @@ BTF_KIND_TYPE_TAG = 18
 BTF_KIND_ENUM64 = 19
 
 _KIND_NAMES = {
-    BTF_KIND_INT: "INT", BTF_KIND_PTR: "PTR", BTF_KIND_ARRAY: "ARRAY",
-    BTF_KIND_STRUCT: "STRUCT", BTF_KIND_UNION: "UNION", BTF_KIND_ENUM: "ENUM",
-    BTF_KIND_FWD: "FWD", BTF_KIND_TYPEDEF: "TYPEDEF", BTF_KIND_VOLATILE: "VOLATILE",
-    BTF_KIND_CONST: "CONST", BTF_KIND_RESTRICT: "RESTRICT", BTF_KIND_FUNC: "FUNC",
-    BTF_KIND_FUNC_PROTO: "FUNC_PROTO", BTF_KIND_VAR: "VAR", BTF_KIND_DATASEC: "DATASEC",
-    BTF_KIND_FLOAT: "FLOAT", BTF_KIND_DECL_TAG: "DECL_TAG", BTF_KIND_TYPE_TAG: "TYPE_TAG",
+    BTF_KIND_INT: "INT",
+    BTF_KIND_PTR: "PTR",
+    BTF_KIND_ARRAY: "ARRAY",
+    BTF_KIND_STRUCT: "STRUCT",
+    BTF_KIND_UNION: "UNION",
+    BTF_KIND_ENUM: "ENUM",
+    BTF_KIND_FWD: "FWD",
+    BTF_KIND_TYPEDEF: "TYPEDEF",
+    BTF_KIND_VOLATILE: "VOLATILE",
+    BTF_KIND_CONST: "CONST",
+    BTF_KIND_RESTRICT: "RESTRICT",
+    BTF_KIND_FUNC: "FUNC",
+    BTF_KIND_FUNC_PROTO: "FUNC_PROTO",
+    BTF_KIND_VAR: "VAR",
+    BTF_KIND_DATASEC: "DATASEC",
+    BTF_KIND_FLOAT: "FLOAT",
+    BTF_KIND_DECL_TAG: "DECL_TAG",
+    BTF_KIND_TYPE_TAG: "TYPE_TAG",
     BTF_KIND_ENUM64: "ENUM64",
 }
 
 # Kinds whose third word is a size rather than a referenced type id.
 _SIZED_KINDS = frozenset(
-    {BTF_KIND_INT, BTF_KIND_STRUCT, BTF_KIND_UNION, BTF_KIND_ENUM, BTF_KIND_DATASEC,
-     BTF_KIND_FLOAT, BTF_KIND_ENUM64}
+    {
+        BTF_KIND_INT,
+        BTF_KIND_STRUCT,
+        BTF_KIND_UNION,
+        BTF_KIND_ENUM,
+        BTF_KIND_DATASEC,
+        BTF_KIND_FLOAT,
+        BTF_KIND_ENUM64,
+    }
 )
 # Kinds that only qualify or rename the type they reference.
 _MODIFIER_KINDS = frozenset(
@@ -98,8 +117,12 @@ _MODIFIER_KINDS = frozenset(
 # Bytes that follow ``struct btf_type``: a fixed amount, or so much per ``vlen`` entry.
 _FIXED_TRAILER = {BTF_KIND_INT: 4, BTF_KIND_ARRAY: 12, BTF_KIND_VAR: 4, BTF_KIND_DECL_TAG: 4}
 _PER_ENTRY_TRAILER = {
-    BTF_KIND_STRUCT: 12, BTF_KIND_UNION: 12, BTF_KIND_ENUM: 8, BTF_KIND_FUNC_PROTO: 8,
-    BTF_KIND_DATASEC: 12, BTF_KIND_ENUM64: 12,
+    BTF_KIND_STRUCT: 12,
+    BTF_KIND_UNION: 12,
+    BTF_KIND_ENUM: 8,
+    BTF_KIND_FUNC_PROTO: 8,
+    BTF_KIND_DATASEC: 12,
+    BTF_KIND_ENUM64: 12,
 }
 
 _HEADER = struct.Struct("<HBBIIIII")  # struct btf_header, 24 bytes
@@ -187,8 +210,8 @@ class Btf:
         """Parse the contents of a ``.BTF`` section; ``ValueError`` if malformed."""
         if len(data) < _HEADER.size:
             raise ValueError(f"truncated BTF: {len(data)} bytes is shorter than its header")
-        magic, version, _flags, hdr_len, type_off, type_len, str_off, str_len = (
-            _HEADER.unpack_from(data)
+        magic, version, _flags, hdr_len, type_off, type_len, str_off, str_len = _HEADER.unpack_from(
+            data
         )
         if magic != BTF_MAGIC:
             raise ValueError(
@@ -231,7 +254,9 @@ class Btf:
                 )
             trailer_size = _FIXED_TRAILER.get(kind, 0) + _PER_ENTRY_TRAILER.get(kind, 0) * vlen
             if position + trailer_size > len(table):
-                raise ValueError(f"truncated BTF: type {type_id} ({_KIND_NAMES[kind]}) is cut short")
+                raise ValueError(
+                    f"truncated BTF: type {type_id} ({_KIND_NAMES[kind]}) is cut short"
+                )
             trailer = table[position : position + trailer_size]
             position += trailer_size
 
@@ -246,7 +271,9 @@ class Btf:
             elif kind == BTF_KIND_ARRAY:
                 array = BtfArray(*_TRIPLE.unpack(trailer))
             elif kind == BTF_KIND_DATASEC:
-                var_secinfos = tuple(BtfVarSecInfo(*entry) for entry in _TRIPLE.iter_unpack(trailer))
+                var_secinfos = tuple(
+                    BtfVarSecInfo(*entry) for entry in _TRIPLE.iter_unpack(trailer)
+                )
             types.append(
                 BtfType(
                     type_id=type_id,
@@ -293,9 +320,7 @@ class Btf:
             return _POINTER_SIZE
         if btf_type.array is not None:
             return btf_type.array.element_count * self.resolve_size(btf_type.array.element_type_id)
-        raise ValueError(
-            f"BTF type {type_id} ({btf_type.kind_name} {btf_type.name!r}) has no size"
-        )
+        raise ValueError(f"BTF type {type_id} ({btf_type.kind_name} {btf_type.name!r}) has no size")
 
     def find_datasec(self, name: str) -> BtfType | None:
         """The DATASEC describing ELF section ``name``, or ``None``."""
@@ -311,7 +336,9 @@ class Btf:
             raise ValueError(f"expected a pointer to an array, found {pointer.kind_name}")
         target = self.skip_modifiers(pointer.size_or_type)
         if target.array is None:
-            raise ValueError(f"expected a pointer to an array, found a pointer to {target.kind_name}")
+            raise ValueError(
+                f"expected a pointer to an array, found a pointer to {target.kind_name}"
+            )
         return target.array.element_count
 
 
@@ -326,8 +353,10 @@ def parse_map_definitions(btf: Btf, section_name: str = ".maps") -> tuple[BtfMap
 def _map_definition(btf: Btf, var_type_id: int, section_name: str) -> BtfMapDefinition:
     var = btf.type(var_type_id)
     if var.kind != BTF_KIND_VAR:
-        raise ValueError(f"malformed BTF: {section_name} entry {var_type_id} is a "
-                         f"{var.kind_name}, expected a VAR")
+        raise ValueError(
+            f"malformed BTF: {section_name} entry {var_type_id} is a "
+            f"{var.kind_name}, expected a VAR"
+        )
     definition = btf.skip_modifiers(var.size_or_type)
     if definition.kind != BTF_KIND_STRUCT:
         raise ValueError(
@@ -361,10 +390,14 @@ def _map_definition(btf: Btf, var_type_id: int, section_name: str) -> BtfMapDefi
                 "value/value_size); remove it"
             )
         if field in numbers and numbers[field] != value:
-            raise ValueError(f"map {var.name!r}: {field} is given twice with different values "
-                             f"({numbers[field]} and {value})")
+            raise ValueError(
+                f"map {var.name!r}: {field} is given twice with different values "
+                f"({numbers[field]} and {value})"
+            )
         numbers[field] = value
-    missing = [name for name in ("type", "key_size", "value_size", "max_entries") if name not in numbers]
+    missing = [
+        name for name in ("type", "key_size", "value_size", "max_entries") if name not in numbers
+    ]
     if missing:
         raise ValueError(f"map {var.name!r}: its definition lacks {', '.join(missing)}")
     return BtfMapDefinition(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 __all__ = [
     "EM_BPF",
     "SHF_EXECINSTR",
+    "SHN_LORESERVE",
     "SHT_NOBITS",
     "SHT_PROGBITS",
     "SHT_REL",
@@ -54,7 +55,7 @@ STT_FUNC = 2
 STT_SECTION = 3
 
 # Special section indexes: below SHN_LORESERVE an index names a real section.
-_SHN_LORESERVE = 0xFF00
+SHN_LORESERVE = 0xFF00
 
 _EHDR = struct.Struct("<16sHHIQQQIHHHHHH")  # Elf64_Ehdr, 64 bytes
 _SHDR = struct.Struct("<IIQQQQIIQQ")  # Elf64_Shdr, 64 bytes
@@ -136,8 +137,22 @@ class ElfFile:
                 f"not an ELF object: {len(data)} bytes is shorter than an ELF64 header "
                 f"({_EHDR.size} bytes); the file is truncated or not an object file"
             )
-        (ident, e_type, e_machine, e_version, _entry, _phoff, e_shoff, _flags, _ehsize,
-         _phentsize, _phnum, e_shentsize, e_shnum, e_shstrndx) = _EHDR.unpack_from(data)
+        (
+            ident,
+            e_type,
+            e_machine,
+            e_version,
+            _entry,
+            _phoff,
+            e_shoff,
+            _flags,
+            _ehsize,
+            _phentsize,
+            _phnum,
+            e_shentsize,
+            e_shnum,
+            e_shstrndx,
+        ) = _EHDR.unpack_from(data)
         if ident[:4] != _ELF_MAGIC:
             raise ValueError("not an ELF object: the file does not start with \\x7fELF")
         if ident[4] != _ELFCLASS64:
@@ -159,18 +174,22 @@ class ElfFile:
                 f"unsupported ELF type {e_type}: expected a relocatable object (ET_REL), "
                 "as produced by clang -c"
             )
-        if e_shnum == 0 or e_shnum >= _SHN_LORESERVE:
+        if e_shnum == 0 or e_shnum >= SHN_LORESERVE:
             raise ValueError(f"unsupported ELF object: section count {e_shnum} (none, or extended)")
         if e_shentsize != _SHDR.size:
-            raise ValueError(f"malformed ELF object: section header size {e_shentsize}, expected 64")
+            raise ValueError(
+                f"malformed ELF object: section header size {e_shentsize}, expected 64"
+            )
         if e_shoff + e_shnum * _SHDR.size > len(data):
             raise ValueError(
                 f"truncated ELF object: section headers end at byte "
                 f"{e_shoff + e_shnum * _SHDR.size} but the file has {len(data)} bytes"
             )
         if e_shstrndx >= e_shnum:
-            raise ValueError(f"malformed ELF object: section name table index {e_shstrndx} "
-                             f"is not below the section count {e_shnum}")
+            raise ValueError(
+                f"malformed ELF object: section name table index {e_shstrndx} "
+                f"is not below the section count {e_shnum}"
+            )
 
         headers = [_SHDR.unpack_from(data, e_shoff + i * _SHDR.size) for i in range(e_shnum)]
         contents = [cls._section_bytes(data, index, header) for index, header in enumerate(headers)]
@@ -189,8 +208,18 @@ class ElfFile:
                 entsize=sh_entsize,
                 data=contents[index],
             )
-            for index, (sh_name, sh_type, sh_flags, _addr, _offset, sh_size, sh_link, sh_info,
-                        _align, sh_entsize) in enumerate(headers)
+            for index, (
+                sh_name,
+                sh_type,
+                sh_flags,
+                _addr,
+                _offset,
+                sh_size,
+                sh_link,
+                sh_info,
+                _align,
+                sh_entsize,
+            ) in enumerate(headers)
         )
         return cls(sections)
 
@@ -230,12 +259,16 @@ class ElfFile:
             raise ValueError("unsupported ELF object: more than one symbol table")
         table = tables[0]
         if table.entsize != _SYM.size or len(table.data) % _SYM.size:
-            raise ValueError(f"malformed ELF symbol table {table.name!r}: entry size "
-                             f"{table.entsize}, size {len(table.data)}")
+            raise ValueError(
+                f"malformed ELF symbol table {table.name!r}: entry size "
+                f"{table.entsize}, size {len(table.data)}"
+            )
         names = self.section(table.link)
         if names.type != SHT_STRTAB:
-            raise ValueError(f"malformed ELF symbol table {table.name!r}: its string table "
-                             f"(section {table.link}) is not a string table")
+            raise ValueError(
+                f"malformed ELF symbol table {table.name!r}: its string table "
+                f"(section {table.link}) is not a string table"
+            )
         symbols = []
         for index in range(len(table.data) // _SYM.size):
             st_name, st_info, _other, st_shndx, st_value, st_size = _SYM.unpack_from(
@@ -266,8 +299,10 @@ class ElfFile:
                 f"(section type {section.type})"
             )
         if section.entsize != _REL.size or len(section.data) % _REL.size:
-            raise ValueError(f"malformed ELF relocation section {section.name!r}: entry size "
-                             f"{section.entsize}, size {len(section.data)}")
+            raise ValueError(
+                f"malformed ELF relocation section {section.name!r}: entry size "
+                f"{section.entsize}, size {len(section.data)}"
+            )
         return tuple(
             ElfRelocation(offset=r_offset, symbol_index=r_info >> 32, type=r_info & 0xFFFFFFFF)
             for r_offset, r_info in _REL.iter_unpack(section.data)
