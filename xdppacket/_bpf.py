@@ -378,6 +378,20 @@ class BpfLinkInfo:
     ifindex: int | None
 
 
+def _bpf_call(command: int, attr: ctypes.Structure, what: str) -> int:
+    """``bpf_syscall`` whose EPERM says which privileges are missing."""
+    try:
+        return bpf_syscall(command, attr, what)
+    except PermissionError as err:
+        if err.errno != errno.EPERM:
+            raise
+        raise PermissionError(
+            err.errno,
+            f"{err.strerror} (bpf() needs root, or CAP_BPF and CAP_NET_ADMIN; kernels "
+            "before 5.11 also charge maps to RLIMIT_MEMLOCK)",
+        ) from None
+
+
 def _object_name(name: str) -> bytes:
     """A name the kernel accepts: at most 15 bytes of ``[A-Za-z0-9_.]``."""
     allowed = "".join(c if c.isascii() and (c.isalnum() or c in "_.") else "_" for c in name)
@@ -402,7 +416,7 @@ def map_create(
         map_flags=map_flags,
         map_name=_object_name(name),
     )
-    return bpf_syscall(
+    return _bpf_call(
         BPF_MAP_CREATE,
         attr,
         f"bpf(BPF_MAP_CREATE) of map {name!r} (type {map_type}, key {key_size} B, "
@@ -420,14 +434,18 @@ def map_update_elem(map_fd: int, key: int, value: int, flags: int = BPF_ANY) -> 
         value=ctypes.addressof(value_buffer),
         flags=flags,
     )
-    bpf_syscall(BPF_MAP_UPDATE_ELEM, attr, f"bpf(BPF_MAP_UPDATE_ELEM) of key {key} in map fd {map_fd}")
+    _bpf_call(
+        BPF_MAP_UPDATE_ELEM, attr, f"bpf(BPF_MAP_UPDATE_ELEM) of key {key} in map fd {map_fd}"
+    )
 
 
 def map_delete_elem(map_fd: int, key: int) -> None:
     """Remove ``map[key]`` from a map with u32 keys; ``FileNotFoundError`` if absent."""
     key_buffer = _u32(_u32_argument(key, "map key"))
     attr = bpf_attr_map_elem(map_fd=map_fd, key=ctypes.addressof(key_buffer))
-    bpf_syscall(BPF_MAP_DELETE_ELEM, attr, f"bpf(BPF_MAP_DELETE_ELEM) of key {key} in map fd {map_fd}")
+    _bpf_call(
+        BPF_MAP_DELETE_ELEM, attr, f"bpf(BPF_MAP_DELETE_ELEM) of key {key} in map fd {map_fd}"
+    )
 
 
 def prog_load(
@@ -451,7 +469,7 @@ def prog_load(
             f"got {len(instructions)}"
         )
     instruction_buffer = ctypes.create_string_buffer(bytes(instructions), len(instructions))
-    license_buffer = ctypes.create_string_buffer(prog_license.encode("ascii"))
+    license_buffer = ctypes.create_string_buffer(prog_license.encode())
     what = f"bpf(BPF_PROG_LOAD) of program {name!r}"
 
     def load_attr() -> bpf_attr_prog_load:
@@ -466,7 +484,7 @@ def prog_load(
         )
 
     try:
-        return bpf_syscall(BPF_PROG_LOAD, load_attr(), what)
+        return _bpf_call(BPF_PROG_LOAD, load_attr(), what)
     except OSError as rejection:
         if rejection.errno == errno.EPERM:  # missing privileges, not a verdict on the code
             raise
@@ -477,18 +495,17 @@ def prog_load(
     attr.log_size = VERIFIER_LOG_SIZE
     attr.log_buf = ctypes.addressof(log_buffer)
     try:
-        return bpf_syscall(BPF_PROG_LOAD, attr, what + " with a verifier log")
+        return _bpf_call(BPF_PROG_LOAD, attr, what + " with a verifier log")
     except OSError as retry_error:
         log = log_buffer.value.decode("utf-8", errors="replace")
         if not log:
             raise first_error from None
         if retry_error.errno == errno.ENOSPC:
-            log = f"[log truncated to its last {VERIFIER_LOG_SIZE} bytes]\n{log}"
-        assert first_error.errno is not None
+            log = f"[the kernel truncated this log to {VERIFIER_LOG_SIZE} bytes]\n{log}"
+        rejection_errno = first_error.errno or errno.EINVAL
         raise BPFVerifierError(
-            first_error.errno,
-            f"the kernel's verifier rejected BPF program {name!r}: "
-            f"{os.strerror(first_error.errno)}",
+            rejection_errno,
+            f"the kernel's verifier rejected BPF program {name!r}: {os.strerror(rejection_errno)}",
             log,
         ) from None
 
@@ -503,7 +520,7 @@ def link_create(prog_fd: int, target_ifindex: int, attach_type: int, flags: int 
     attr = bpf_attr_link_create(
         prog_fd=prog_fd, target_ifindex=target_ifindex, attach_type=attach_type, flags=flags
     )
-    return bpf_syscall(
+    return _bpf_call(
         BPF_LINK_CREATE,
         attr,
         f"bpf(BPF_LINK_CREATE) of program fd {prog_fd} on ifindex {target_ifindex} "
@@ -513,7 +530,7 @@ def link_create(prog_fd: int, target_ifindex: int, attach_type: int, flags: int 
 
 def _fd_by_id(command: int, object_id: int, what: str) -> int:
     attr = bpf_attr_get_id(start_id=_u32_argument(object_id, f"{what} id"))
-    return bpf_syscall(command, attr, f"bpf() opening {what} id {object_id}")
+    return _bpf_call(command, attr, f"bpf() opening {what} id {object_id}")
 
 
 def prog_get_fd_by_id(prog_id: int) -> int:
@@ -538,7 +555,7 @@ def link_get_next_id(start_id: int) -> int | None:
     """
     attr = bpf_attr_get_id(start_id=_u32_argument(start_id, "link start id"))
     try:
-        bpf_syscall(BPF_LINK_GET_NEXT_ID, attr, f"bpf(BPF_LINK_GET_NEXT_ID) after id {start_id}")
+        _bpf_call(BPF_LINK_GET_NEXT_ID, attr, f"bpf(BPF_LINK_GET_NEXT_ID) after id {start_id}")
     except FileNotFoundError:
         return None
     return int(attr.next_id)
@@ -574,10 +591,8 @@ def _require_fd_kind(fd: int, expected: str) -> None:
 
 def _fill_info(fd: int, info: ctypes.Structure) -> None:
     """``BPF_OBJ_GET_INFO_BY_FD`` into ``info``; the kernel fills what fits."""
-    attr = bpf_attr_obj_info(
-        bpf_fd=fd, info_len=ctypes.sizeof(info), info=ctypes.addressof(info)
-    )
-    bpf_syscall(BPF_OBJ_GET_INFO_BY_FD, attr, f"bpf(BPF_OBJ_GET_INFO_BY_FD) of fd {fd}")
+    attr = bpf_attr_obj_info(bpf_fd=fd, info_len=ctypes.sizeof(info), info=ctypes.addressof(info))
+    _bpf_call(BPF_OBJ_GET_INFO_BY_FD, attr, f"bpf(BPF_OBJ_GET_INFO_BY_FD) of fd {fd}")
 
 
 def prog_get_info_by_fd(prog_fd: int) -> BpfProgInfo:
@@ -652,9 +667,11 @@ def prog_test_run(
     """Run a program on ``data`` in the kernel (``BPF_PROG_TEST_RUN``).
 
     Returns ``(retval, duration)``: the program's return value (an XDP action) and the
-    average run time in nanoseconds. With ``flags=BPF_F_TEST_XDP_LIVE_FRAMES`` the
-    frames really go where the program sends them; pass ``ctx_in=bytes(xdp_md(...))``
-    with ``ingress_ifindex`` set, and ``batch_size`` frames per batch.
+    average run time in nanoseconds. ``ctx_in`` is a ``struct xdp_md``, e.g.
+    ``bytes(xdp_md(data_end=len(data), ingress_ifindex=...))``: the kernel wants
+    ``data_end == len(data)``. With ``flags=BPF_F_TEST_XDP_LIVE_FRAMES`` the frames really
+    go where the program sends them, ``batch_size`` at a time (0: the kernel's default),
+    and the kernel reports no return value (0).
     """
     data_buffer = ctypes.create_string_buffer(bytes(data), len(data))
     ctx_buffer = ctypes.create_string_buffer(bytes(ctx_in), len(ctx_in)) if ctx_in else None
@@ -668,6 +685,5 @@ def prog_test_run(
         flags=flags,
         batch_size=_u32_argument(batch_size, "batch_size"),
     )
-    bpf_syscall(BPF_PROG_TEST_RUN, attr, f"bpf(BPF_PROG_TEST_RUN) of program fd {prog_fd}")
+    _bpf_call(BPF_PROG_TEST_RUN, attr, f"bpf(BPF_PROG_TEST_RUN) of program fd {prog_fd}")
     return int(attr.retval), int(attr.duration)
-

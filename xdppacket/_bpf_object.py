@@ -21,6 +21,7 @@ from types import TracebackType
 from . import _bpf
 from ._btf import Btf, parse_map_definitions
 from ._elf import (
+    SHN_LORESERVE,
     SHT_PROGBITS,
     STT_FUNC,
     STT_SECTION,
@@ -148,21 +149,18 @@ class LoadedBpfObject:
         self._prog_fd: int | None = prog_fd
         self._map_fds = dict(map_fds)
 
-    def _require_open(self) -> None:
-        if self._prog_fd is None:
-            raise ValueError(f"BPF program {self.program_name!r} is closed")
-
     @property
     def prog_fd(self) -> int:
         """The program's fd (for ``link_create``); ``ValueError`` once closed."""
-        self._require_open()
-        assert self._prog_fd is not None
+        if self._prog_fd is None:
+            raise ValueError(f"BPF program {self.program_name!r} is closed")
         return self._prog_fd
 
     @property
     def map_fds(self) -> dict[str, int]:
         """Map name -> fd, for every map of the object; ``ValueError`` once closed."""
-        self._require_open()
+        if self._prog_fd is None:
+            raise ValueError(f"BPF program {self.program_name!r} is closed")
         return dict(self._map_fds)
 
     @property
@@ -177,7 +175,9 @@ class LoadedBpfObject:
         fds = [self._prog_fd, *self._map_fds.values()]
         self._prog_fd = None
         self._map_fds = {}
-        _close_all(fds)
+        first_error = _close_all(fds)
+        if first_error is not None:
+            raise first_error
 
     def __enter__(self) -> LoadedBpfObject:
         return self
@@ -193,20 +193,21 @@ class LoadedBpfObject:
     def __repr__(self) -> str:
         if self._prog_fd is None:
             return f"<LoadedBpfObject {self.program_name!r} closed>"
-        return (f"<LoadedBpfObject {self.program_name!r} prog_fd={self._prog_fd} "
-                f"map_fds={self._map_fds}>")
+        return (
+            f"<LoadedBpfObject {self.program_name!r} prog_fd={self._prog_fd} "
+            f"map_fds={self._map_fds}>"
+        )
 
 
-def _close_all(fds: Iterable[int]) -> None:
-    """Close every fd even if one fails; raise the first failure afterwards."""
+def _close_all(fds: Iterable[int]) -> OSError | None:
+    """Close every fd even if one fails; return the first failure."""
     first_error: OSError | None = None
     for fd in fds:
         try:
             os.close(fd)
         except OSError as err:
             first_error = first_error or err
-    if first_error is not None:
-        raise first_error
+    return first_error
 
 
 @dataclass(frozen=True)
@@ -223,8 +224,10 @@ class BpfObject:
         elf = ElfFile.parse(data)
         symbols = elf.symbols()
         if not symbols:
-            raise ValueError("the BPF object has no symbol table; do not strip it (llvm-strip -g "
-                             "is fine, it keeps the symbols)")
+            raise ValueError(
+                "the BPF object has no symbol table; do not strip it (llvm-strip -g "
+                "is fine, it keeps the symbols)"
+            )
         maps = _btf_maps(elf, symbols) + _legacy_maps(elf, symbols)
         names = [definition.name for definition in maps]
         duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -238,8 +241,10 @@ class BpfObject:
         for definition in self.maps:
             if definition.name == name:
                 return definition
-        raise KeyError(f"no map named {name!r}; the object declares "
-                       f"{[definition.name for definition in self.maps]}")
+        raise KeyError(
+            f"no map named {name!r}; the object declares "
+            f"{[definition.name for definition in self.maps]}"
+        )
 
     def program(self, name: str | None = None) -> BpfProgram:
         """The program called ``name`` (function or section name), or the only one."""
@@ -253,8 +258,10 @@ class BpfObject:
         for program in self.programs:
             if name in (program.name, program.section_name):
                 return program
-        raise ValueError(f"no XDP program named {name!r}; the object has "
-                         f"{[program.name for program in self.programs]}")
+        raise ValueError(
+            f"no XDP program named {name!r}; the object has "
+            f"{[program.name for program in self.programs]}"
+        )
 
     def load(
         self,
@@ -270,12 +277,15 @@ class BpfObject:
         overrides = dict(max_entries_overrides or {})
         unknown = sorted(set(overrides) - {definition.name for definition in self.maps})
         if unknown:
-            raise ValueError(f"max_entries_overrides names unknown map(s) {unknown}; the object "
-                             f"declares {[definition.name for definition in self.maps]}")
+            raise ValueError(
+                f"max_entries_overrides names unknown map(s) {unknown}; the object "
+                f"declares {[definition.name for definition in self.maps]}"
+            )
         for name, entries in overrides.items():
             if isinstance(entries, bool) or not isinstance(entries, int) or entries < 1:
-                raise ValueError(f"max_entries for map {name!r} must be a positive int, "
-                                 f"got {entries!r}")
+                raise ValueError(
+                    f"max_entries for map {name!r} must be a positive int, got {entries!r}"
+                )
         map_fds: dict[str, int] = {}
         try:
             for definition in self.maps:
@@ -296,7 +306,7 @@ class BpfObject:
                 expected_attach_type=_bpf.BPF_XDP,
             )
         except BaseException:
-            _close_all(map_fds.values())
+            _close_all(map_fds.values())  # the load's own error is the one worth reporting
             raise
         return LoadedBpfObject(program.name, prog_fd, map_fds)
 
@@ -304,15 +314,20 @@ class BpfObject:
 def _license(elf: ElfFile) -> str:
     section = elf.section_by_name("license")
     if section is None or not section.data:
-        raise ValueError('the BPF object has no license; add: char _license[] SEC("license") = "GPL";')
+        raise ValueError(
+            'the BPF object has no license; add: char _license[] SEC("license") = "GPL";'
+        )
     return section.data.split(b"\0", 1)[0].decode("ascii", errors="replace")
 
 
 def _symbols_in(symbols: Iterable[ElfSymbol], section: ElfSection) -> list[ElfSymbol]:
     """Named, non-section symbols defined in ``section``, in address order."""
     return sorted(
-        (s for s in symbols
-         if s.section_index == section.index and s.name and s.type != STT_SECTION),
+        (
+            s
+            for s in symbols
+            if s.section_index == section.index and s.name and s.type != STT_SECTION
+        ),
         key=lambda s: s.value,
     )
 
@@ -323,8 +338,10 @@ def _btf_maps(elf: ElfFile, symbols: tuple[ElfSymbol, ...]) -> tuple[MapDefiniti
         return ()
     btf_section = elf.section_by_name(".BTF")
     if btf_section is None:
-        raise ValueError("the BPF object has a .maps section but no .BTF section to describe it; "
-                         "build with clang -g")
+        raise ValueError(
+            "the BPF object has a .maps section but no .BTF section to describe it; "
+            "build with clang -g"
+        )
     offsets = {symbol.name: symbol.value for symbol in _symbols_in(symbols, section)}
     definitions = []
     for btf_map in parse_map_definitions(Btf.parse(btf_section.data), _BTF_MAPS_SECTION):
@@ -436,18 +453,26 @@ def _map_relocation(
     if relocation.type == R_BPF_64_32:
         raise ValueError(f"{where} calls function {symbol.name!r}; {_INLINE_ADVICE}")
     if relocation.type != R_BPF_64_64:
-        raise ValueError(f"{where}: relocation type {relocation.type} is not supported "
-                         "(only map references, R_BPF_64_64)")
+        raise ValueError(
+            f"{where}: relocation type {relocation.type} is not supported "
+            "(only map references, R_BPF_64_64)"
+        )
     if offset % _INSN_SIZE or offset + 2 * _INSN_SIZE > len(section.data):
         raise ValueError(f"{where}: relocation does not point at a whole ld_imm64 instruction")
     code, _registers, _off, imm = _INSN.unpack_from(section.data, offset)
     if code != _BPF_LD_IMM64:
-        raise ValueError(f"{where}: relocation against {symbol.name!r} is on opcode {code:#x}, "
-                         "not on an ld_imm64 (0x18)")
+        raise ValueError(
+            f"{where}: relocation against {symbol.name!r} is on opcode {code:#x}, "
+            "not on an ld_imm64 (0x18)"
+        )
     if symbol.section_index == 0:
-        raise ValueError(f"{where} refers to undefined (extern) symbol {symbol.name!r}, "
-                         "which xdppacket's loader does not support; define it in the program")
-    target_section = elf.section(symbol.section_index) if symbol.section_index < 0xFF00 else None
+        raise ValueError(
+            f"{where} refers to undefined (extern) symbol {symbol.name!r}, "
+            "which xdppacket's loader does not support; define it in the program"
+        )
+    target_section = (
+        elf.section(symbol.section_index) if symbol.section_index < SHN_LORESERVE else None
+    )
     target_name = target_section.name if target_section else f"special index {symbol.section_index}"
     # A section symbol carries the map's offset in the instruction's immediate.
     map_offset = symbol.value + (imm if symbol.type == STT_SECTION else 0)
@@ -462,8 +487,10 @@ def _map_relocation(
         )
     if target_section is not None and target_section.is_executable:
         raise ValueError(f"{where} takes the address of function {symbol.name!r}; {_INLINE_ADVICE}")
-    raise ValueError(f"{where} refers to {symbol.name!r} in section {target_name!r}, "
-                     "which is not a map xdppacket knows")
+    raise ValueError(
+        f"{where} refers to {symbol.name!r} in section {target_name!r}, "
+        "which is not a map xdppacket knows"
+    )
 
 
 def _check_calls_stay_inside(name: str, instructions: bytes) -> None:
