@@ -120,15 +120,24 @@ def build_bpf_elf(spec: ElfSpec) -> bytes:
     for section in spec.sections:
         symbol_index["section:" + section.name] = len(symbol_entries)
         symbol_entries.append(
-            struct.pack("<IBBHQQ", 0, (STB_LOCAL << 4) | STT_SECTION, 0, index_of[section.name], 0, 0)
+            struct.pack(
+                "<IBBHQQ", 0, (STB_LOCAL << 4) | STT_SECTION, 0, index_of[section.name], 0, 0
+            )
         )
     first_global = len(symbol_entries)
     for symbol in spec.symbols:
         symbol_index[symbol.name] = len(symbol_entries)
         shndx = index_of[symbol.section] if symbol.section else 0
         symbol_entries.append(
-            struct.pack("<IBBHQQ", string(symbol.name), (symbol.binding << 4) | symbol.type, 0,
-                        shndx, symbol.value, symbol.size)
+            struct.pack(
+                "<IBBHQQ",
+                string(symbol.name),
+                (symbol.binding << 4) | symbol.type,
+                0,
+                shndx,
+                symbol.value,
+                symbol.size,
+            )
         )
 
     headers: list[tuple[str, int, int, bytes, int, int, int]] = [
@@ -141,8 +150,9 @@ def build_bpf_elf(spec: ElfSpec) -> bytes:
             if r.section == target
         )
         headers.append((".rel" + target, SHT_REL, 0, entries, symtab_index, index_of[target], 16))
-    headers.append((".symtab", SHT_SYMTAB, 0, b"".join(symbol_entries), symtab_index + 1,
-                    first_global, 24))
+    headers.append(
+        (".symtab", SHT_SYMTAB, 0, b"".join(symbol_entries), symtab_index + 1, first_global, 24)
+    )
     headers.append((".strtab", SHT_STRTAB, 0, bytes(names), 0, 0, 0))
     section_names = bytearray(b"\0")
     name_offsets = []
@@ -163,11 +173,39 @@ def build_bpf_elf(spec: ElfSpec) -> bytes:
     for (_name, sh_type, flags, data, link, info, entsize), name_offset, offset in zip(
         headers, name_offsets, placed
     ):
-        body.extend(struct.pack("<IIQQQQIIQQ", name_offset, sh_type, flags, 0, offset, len(data),
-                                link, info, 8, entsize))
+        body.extend(
+            struct.pack(
+                "<IIQQQQIIQQ",
+                name_offset,
+                sh_type,
+                flags,
+                0,
+                offset,
+                len(data),
+                link,
+                info,
+                8,
+                entsize,
+            )
+        )
     ident = b"\x7fELF" + bytes([spec.elf_class, spec.data_encoding, 1]) + bytes(9)
-    body[:64] = struct.pack("<16sHHIQQQIHHHHHH", ident, 1, spec.machine, 1, 0, 0,
-                            section_header_offset, 0, 64, 0, 0, 64, len(headers) + 1, len(headers))
+    body[:64] = struct.pack(
+        "<16sHHIQQQIHHHHHH",
+        ident,
+        1,
+        spec.machine,
+        1,
+        0,
+        0,
+        section_header_offset,
+        0,
+        64,
+        0,
+        0,
+        64,
+        len(headers) + 1,
+        len(headers),
+    )
     return bytes(body)
 
 
@@ -192,9 +230,12 @@ def legacy_spec(
     spec = ElfSpec(
         sections=[
             Section("xdp/legacy", flags=SHF_ALLOC_EXEC, data=program),
-            Section("maps", flags=SHF_WRITE_ALLOC,
-                    data=legacy_map_def(xsk_map_type, 4, 4, 8)
-                    + legacy_map_def(BPF_MAP_TYPE_ARRAY, 4, 8, 1)),
+            Section(
+                "maps",
+                flags=SHF_WRITE_ALLOC,
+                data=legacy_map_def(xsk_map_type, 4, 4, 8)
+                + legacy_map_def(BPF_MAP_TYPE_ARRAY, 4, 8, 1),
+            ),
             Section("license", flags=SHF_WRITE_ALLOC, data=b"Dual MIT/GPL\0"),
         ],
         symbols=[
@@ -230,7 +271,9 @@ class BtfBuilder:
         self.strings.extend(name.encode() + b"\0")
         return len(self.strings) - len(name) - 1
 
-    def add(self, kind: int, name: str, size_or_type: int, vlen: int = 0, trailer: bytes = b"") -> int:
+    def add(
+        self, kind: int, name: str, size_or_type: int, vlen: int = 0, trailer: bytes = b""
+    ) -> int:
         self.types.extend(struct.pack("<III", self._name(name), (kind << 24) | vlen, size_or_type))
         self.types.extend(trailer)
         self.count += 1
@@ -255,8 +298,9 @@ class BtfBuilder:
         return self.add(4, name, size, vlen=len(members), trailer=trailer)
 
     def build(self) -> bytes:
-        header = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(self.types), len(self.types),
-                             len(self.strings))
+        header = struct.pack(
+            "<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(self.types), len(self.types), len(self.strings)
+        )
         return header + bytes(self.types) + bytes(self.strings)
 
 
@@ -288,8 +332,13 @@ def test_shipped_object_has_one_xdp_program(shipped: BpfObject) -> None:
 
 def test_shipped_object_declares_xsks_map_in_btf(shipped: BpfObject) -> None:
     xsks_map = shipped.map("xsks_map")
-    assert (xsks_map.map_type, xsks_map.key_size, xsks_map.value_size, xsks_map.max_entries,
-            xsks_map.map_flags) == (BPF_MAP_TYPE_XSKMAP, 4, 4, 64, 0)
+    assert (
+        xsks_map.map_type,
+        xsks_map.key_size,
+        xsks_map.value_size,
+        xsks_map.max_entries,
+        xsks_map.map_flags,
+    ) == (BPF_MAP_TYPE_XSKMAP, 4, 4, 64, 0)
     assert [definition.name for definition in shipped.maps] == ["xsks_map"]
 
 
@@ -348,19 +397,26 @@ def test_btf_parser_resolves_the_shipped_types() -> None:
 
 def test_legacy_maps_section_is_read() -> None:
     bpf_object = BpfObject.parse(build_bpf_elf(legacy_spec()))
-    assert [(m.name, m.map_type, m.key_size, m.value_size, m.max_entries) for m in bpf_object.maps] == [
+    assert [
+        (m.name, m.map_type, m.key_size, m.value_size, m.max_entries) for m in bpf_object.maps
+    ] == [
         ("xsks_map", BPF_MAP_TYPE_XSKMAP, 4, 4, 8),
         ("counters", BPF_MAP_TYPE_ARRAY, 4, 8, 1),
     ]
     (program,) = bpf_object.programs
     assert (program.name, program.section_name, program.instruction_count) == (
-        "legacy_prog", "xdp/legacy", 8)
+        "legacy_prog",
+        "xdp/legacy",
+        8,
+    )
     assert program.map_relocations == (
         MapRelocation(1, "xsks_map"),
         MapRelocation(3, "counters"),  # section symbol + the immediate's offset 20
     )
     assert bpf_object.license == "Dual MIT/GPL"
-    patched = relocate(program.instructions, program.map_relocations, {"xsks_map": 7, "counters": 9})
+    patched = relocate(
+        program.instructions, program.map_relocations, {"xsks_map": 7, "counters": 9}
+    )
     assert struct.unpack_from("<BBhi", patched, 24) == (0x18, 0x14, 0, 9)
 
 
@@ -389,16 +445,27 @@ def test_btf_map_definition_with_typed_key_and_flags() -> None:
     key_struct = builder.structure("flow", 12, [("a", builder.int_id), ("b", u64)])
     typedef = builder.add(8, "flow_t", key_struct)
     const = builder.add(10, "", typedef)
-    btf = Btf.parse(btf_with_map([
-        ("type", builder.uint_member(1)),
-        ("key", builder.pointer(const)),
-        ("value", builder.pointer(u64)),
-        ("max_entries", builder.uint_member(1024)),
-        ("map_flags", builder.uint_member(1)),
-    ], builder))
+    btf = Btf.parse(
+        btf_with_map(
+            [
+                ("type", builder.uint_member(1)),
+                ("key", builder.pointer(const)),
+                ("value", builder.pointer(u64)),
+                ("max_entries", builder.uint_member(1024)),
+                ("map_flags", builder.uint_member(1)),
+            ],
+            builder,
+        )
+    )
     (definition,) = parse_map_definitions(btf)
-    assert (definition.name, definition.map_type, definition.key_size, definition.value_size,
-            definition.max_entries, definition.map_flags) == ("my_map", 1, 12, 8, 1024, 1)
+    assert (
+        definition.name,
+        definition.map_type,
+        definition.key_size,
+        definition.value_size,
+        definition.max_entries,
+        definition.map_flags,
+    ) == ("my_map", 1, 12, 8, 1024, 1)
 
 
 @pytest.mark.parametrize(
@@ -445,8 +512,15 @@ def test_btf_map_definition_errors(member: str, message: str) -> None:
         (build_bpf_elf(legacy_spec(elf_class=1)), "64-bit"),
         (build_bpf_elf(legacy_spec(data_encoding=2)), "little-endian"),
     ],
-    ids=["empty", "truncated-header", "truncated-sections", "not-elf", "wrong-machine",
-         "32-bit", "big-endian"],
+    ids=[
+        "empty",
+        "truncated-header",
+        "truncated-sections",
+        "not-elf",
+        "wrong-machine",
+        "32-bit",
+        "big-endian",
+    ],
 )
 def test_malformed_elf_is_refused(data: bytes, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -529,7 +603,9 @@ def test_load_refuses_unknown_override_before_creating_anything() -> None:
         bpf_object.load({"xsks_map": 0})
 
 
-@pytest.mark.parametrize(("queue_count", "error"), [(0, ValueError), ("4", TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    ("queue_count", "error"), [(0, ValueError), ("4", TypeError), (True, TypeError)]
+)
 def test_load_xsk_program_checks_queue_count(queue_count: object, error: type[Exception]) -> None:
     with pytest.raises(error, match="queue_count"):
         load_xsk_program(None, queue_count)  # type: ignore[arg-type]
@@ -563,19 +639,37 @@ def test_load_xsk_program_names_the_path_of_a_malformed_object(tmp_path: Path) -
 
 # Sizes and offsets from /usr/include/linux/bpf.h (linux-libc-dev 6.1), checked with offsetof.
 EXPECTED_LAYOUT = {
-    _bpf.bpf_attr_map_create: (72, {"map_name": 28, "btf_vmlinux_value_type_id": 60, "map_extra": 64}),
+    _bpf.bpf_attr_map_create: (
+        72,
+        {"map_name": 28, "btf_vmlinux_value_type_id": 60, "map_extra": 64},
+    ),
     _bpf.bpf_attr_map_elem: (32, {"key": 8, "value": 16, "flags": 24}),
-    _bpf.bpf_attr_prog_load: (144, {"insns": 8, "log_buf": 32, "prog_name": 48,
-                                    "expected_attach_type": 68, "fd_array": 120,
-                                    "core_relo_rec_size": 136, "log_true_size": 140}),
-    _bpf.bpf_attr_test_run: (80, {"data_in": 16, "repeat": 32, "ctx_in": 48, "flags": 64,
-                                  "batch_size": 72}),
+    _bpf.bpf_attr_prog_load: (
+        144,
+        {
+            "insns": 8,
+            "log_buf": 32,
+            "prog_name": 48,
+            "expected_attach_type": 68,
+            "fd_array": 120,
+            "core_relo_rec_size": 136,
+            "log_true_size": 140,
+        },
+    ),
+    _bpf.bpf_attr_test_run: (
+        80,
+        {"data_in": 16, "repeat": 32, "ctx_in": 48, "flags": 64, "batch_size": 72},
+    ),
     _bpf.bpf_attr_get_id: (12, {"next_id": 4, "open_flags": 8}),
     _bpf.bpf_attr_obj_info: (16, {"info": 8}),
-    _bpf.bpf_attr_link_create: (48, {"target_ifindex": 4, "attach_type": 8, "flags": 12,
-                                     "attach_type_specific": 16}),
-    _bpf.bpf_prog_info: (232, {"nr_map_ids": 52, "map_ids": 56, "name": 64, "netns_dev": 88,
-                               "attach_btf_id": 224}),
+    _bpf.bpf_attr_link_create: (
+        48,
+        {"target_ifindex": 4, "attach_type": 8, "flags": 12, "attach_type_specific": 16},
+    ),
+    _bpf.bpf_prog_info: (
+        232,
+        {"nr_map_ids": 52, "map_ids": 56, "name": 64, "netns_dev": 88, "attach_btf_id": 224},
+    ),
     _bpf.bpf_map_info: (88, {"max_entries": 16, "name": 24, "map_extra": 80}),
     _bpf.bpf_link_info: (48, {"prog_id": 8, "variants": 16}),
     _bpf.xdp_md: (24, {"ingress_ifindex": 12, "rx_queue_index": 16}),
