@@ -8,6 +8,7 @@ as zero-copy views. ``ZeroCopyLeases`` is what makes lending safe.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import sys
 from typing import Callable
@@ -43,10 +44,8 @@ class Umem:
         last view dies; unmapping now would turn that view into a dangling pointer.
         """
         self.leases.close()
-        try:
+        with contextlib.suppress(BufferError):
             self.map.close()
-        except BufferError:
-            pass
 
 
 class _Lease:
@@ -115,6 +114,11 @@ class ZeroCopyLeases:
                     still_held.append(lease)
             self._held = still_held
         return free
+
+    @property
+    def outstanding(self) -> bool:
+        """True while any lent frame has not come back (checked by every read)."""
+        return self._current is not None or bool(self._held)
 
     @property
     def held_frames(self) -> int:

@@ -11,14 +11,14 @@ A signal interrupts the wait: Python runs its handler, so Ctrl-C raises
 from __future__ import annotations
 
 import select
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 __all__ = ["wait_readable", "wait_writable"]
 
 _FD_SETSIZE = 1024
 
 
-def _wait(fds: Sequence[int], timeout_us: Optional[int], writable: bool) -> list[int]:
+def _wait(fds: Sequence[int], timeout_us: int | None, writable: bool) -> list[int]:
     if max(fds) < _FD_SETSIZE:
         timeout = None if timeout_us is None else timeout_us / 1e6
         if writable:
@@ -32,11 +32,11 @@ def _wait(fds: Sequence[int], timeout_us: Optional[int], writable: bool) -> list
     return [fd for fd, _ in poller.poll(timeout_ms)]
 
 
-def wait_readable(fds: Sequence[int], timeout_us: Optional[int]) -> list[int]:
+def wait_readable(fds: Sequence[int], timeout_us: int | None) -> list[int]:
     """Wait until one of ``fds`` has received frames or ``timeout_us`` passes (None: forever)."""
     return _wait(fds, timeout_us, writable=False)
 
 
-def wait_writable(fds: Sequence[int], timeout_us: Optional[int]) -> list[int]:
+def wait_writable(fds: Sequence[int], timeout_us: int | None) -> list[int]:
     """Wait until one of ``fds`` has room in its tx ring or ``timeout_us`` passes."""
     return _wait(fds, timeout_us, writable=True)

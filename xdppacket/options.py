@@ -8,8 +8,9 @@ resource exists, so a bad option never leaves anything behind.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Iterable, Union
+from typing import Union
 
 __all__ = [
     "IO_MODE_BLOCK",

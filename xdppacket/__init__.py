@@ -1,0 +1,57 @@
+"""xdppacket: capture and inject raw Ethernet frames through Linux AF_XDP sockets.
+
+Pure Python over the standard library. ``XDPPacket`` drives one queue of an interface;
+``XDPMultiQueue`` several. See README.md for a tour and ``../shared/SPEC.md`` for the
+contract.
+"""
+
+from ._program import clear_iface_residue_xdp_resources
+from .errors import BPFVerifierError, XDPError, XDPProgramBusyError, XDPTimeoutError, XDPWriteError
+from .options import (
+    IO_MODE_BLOCK,
+    IO_MODE_NONBLOCK,
+    XDP_MODE_DRV,
+    XDP_MODE_SKB,
+    IOMode,
+    OptFrameSize,
+    OptIoMode,
+    OptNumFrames,
+    OptPollTimeout,
+    OptQueueCount,
+    OptQueueID,
+    OptRingSize,
+    OptXDPMode,
+    XDPMode,
+    XDPOptions,
+)
+from .packet import XDPPacket
+from .stats import CaptureInfo, XDPStats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BPFVerifierError",
+    "CaptureInfo",
+    "IOMode",
+    "IO_MODE_BLOCK",
+    "IO_MODE_NONBLOCK",
+    "OptFrameSize",
+    "OptIoMode",
+    "OptNumFrames",
+    "OptPollTimeout",
+    "OptQueueCount",
+    "OptQueueID",
+    "OptRingSize",
+    "OptXDPMode",
+    "XDPError",
+    "XDPMode",
+    "XDPOptions",
+    "XDPPacket",
+    "XDPProgramBusyError",
+    "XDPStats",
+    "XDPTimeoutError",
+    "XDPWriteError",
+    "XDP_MODE_DRV",
+    "XDP_MODE_SKB",
+    "clear_iface_residue_xdp_resources",
+]

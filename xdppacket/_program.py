@@ -1,0 +1,265 @@
+"""The XDP program and its ``xsks_map`` on one interface, shared by every socket using it.
+
+The program is attached with a BPF link (``BPF_LINK_CREATE``), not netlink: the kernel
+detaches it as soon as the last file descriptor of the link closes, so a crashed or
+SIGKILLed process never leaves it behind.
+
+Sharing works at two levels:
+
+* within a process, sockets on one interface share one ``XskProgram`` (reference
+  counted; the last ``release()`` closes its descriptors);
+* across processes, a process that finds an xdppacket program already attached joins
+  it: it finds the XDP link by id (no bpffs needed), opens its own descriptors for the
+  link, program and map, and so keeps the program attached for as long as it runs.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from typing import ClassVar
+
+from . import _bpf, _netlink
+from ._bpf_object import load_xsk_program
+from ._interface import interface_index
+from .errors import XDPProgramBusyError
+from .options import XDPMode
+
+__all__ = ["XskProgram", "clear_iface_residue_xdp_resources"]
+
+XSKS_MAP_NAME = "xsks_map"
+# Mode flags shared by BPF_LINK_CREATE and IFLA_XDP_FLAGS (include/uapi/linux/if_link.h).
+XDP_FLAGS_SKB_MODE = 1 << 1
+XDP_FLAGS_DRV_MODE = 1 << 2
+
+_MODE_BY_ATTACHED = {_netlink.XDP_ATTACHED_DRV: XDPMode.DRV, _netlink.XDP_ATTACHED_SKB: XDPMode.SKB}
+_MODE_NAME = {XDPMode.DRV: "native (XDP_MODE_DRV)", XDPMode.SKB: "generic (XDP_MODE_SKB)"}
+# Attempts to attach-or-join when another process attaches or detaches at the same moment.
+_ATTACH_ATTEMPTS = 5
+
+
+def _network_namespace_id() -> int:
+    """Interface indexes are per namespace, so the sharing key includes the namespace."""
+    return os.stat("/proc/self/ns/net").st_ino
+
+
+class XskProgram:
+    """Owns descriptors of one attached XDP program: its link, the program and ``xsks_map``.
+
+    Lifetime: ``acquire`` hands out shared references; each ``release`` drops one and
+    the last closes the descriptors, which detaches the program unless another process
+    holds the link too. Thread-safe: the registry and reference counts are locked.
+    """
+
+    _registry: ClassVar[dict[tuple[int, int], XskProgram]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, key: tuple[int, int], ifname: str, mode: XDPMode, link_fd: int, prog_fd: int,
+                 map_fd: int, map_entries: int, attached_here: bool):
+        self._key = key
+        self.ifname = ifname
+        self.mode = mode
+        self.link_fd = link_fd
+        self.prog_fd = prog_fd
+        self.map_fd = map_fd
+        self.map_entries = map_entries
+        #: False when this process joined a program another process attached.
+        self.attached_here = attached_here
+        self._users = 0
+
+    @classmethod
+    def acquire(cls, ifname: str, ifindex: int, mode: XDPMode, queue_count: int) -> XskProgram:
+        """A shared reference to the interface's program, attaching or joining it if needed."""
+        key = (_network_namespace_id(), ifindex)
+        with cls._lock:
+            program = cls._registry.get(key)
+            if program is None:
+                program = _attach_or_join(key, ifname, ifindex, mode, queue_count)
+                cls._registry[key] = program
+            elif program.mode is not mode:
+                raise ValueError(
+                    f"{ifname} already runs the XDP program in {_MODE_NAME[program.mode]} mode for "
+                    f"other sockets of this process; open this socket with OptXDPMode in the same mode"
+                )
+            program._users += 1
+            return program
+
+    def register(self, queue_id: int, xsk_fd: int) -> None:
+        """Point the program's ``xsks_map[queue_id]`` at a bound socket."""
+        if queue_id >= self.map_entries:
+            raise ValueError(
+                f"queue {queue_id} is beyond the {self.map_entries} entries of the xsks_map attached "
+                f"to {self.ifname}; close the sockets using it so it is reloaded with the current queue count"
+            )
+        try:
+            _bpf.map_update_elem(self.map_fd, queue_id, xsk_fd)
+        except OSError as error:
+            raise OSError(error.errno, f"adding the socket of {self.ifname} queue {queue_id} to xsks_map "
+                                       f"failed: {error.strerror}") from error
+
+    def unregister(self, queue_id: int) -> None:
+        """Remove a socket from the map (the kernel also does this when the socket closes)."""
+        try:
+            _bpf.map_delete_elem(self.map_fd, queue_id)
+        except FileNotFoundError:
+            pass
+
+    def release(self) -> None:
+        """Drop one reference; the last one closes the descriptors."""
+        with self._lock:
+            self._users -= 1
+            if self._users > 0:
+                return
+            del self._registry[self._key]
+        for fd in (self.link_fd, self.map_fd, self.prog_fd):
+            os.close(fd)
+
+
+def _attach_or_join(key: tuple[int, int], ifname: str, ifindex: int, mode: XDPMode,
+                    queue_count: int) -> XskProgram:
+    for _ in range(_ATTACH_ATTEMPTS):
+        link = _netlink.get_link(ifindex)
+        if link.xdp_attached == _netlink.XDP_ATTACHED_NONE:
+            program = _attach(key, ifname, ifindex, mode, queue_count)
+            if program is not None:
+                return program
+        else:
+            program = _join(key, ifname, link, mode)
+            if program is not None:
+                return program
+    raise OSError(errno.EBUSY, f"could not attach to or join the XDP program of {ifname}: other "
+                               f"processes keep attaching and detaching it; try again")
+
+
+def _attach(key: tuple[int, int], ifname: str, ifindex: int, mode: XDPMode,
+            queue_count: int) -> XskProgram | None:
+    """Load and attach our program; ``None`` if another process attached one first."""
+    loaded = load_xsk_program(None, queue_count)
+    try:
+        link_fd = _bpf.link_create(loaded.prog_fd, ifindex, _bpf.BPF_XDP, int(mode))
+    except OSError as error:
+        loaded.close()
+        if error.errno in (errno.EBUSY, errno.EEXIST):
+            return None  # lost a race with another process: join its program instead
+        raise _attach_error(error, ifname, mode) from error
+    prog_fd = os.dup(loaded.prog_fd)
+    map_fd = os.dup(loaded.map_fds[XSKS_MAP_NAME])
+    loaded.close()
+    return XskProgram(key, ifname, mode, link_fd, prog_fd, map_fd, queue_count, attached_here=True)
+
+
+def _attach_error(error: OSError, ifname: str, mode: XDPMode) -> OSError:
+    hints = {
+        errno.EOPNOTSUPP: "the driver has no native XDP support; use OptXDPMode(XDP_MODE_SKB)",
+        errno.EPERM: "run as root or grant CAP_NET_ADMIN and CAP_BPF",
+        errno.EINVAL: "the kernel refused the program for this device (check the MTU: native XDP "
+                      "often needs it below about 3500 bytes)",
+    }
+    hint = hints.get(error.errno or 0, "")
+    return OSError(error.errno, f"attaching the XDP program to {ifname} in {_MODE_NAME[mode]} mode "
+                                f"failed: {error.strerror}" + (f" ({hint})" if hint else ""))
+
+
+def _join(key: tuple[int, int], ifname: str, link: _netlink.LinkInfo, mode: XDPMode) -> XskProgram | None:
+    """Join the xdppacket program another process attached; ``None`` if it just went away."""
+    link_fd = _find_xdp_link(link.ifindex, link.xdp_prog_id)
+    if link_fd is None:
+        if _netlink.get_link(link.ifindex).xdp_attached == _netlink.XDP_ATTACHED_NONE:
+            return None
+        raise XDPProgramBusyError(
+            errno.EBUSY,
+            f"{ifname} already has XDP program id {link.xdp_prog_id} attached by another tool (not "
+            f"through a BPF link); remove it with xdppacket.clear_iface_residue_xdp_resources("
+            f"{ifname!r}) or `ip link set dev {ifname} xdp off`",
+            link.xdp_prog_id,
+        )
+    fds = [link_fd]
+    try:
+        attached_mode = _MODE_BY_ATTACHED.get(link.xdp_attached)
+        if attached_mode is not mode:
+            raise OSError(
+                errno.EBUSY,
+                f"{ifname} already runs an XDP program in "
+                f"{_MODE_NAME.get(attached_mode, 'another') if attached_mode else 'another'} mode "
+                f"(attached by another process); open this socket with the same OptXDPMode",
+            )
+        prog_fd = _bpf.prog_get_fd_by_id(link.xdp_prog_id)
+        fds.append(prog_fd)
+        map_fd, map_entries = _find_xsks_map(prog_fd, ifname, link.xdp_prog_id)
+        fds.append(map_fd)
+    except FileNotFoundError:
+        _close_all(fds)
+        return None  # the program was detached while we looked: start over
+    except BaseException:
+        _close_all(fds)
+        raise
+    return XskProgram(key, ifname, mode, link_fd, prog_fd, map_fd, map_entries, attached_here=False)
+
+
+def _find_xdp_link(ifindex: int, prog_id: int) -> int | None:
+    """An fd of the XDP link running ``prog_id`` on ``ifindex``, or ``None`` if there is none.
+
+    Link ids are global across network namespaces, so the program id (which netlink
+    reported for our interface) must match as well as the ifindex.
+    """
+    link_id = _bpf.link_get_next_id(0)
+    while link_id is not None:
+        try:
+            fd = _bpf.link_get_fd_by_id(link_id)
+        except FileNotFoundError:
+            fd = None  # that link went away meanwhile
+        if fd is not None:
+            info = _bpf.link_get_info_by_fd(fd)
+            if info.type == _bpf.BPF_LINK_TYPE_XDP and info.ifindex == ifindex and info.prog_id == prog_id:
+                return fd
+            os.close(fd)
+        link_id = _bpf.link_get_next_id(link_id)
+    return None
+
+
+def _find_xsks_map(prog_fd: int, ifname: str, prog_id: int) -> tuple[int, int]:
+    """The fd and size of the program's XSKMAP named ``xsks_map``."""
+    for map_id in _bpf.prog_get_info_by_fd(prog_fd).map_ids:
+        map_fd = _bpf.map_get_fd_by_id(map_id)
+        info = _bpf.map_get_info_by_fd(map_fd)
+        if info.name == XSKS_MAP_NAME and info.type == _bpf.BPF_MAP_TYPE_XSKMAP:
+            return map_fd, info.max_entries
+        os.close(map_fd)
+    raise XDPProgramBusyError(
+        errno.EBUSY,
+        f"{ifname} runs XDP program id {prog_id} through a BPF link held by another process, and it "
+        f"has no XSKMAP named {XSKS_MAP_NAME!r}, so AF_XDP sockets cannot join it; stop that process "
+        f"(`bpftool link show` names it)",
+        prog_id,
+    )
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
+def clear_iface_residue_xdp_resources(ifname: str) -> list[int]:
+    """Detach XDP programs left on ``ifname`` by netlink-based tools; return their ids.
+
+    Like the Go library's ``ClearIfaceResidueXDPResources``. Programs attached through a
+    BPF link (xdppacket's own) cannot be removed this way: they go away when the process
+    holding the link exits, and trying raises an ``OSError`` saying so.
+    """
+    ifindex = interface_index(ifname)
+    link = _netlink.get_link(ifindex)
+    removed = []
+    for flag, prog_id in ((XDP_FLAGS_DRV_MODE, link.xdp_drv_prog_id), (XDP_FLAGS_SKB_MODE, link.xdp_skb_prog_id)):
+        if not prog_id:
+            continue
+        try:
+            _netlink.set_xdp_fd(ifindex, -1, flag)
+        except OSError as error:
+            if error.errno == errno.EBUSY:
+                raise OSError(errno.EBUSY, f"XDP program id {prog_id} on {ifname} is attached through a "
+                                           f"BPF link held by a running process; it is removed when that "
+                                           f"process exits") from error
+            raise
+        removed.append(prog_id)
+    return removed

@@ -1,0 +1,351 @@
+"""``XDPPacket``: read and write raw frames on one queue of one interface."""
+
+from __future__ import annotations
+
+import errno
+import time
+from array import array
+from collections.abc import Sequence
+from types import TracebackType
+
+from . import _uapi as uapi
+from ._interface import interface_index, rx_queue_count
+from ._program import XskProgram
+from ._wait import wait_readable, wait_writable
+from ._xsk import XskSocket
+from .errors import XDPTimeoutError
+from .options import XDPMode, XDPOptions, resolve_options
+from .stats import CaptureInfo, XDPStats
+
+__all__ = ["XDPPacket"]
+
+_new_tuple = tuple.__new__
+# A blocked write re-checks the completion ring this often: copy-mode completions
+# arrive when the kernel frees the sent buffers, which does not wake poll().
+_BLOCKED_WRITE_RECHECK_US = 1000
+# Upper bound on tx kicks per write: copy mode sends a small batch per kick.
+_MAX_KICKS_PER_WRITE = 256
+
+
+class XDPPacket:
+    """One AF_XDP socket bound to queue ``options.queue_id`` of interface ``ifname``.
+
+    Owns the socket, its UMEM and rings, and one reference to the interface's shared
+    XDP program. ``close()`` (or leaving a ``with`` block) releases all of it; the last
+    socket of the process on the interface detaches the program.
+
+    Not thread-safe: use one socket per thread (one per queue is the natural split).
+    """
+
+    def __init__(self, ifname: str, *opts: object) -> None:
+        self._closed = True  # until fully built, so close() and __del__ are safe
+        options = resolve_options(opts, owner="XDPPacket")
+        self._open(ifname, options)
+
+    @classmethod
+    def _for_queue(cls, ifname: str, options: XDPOptions) -> XDPPacket:
+        """Build a socket from resolved options (``XDPMultiQueue`` uses this per queue)."""
+        self = cls.__new__(cls)
+        self._closed = True
+        self._open(ifname, options)
+        return self
+
+    def _open(self, ifname: str, options: XDPOptions) -> None:
+        ifindex = interface_index(ifname)
+        queues = rx_queue_count(ifname)
+        if options.queue_id >= queues:
+            raise ValueError(
+                f"OptQueueID({options.queue_id}): {ifname} has {queues} rx queue(s), "
+                f"so the queue id must be below {queues}"
+            )
+        self.ifname = ifname
+        self.ifindex = ifindex
+        self.queue_id = options.queue_id
+        self.options = options
+        self._program = XskProgram.acquire(ifname, ifindex, options.xdp_mode, queues)
+        try:
+            bind_flags = uapi.XDP_USE_NEED_WAKEUP
+            if options.xdp_mode is XDPMode.SKB:
+                bind_flags |= uapi.XDP_COPY
+            self._xsk = XskSocket(
+                ifname, ifindex, options.queue_id, options.num_frames, options.frame_size,
+                options.ring_size, bind_flags,
+            )
+            try:
+                self._program.register(options.queue_id, self._xsk.fileno())
+            except BaseException:
+                self._xsk.close()
+                raise
+        except BaseException:
+            self._program.release()
+            raise
+        umem = self._xsk.umem
+        assert umem is not None
+        self._umem = umem
+        self._area = umem.map
+        self._frame_mask = umem.frame_mask
+        self._max_frame = options.frame_size
+        self._rx = self._xsk.rx
+        self._fill = self._xsk.fill
+        self._tx = self._xsk.tx
+        self._completion = self._xsk.completion
+        self._fds = [self._xsk.fileno()]
+        self._timeout_us: int | None = None if options.blocking else options.poll_timeout_us
+        self._leases = umem.leases
+        self._reset_counters()
+        self._closed = False
+
+    def _reset_counters(self) -> None:
+        self._rx_packets = self._rx_bytes = self._tx_packets = self._tx_bytes = 0
+        self._polls = self._rx_empty = self._tx_full = self._fq_full = 0
+        self._cq_empty = self._send_busy = self._send_again = 0
+
+    # ----------------------------------------------------------------- lifetime
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def fileno(self) -> int:
+        """The AF_XDP socket, for ``select``/``selectors``/``asyncio``: readable means frames wait."""
+        self._check_open()
+        return self._fds[0]
+
+    def close(self) -> None:
+        """Release zero-copy views, the socket, its memory and our share of the program."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._program.unregister(self.queue_id)
+        finally:
+            self._xsk.close()
+            self._program.release()
+
+    def __enter__(self) -> XDPPacket:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<XDPPacket {getattr(self, 'ifname', '?')} queue {getattr(self, 'queue_id', '?')} {state}>"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("I/O operation on a closed XDPPacket")
+
+    # ---------------------------------------------------------------- receiving
+    def read_packet_data(self) -> tuple[bytes, CaptureInfo]:
+        """One frame, copied out of the UMEM."""
+        packets, infos = self._read(1, copy=True)
+        if not packets:
+            raise self._timeout("read_packet_data")
+        return packets[0], infos[0]
+
+    def zero_copy_read_packet_data(self) -> tuple[memoryview, CaptureInfo]:
+        """One frame as a read-only view into the UMEM, valid until the next read or close()."""
+        packets, infos = self._read(1, copy=False)
+        if not packets:
+            raise self._timeout("zero_copy_read_packet_data")
+        return packets[0], infos[0]
+
+    def read_multi_packets(self, max_packets: int = 16) -> tuple[list[bytes], list[CaptureInfo]]:
+        """Up to ``max_packets`` copied frames; at least one in blocking mode, maybe none otherwise."""
+        return self._read(_check_batch_size(max_packets), copy=True)
+
+    def zero_copy_read_multi_packets(self, max_packets: int = 16) -> tuple[list[memoryview], list[CaptureInfo]]:
+        """Like ``read_multi_packets`` but as views, valid until the next read or close()."""
+        return self._read(_check_batch_size(max_packets), copy=False)
+
+    def _read(self, max_packets: int, copy: bool) -> tuple[list, list[CaptureInfo]]:  # type: ignore[type-arg]
+        self._check_open()
+        if self._leases.outstanding:
+            self._end_zero_copy_lease()
+        count = self._rx.available(max_packets)
+        if not count:
+            count = self._wait_for_rx(max_packets)
+            if not count:
+                return [], []
+        return self._take(count, copy)
+
+    def _take(self, count: int, copy: bool) -> tuple[list, list[CaptureInfo]]:  # type: ignore[type-arg]
+        """Take ``count`` ready frames off the rx ring (the caller checked they are there)."""
+        addresses, lengths = self._rx.peek(count)
+        mask = self._frame_mask
+        if copy:
+            area = self._area
+            packets: list = [area[a : a + n] for a, n in zip(addresses, lengths)]  # type: ignore[type-arg]
+            self._rx.release(count)
+            self._umem.rx_free.extend([a & mask for a in addresses])
+            self._refill()
+        else:
+            packets = self._leases.lend(addresses, lengths, [a & mask for a in addresses])
+            self._rx.release(count)
+        now = time.time_ns()
+        ifindex = self.ifindex
+        queue_id = self.queue_id
+        infos = [_new_tuple(CaptureInfo, (now, n, n, ifindex, queue_id)) for n in lengths]
+        self._rx_packets += count
+        self._rx_bytes += sum(lengths)
+        return packets, infos
+
+    def _end_zero_copy_lease(self) -> None:
+        """Invalidate the last zero-copy views and give their frames back to the kernel."""
+        self._umem.rx_free.extend(self._leases.reclaim())
+        self._refill()
+
+    def _refill(self) -> None:
+        """Hand every free rx frame the fill ring has room for to the kernel."""
+        free = self._umem.rx_free
+        if not free:
+            return
+        room = self._fill.reserve(len(free))
+        if room < len(free):
+            self._fq_full += 1
+        if room:
+            self._fill.submit(free[-room:])
+            del free[-room:]
+
+    def _wait_for_rx(self, wanted: int) -> int:
+        """Wait for frames per the I/O mode; return how many are ready (0 on timeout)."""
+        self._rx_empty += 1
+        if self._fill.needs_wakeup():
+            self._polls += 1
+            wait_readable(self._fds, 0)
+        deadline = None if self._timeout_us is None else time.monotonic_ns() + self._timeout_us * 1000
+        while True:
+            count = self._rx.available(wanted)
+            if count:
+                return count
+            if deadline is None:
+                remaining: int | None = None
+            else:
+                remaining = (deadline - time.monotonic_ns()) // 1000
+                if remaining < 0:
+                    return 0
+            self._polls += 1
+            wait_readable(self._fds, remaining)
+
+    def _timeout(self, call: str) -> XDPTimeoutError:
+        return XDPTimeoutError(
+            f"{call} on {self.ifname} queue {self.queue_id}: nothing within the poll timeout "
+            f"of {self.options.poll_timeout_us} us"
+        )
+
+    # ------------------------------------------------------------------ sending
+    def write_packet(self, data: object) -> None:
+        """Queue one frame for sending; waits for tx room per the I/O mode."""
+        if not self._write([_as_frame(data, self._max_frame)]):
+            raise self._timeout("write_packet")
+
+    def write_multi_packets(self, pkts: Sequence[object]) -> int:
+        """Queue frames in order; return how many were queued (all of them in blocking mode)."""
+        frames = [_as_frame(data, self._max_frame) for data in pkts]
+        return self._write(frames)
+
+    def _write(self, frames: list[bytes]) -> int:
+        self._check_open()
+        queued = 0
+        deadline = None if self._timeout_us is None else time.monotonic_ns() + self._timeout_us * 1000
+        while True:
+            queued += self._queue_frames(frames, queued)
+            self._kick()
+            if queued == len(frames):
+                return queued
+            if deadline is None:
+                wait_us: int | None = _BLOCKED_WRITE_RECHECK_US
+            else:
+                remaining = (deadline - time.monotonic_ns()) // 1000
+                if remaining < 0:
+                    return queued
+                wait_us = min(remaining, _BLOCKED_WRITE_RECHECK_US)
+            self._polls += 1
+            wait_writable(self._fds, wait_us)
+
+    def _queue_frames(self, frames: list[bytes], start: int) -> int:
+        """Copy as many of ``frames[start:]`` as fit into tx frames and publish them."""
+        free = self._umem.tx_free
+        completed = self._completion.drain(self._completion.size)
+        if completed:
+            free.extend(completed)
+        wanted = len(frames) - start
+        count = min(wanted, len(free))
+        if count < wanted and not completed:
+            self._cq_empty += 1
+        count = self._tx.reserve(count)
+        if count < wanted:
+            self._tx_full += 1
+        if not count:
+            return 0
+        addresses = free[-count:]
+        del free[-count:]
+        area = self._area
+        descriptors = array("Q")
+        sent_bytes = 0
+        for address, frame in zip(addresses, frames[start : start + count]):
+            size = len(frame)
+            area[address : address + size] = frame
+            descriptors.append(address)
+            descriptors.append(size)
+            sent_bytes += size
+        self._tx.submit(descriptors)
+        self._tx_packets += count
+        self._tx_bytes += sent_bytes
+        return count
+
+    def _kick(self) -> None:
+        """Make the kernel send what is queued (copy mode sends a small batch per kick)."""
+        tx = self._tx
+        for _ in range(_MAX_KICKS_PER_WRITE):
+            if not tx.outstanding() or not tx.needs_wakeup():
+                return
+            err = self._xsk.kick_tx()
+            if err == errno.EAGAIN:
+                self._send_again += 1
+                self._umem.tx_free.extend(self._completion.drain(self._completion.size))
+            elif err:
+                self._send_busy += 1
+                return
+
+    # -------------------------------------------------------------------- stats
+    def get_stats(self) -> XDPStats:
+        """User-space counters plus the kernel's ``XDP_STATISTICS`` for this socket."""
+        self._check_open()
+        return XDPStats(
+            self._rx_packets, self._rx_bytes, self._tx_packets, self._tx_bytes, self._polls,
+            self._rx_empty, self._tx_full, self._fq_full, self._cq_empty, self._send_busy,
+            self._send_again, *self._xsk.kernel_statistics(),
+        )
+
+
+def _check_batch_size(max_packets: int) -> int:
+    if isinstance(max_packets, bool) or not isinstance(max_packets, int):
+        raise TypeError(f"max_packets takes an int, got {type(max_packets).__name__}")
+    if max_packets < 1:
+        raise ValueError(f"max_packets must be at least 1, got {max_packets}")
+    return max_packets
+
+
+def _as_frame(data: object, max_size: int) -> bytes:
+    """Accept any bytes-like frame; refuse empty or oversized ones before anything is queued."""
+    if isinstance(data, (bytes, bytearray)):
+        frame = data
+    else:
+        try:
+            frame = memoryview(data).cast("B")  # type: ignore[arg-type]
+        except TypeError:
+            raise TypeError(f"a packet must be bytes-like (bytes, bytearray, memoryview), "
+                            f"got {type(data).__name__}") from None
+    size = len(frame)
+    if not size:
+        raise ValueError("cannot send an empty packet")
+    if size > max_size:
+        raise ValueError(f"packet of {size} bytes does not fit a {max_size}-byte frame; "
+                         f"use OptFrameSize(4096) or send smaller frames")
+    return frame  # type: ignore[return-value]
