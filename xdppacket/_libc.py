@@ -99,7 +99,7 @@ def buffer_address(buffer: mmap.mmap) -> int:
         del first_byte  # drop the buffer export at once so the mapping can be closed later
 
 
-def exporter_factory(buffer: mmap.mmap) -> Callable[[], object]:
+def exporter_factory(buffer: mmap.mmap) -> Callable[[], ctypes.Array[ctypes.c_ubyte]]:
     """Return a function making fresh buffer exporters over the whole of ``buffer``.
 
     Every ``memoryview`` taken from one exporter (and every slice of those views) keeps

@@ -15,6 +15,7 @@ Sharing works at two levels:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import threading
@@ -100,10 +101,8 @@ class XskProgram:
 
     def unregister(self, queue_id: int) -> None:
         """Remove a socket from the map (the kernel also does this when the socket closes)."""
-        try:
+        with contextlib.suppress(FileNotFoundError):
             _bpf.map_delete_elem(self.map_fd, queue_id)
-        except FileNotFoundError:
-            pass
 
     def release(self) -> None:
         """Drop one reference; the last one closes the descriptors."""

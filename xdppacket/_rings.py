@@ -107,7 +107,7 @@ class _ProducerRing:
     def needs_wakeup(self) -> bool:
         return bool(self._flags_word[0] & XDP_RING_NEED_WAKEUP)
 
-    def _store(self, entries: memoryview, words_per_entry: int, values: array) -> None:
+    def _store(self, entries: memoryview, words_per_entry: int, values: array[int]) -> None:
         """Copy ``values`` into the slots after the producer, then publish them."""
         count = len(values) // words_per_entry
         start = self._cached_producer & self._memory.mask
@@ -135,7 +135,7 @@ class FillRing(_ProducerRing):
 class TxRing(_ProducerRing):
     """Hands frames to send (address, length) to the kernel."""
 
-    def submit(self, addresses_and_lengths: array) -> None:
+    def submit(self, addresses_and_lengths: array[int]) -> None:
         """Publish descriptors given as ``[addr0, len0, addr1, len1, ...]`` (options 0)."""
         if addresses_and_lengths:
             self._store(self._memory.entries_u64, 2, addresses_and_lengths)

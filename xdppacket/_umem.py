@@ -11,9 +11,12 @@ from __future__ import annotations
 import contextlib
 import mmap
 import sys
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ._libc import buffer_address, exporter_factory
+
+if TYPE_CHECKING:
+    import ctypes
 
 __all__ = ["Umem", "ZeroCopyLeases"]
 
@@ -83,7 +86,7 @@ class ZeroCopyLeases:
     """
 
     def __init__(self, area: mmap.mmap):
-        self._new_exporter: Callable[[], object] = exporter_factory(area)
+        self._new_exporter: Callable[[], ctypes.Array[ctypes.c_ubyte]] = exporter_factory(area)
         self._current: _Lease | None = None
         self._held: list[_Lease] = []
 

@@ -7,6 +7,7 @@ import time
 from array import array
 from collections.abc import Sequence
 from types import TracebackType
+from typing import Union
 
 from . import _uapi as uapi
 from ._interface import interface_index, rx_queue_count
@@ -20,6 +21,8 @@ from .stats import CaptureInfo, XDPStats
 __all__ = ["XDPPacket"]
 
 _new_tuple = tuple.__new__
+#: A frame ready to copy into the UMEM: validated, with ``len`` in bytes.
+Frame = Union[bytes, bytearray, memoryview]
 # A blocked write re-checks the completion ring this often: copy-mode completions
 # arrive when the kernel frees the sent buffers, which does not wake poll().
 _BLOCKED_WRITE_RECHECK_US = 1000
@@ -249,7 +252,7 @@ class XDPPacket:
         frames = [_as_frame(data, self._max_frame) for data in pkts]
         return self._write(frames)
 
-    def _write(self, frames: list[bytes]) -> int:
+    def _write(self, frames: list[Frame]) -> int:
         self._check_open()
         queued = 0
         deadline = None if self._timeout_us is None else time.monotonic_ns() + self._timeout_us * 1000
@@ -268,7 +271,7 @@ class XDPPacket:
             self._polls += 1
             wait_writable(self._fds, wait_us)
 
-    def _queue_frames(self, frames: list[bytes], start: int) -> int:
+    def _queue_frames(self, frames: list[Frame], start: int) -> int:
         """Copy as many of ``frames[start:]`` as fit into tx frames and publish them."""
         free = self._umem.tx_free
         completed = self._completion.drain(self._completion.size)
@@ -332,8 +335,9 @@ def _check_batch_size(max_packets: int) -> int:
     return max_packets
 
 
-def _as_frame(data: object, max_size: int) -> bytes:
+def _as_frame(data: object, max_size: int) -> Frame:
     """Accept any bytes-like frame; refuse empty or oversized ones before anything is queued."""
+    frame: Frame
     if isinstance(data, (bytes, bytearray)):
         frame = data
     else:
@@ -348,4 +352,4 @@ def _as_frame(data: object, max_size: int) -> bytes:
     if size > max_size:
         raise ValueError(f"packet of {size} bytes does not fit a {max_size}-byte frame; "
                          f"use OptFrameSize(4096) or send smaller frames")
-    return frame  # type: ignore[return-value]
+    return frame
