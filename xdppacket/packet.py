@@ -102,6 +102,7 @@ class XDPPacket:
         self._rx_packets = self._rx_bytes = self._tx_packets = self._tx_bytes = 0
         self._polls = self._rx_empty = self._tx_full = self._fq_full = 0
         self._cq_empty = self._send_busy = self._send_again = 0
+        self._last_kick_errno = 0
 
     # ----------------------------------------------------------------- lifetime
     @property
@@ -236,9 +237,12 @@ class XDPPacket:
             wait_readable(self._fds, remaining)
 
     def _timeout(self, call: str) -> XDPTimeoutError:
+        cause = ""
+        if self._last_kick_errno == errno.ENETDOWN:
+            cause = f" (the kernel reports {self.ifname} is down: ip link set dev {self.ifname} up)"
         return XDPTimeoutError(
             f"{call} on {self.ifname} queue {self.queue_id}: nothing within the poll timeout "
-            f"of {self.options.poll_timeout_us} us"
+            f"of {self.options.poll_timeout_us} us{cause}"
         )
 
     # ------------------------------------------------------------------ sending
@@ -308,7 +312,7 @@ class XDPPacket:
         for _ in range(_MAX_KICKS_PER_WRITE):
             if not tx.outstanding() or not tx.needs_wakeup():
                 return
-            err = self._xsk.kick_tx()
+            err = self._last_kick_errno = self._xsk.kick_tx()
             if err == errno.EAGAIN:
                 self._send_again += 1
                 self._umem.tx_free.extend(self._completion.drain(self._completion.size))
