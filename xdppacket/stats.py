@@ -24,8 +24,8 @@ class CaptureInfo(NamedTuple):
 
     @property
     def timestamp(self) -> float:
-        """``timestamp_ns`` in seconds."""
-        return self.timestamp_ns / 1e9
+        """``timestamp_ns`` in seconds (correctly rounded: int / int, not int / float)."""
+        return self.timestamp_ns / 1_000_000_000
 
 
 @dataclass(frozen=True)
