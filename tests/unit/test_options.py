@@ -1,0 +1,188 @@
+"""Option objects and ``resolve_options``: types, ranges, defaults, precedence, combinations.
+
+Pure: no socket or kernel call happens here, which is the point. Every refusal must
+name the option at fault.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from xdppacket import (
+    IO_MODE_BLOCK,
+    IO_MODE_NONBLOCK,
+    XDP_MODE_DRV,
+    XDP_MODE_SKB,
+    OptFrameSize,
+    OptIoMode,
+    OptNumFrames,
+    OptPollTimeout,
+    OptQueueCount,
+    OptQueueID,
+    OptRingSize,
+    OptXDPMode,
+    XDPOptions,
+)
+from xdppacket.options import resolve_options
+
+INT_OPTIONS = [OptNumFrames, OptFrameSize, OptRingSize, OptQueueID, OptQueueCount, OptPollTimeout]
+
+
+@pytest.mark.parametrize("option", INT_OPTIONS, ids=lambda cls: cls.__name__)
+@pytest.mark.parametrize("value", ["64", 64.0, None, True, b"\x40"], ids=repr)
+def test_int_options_refuse_other_types(option: Any, value: object) -> None:
+    # bool is an int subclass, but OptNumFrames(True) is surely a mistake.
+    with pytest.raises(TypeError, match=f"^{option.__name__} takes an int, got "):
+        option(value)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        (OptNumFrames, 0),
+        (OptNumFrames, 32),
+        (OptNumFrames, 65),
+        (OptNumFrames, 96),
+        (OptNumFrames, 524288),
+        (OptNumFrames, -64),
+        (OptFrameSize, 1024),
+        (OptFrameSize, 3000),
+        (OptFrameSize, 8192),
+        (OptRingSize, 32),
+        (OptRingSize, 100),
+        (OptRingSize, 1048576),
+        (OptQueueID, -1),
+        (OptQueueID, 64),
+        (OptQueueCount, 0),
+        (OptQueueCount, 65),
+        (OptPollTimeout, -1),
+    ],
+    ids=lambda v: v.__name__ if isinstance(v, type) else str(v),
+)
+def test_out_of_range_values_are_refused_by_name(option: Any, value: int) -> None:
+    with pytest.raises(ValueError, match=rf"^{option.__name__}\({value}\): must be "):
+        option(value)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        (OptNumFrames, 64),
+        (OptNumFrames, 262144),
+        (OptFrameSize, 2048),
+        (OptFrameSize, 4096),
+        (OptRingSize, 64),
+        (OptRingSize, 524288),
+        (OptQueueID, 0),
+        (OptQueueID, 63),
+        (OptQueueCount, 1),
+        (OptQueueCount, 64),
+        (OptPollTimeout, 0),
+        (OptPollTimeout, 10**9),
+    ],
+    ids=lambda v: v.__name__ if isinstance(v, type) else str(v),
+)
+def test_values_at_the_ends_of_the_ranges_are_accepted(option: Any, value: int) -> None:
+    assert option(value).value == value
+
+
+@pytest.mark.parametrize("value", [2, 4, "skb", None, IO_MODE_BLOCK])
+def test_xdp_mode_takes_only_the_mode_constants(value: object) -> None:
+    with pytest.raises(TypeError, match="^OptXDPMode takes XDP_MODE_DRV or XDP_MODE_SKB, got "):
+        OptXDPMode(value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [0, 1, "block", None, XDP_MODE_SKB])
+def test_io_mode_takes_only_the_io_mode_constants(value: object) -> None:
+    with pytest.raises(TypeError, match="^OptIoMode takes IO_MODE_BLOCK or IO_MODE_NONBLOCK, got "):
+        OptIoMode(value)  # type: ignore[arg-type]
+
+
+def test_defaults() -> None:
+    expected = XDPOptions(
+        num_frames=1024,
+        frame_size=4096,
+        ring_size=1024,
+        xdp_mode=XDP_MODE_DRV,
+        queue_id=0,
+        queue_count=1,
+        poll_timeout_us=100,
+        io_mode=IO_MODE_BLOCK,
+    )
+    assert XDPOptions() == expected
+    assert resolve_options([], owner="XDPPacket") == expected
+    assert expected.blocking
+
+
+def test_every_option_lands_in_its_field() -> None:
+    options = resolve_options(
+        [
+            OptNumFrames(128),
+            OptFrameSize(2048),
+            OptRingSize(256),
+            OptXDPMode(XDP_MODE_SKB),
+            OptQueueID(3),
+            OptPollTimeout(250),
+            OptIoMode(IO_MODE_NONBLOCK),
+        ],
+        owner="XDPPacket",
+    )
+    assert options == XDPOptions(128, 2048, 256, XDP_MODE_SKB, 3, 1, 250, IO_MODE_NONBLOCK)
+    assert not options.blocking
+    assert resolve_options([OptQueueCount(4)], owner="XDPMultiQueue").queue_count == 4
+
+
+def test_later_options_win() -> None:
+    options = resolve_options(
+        [OptPollTimeout(5), OptXDPMode(XDP_MODE_SKB), OptPollTimeout(7), OptXDPMode(XDP_MODE_DRV)],
+        owner="XDPPacket",
+    )
+    assert (options.poll_timeout_us, options.xdp_mode) == (7, XDP_MODE_DRV)
+
+
+def test_ring_size_up_to_twice_the_frames_is_accepted() -> None:
+    options = resolve_options([OptNumFrames(64), OptRingSize(128)], owner="XDPPacket")
+    assert (options.num_frames, options.ring_size) == (64, 128)
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [
+        [OptNumFrames(64), OptRingSize(256)],
+        [OptRingSize(256), OptNumFrames(64)],  # the check runs on the final values
+        [OptRingSize(4096)],  # against the default of 1024 frames
+    ],
+)
+def test_ring_size_beyond_twice_the_frames_is_refused(opts: list[object]) -> None:
+    with pytest.raises(ValueError, match=r"^OptRingSize\(\d+\) exceeds twice OptNumFrames\(\d+\)"):
+        resolve_options(opts, owner="XDPPacket")
+
+
+def test_xdppacket_refuses_queue_count() -> None:
+    with pytest.raises(TypeError, match="^XDPPacket does not take OptQueueCount; use OptQueueID$"):
+        resolve_options([OptQueueCount(2)], owner="XDPPacket")
+
+
+def test_multi_queue_refuses_queue_id() -> None:
+    with pytest.raises(TypeError, match="^XDPMultiQueue does not take OptQueueID; use OptQueueCount$"):
+        resolve_options([OptQueueID(2)], owner="XDPMultiQueue")
+
+
+@pytest.mark.parametrize("opt", [object(), 64, "OptNumFrames(64)", XDP_MODE_SKB, IO_MODE_NONBLOCK,
+                                 OptNumFrames])
+def test_unknown_option_objects_are_a_type_error(opt: object) -> None:
+    with pytest.raises(TypeError, match=r"^XDPPacket: unknown option .*; options are OptNumFrames, "):
+        resolve_options([OptPollTimeout(5), opt], owner="XDPPacket")
+
+
+def test_options_are_immutable() -> None:
+    options = resolve_options([OptNumFrames(512)], owner="XDPPacket")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.num_frames = 256  # type: ignore[misc]
+    option = OptNumFrames(512)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        option.value = 64  # type: ignore[misc]
+    assert options.num_frames == option.value == 512
