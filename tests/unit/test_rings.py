@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import platform
 import struct
 from array import array
 from collections.abc import Iterator
@@ -221,12 +222,12 @@ def test_close_unmaps_the_ring(addr_kernel: KernelSide) -> None:
 def test_machines_without_total_store_order_are_refused(
     monkeypatch: pytest.MonkeyPatch, machine: str
 ) -> None:
-    monkeypatch.setattr(_rings.platform, "machine", lambda: machine)
+    monkeypatch.setattr(platform, "machine", lambda: machine)
     with pytest.raises(OSError, match=f"only correctly ordered on x86 .*this machine is {machine!r}"):
         _rings.require_supported_machine()
 
 
 @pytest.mark.parametrize("machine", ["x86_64", "AMD64", "i686"])
 def test_x86_machines_are_accepted(monkeypatch: pytest.MonkeyPatch, machine: str) -> None:
-    monkeypatch.setattr(_rings.platform, "machine", lambda: machine)
+    monkeypatch.setattr(platform, "machine", lambda: machine)
     _rings.require_supported_machine()
