@@ -26,12 +26,14 @@ from .options import (
 )
 from .packet import XDPPacket
 from .stats import CaptureInfo, XDPStats
+from .trafficgen import GeneratorResult, TrafficGenerator
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BPFVerifierError",
     "CaptureInfo",
+    "GeneratorResult",
     "IOMode",
     "IO_MODE_BLOCK",
     "IO_MODE_NONBLOCK",
@@ -43,6 +45,7 @@ __all__ = [
     "OptQueueID",
     "OptRingSize",
     "OptXDPMode",
+    "TrafficGenerator",
     "XDPError",
     "XDPMode",
     "XDPOptions",
