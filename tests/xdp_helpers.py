@@ -12,13 +12,21 @@ import os
 import platform
 import signal
 import struct
+import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 
 import pytest
 
-from tests.netns import AfPacketCapture, AfPacketSender, VethPair, make_test_frame, mixed_sizes
+from tests.netns import (
+    AfPacketCapture,
+    AfPacketSender,
+    VethPair,
+    make_test_frame,
+    mixed_sizes,
+    start_subprocess,
+)
 from xdppacket import XDP_MODE_DRV, XDP_MODE_SKB, CaptureInfo, XDPMode, XDPPacket, _bpf, _netlink
 
 __all__ = [
@@ -31,6 +39,8 @@ __all__ = [
     "assert_nothing_arrives",
     "attach_foreign_xdp_pass",
     "attached_prog_id",
+    "child_process",
+    "expect_line",
     "frames_from_peer",
     "frames_to_peer",
     "open_fd_count",
@@ -239,3 +249,30 @@ def wait_until_blocked(pid: int, timeout: float = 5.0) -> None:
 
     if not wait_until(blocked, timeout):
         raise AssertionError(f"process {pid} did not block in select/poll within {timeout} s")
+
+
+# --------------------------------------------------------------------------------------------
+# Child processes
+
+
+@contextlib.contextmanager
+def child_process(source: str, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """``start_subprocess(source, *args)``, killed (if still running) and reaped on exit."""
+    child = start_subprocess(source, *args)
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.communicate()
+
+
+def expect_line(child: subprocess.Popen[str], expected: str, timeout: float = 10.0) -> None:
+    """The child's next line of output is ``expected``; on a mismatch, show its stderr."""
+    assert child.stdout is not None
+    assert child.stderr is not None
+    with watchdog(timeout):
+        line = child.stdout.readline()
+    if not line:  # the child exited: its traceback says why
+        raise AssertionError(f"child exited before printing {expected!r}:\n{child.stderr.read()}")
+    assert line == expected + "\n"
