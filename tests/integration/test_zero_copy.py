@@ -83,7 +83,7 @@ def test_a_view_is_released_by_the_next_read(
         assert bytes(view) == frames[0]
         assert view.readonly
         with pytest.raises(TypeError):
-            view[0] = 0  # type: ignore[index]
+            view[0] = 0
         if next_read == "frames":
             assert sock.read_multi_packets(3)[0] == frames[1:]
         else:
