@@ -27,7 +27,17 @@ from tests.netns import (
     mixed_sizes,
     start_subprocess,
 )
-from xdppacket import XDP_MODE_DRV, XDP_MODE_SKB, CaptureInfo, XDPMode, XDPPacket, _bpf, _netlink
+from xdppacket import (
+    XDP_MODE_DRV,
+    XDP_MODE_SKB,
+    CaptureInfo,
+    OptQueueID,
+    OptXDPMode,
+    XDPMode,
+    XDPPacket,
+    _bpf,
+    _netlink,
+)
 
 __all__ = [
     "BOTH_MODES",
@@ -48,6 +58,8 @@ __all__ = [
     "read_frames",
     "read_until_empty",
     "send_frames",
+    "send_on_rx_queue",
+    "socket_mapping_count",
     "wait_until",
     "wait_until_blocked",
     "watchdog",
@@ -200,6 +212,18 @@ def peer_tx_queue_reaching(rx_queue: int, mode: XDPMode) -> int:
     return rx_queue if mode is XDP_MODE_DRV else rx_queue + 1
 
 
+def send_on_rx_queue(pair: VethPair, rx_queue: int, mode: XDPMode, frames: list[bytes]) -> None:
+    """Send ``frames`` from the peer so they arrive on capture rx queue ``rx_queue``.
+
+    The sender is an ``XDPPacket`` in copy (generic) mode bound to the right peer tx queue;
+    ``mode`` is the capture end's mode, which decides that queue.
+    """
+    tx_queue = peer_tx_queue_reaching(rx_queue, mode)
+    sender = XDPPacket(pair.peer, OptXDPMode(XDP_MODE_SKB), OptQueueID(tx_queue))
+    with sender, watchdog(10):
+        assert sender.write_multi_packets(frames) == len(frames)
+
+
 # --------------------------------------------------------------------------------------------
 # Kernel state
 
@@ -207,6 +231,12 @@ def peer_tx_queue_reaching(rx_queue: int, mode: XDPMode) -> int:
 def open_fd_count() -> int:
     """How many file descriptors this process has open."""
     return len(os.listdir("/proc/self/fd"))
+
+
+def socket_mapping_count() -> int:
+    """How many memory mappings of sockets (AF_XDP rings) this process has."""
+    with open("/proc/self/maps") as maps:
+        return sum("socket:[" in line for line in maps)
 
 
 def attached_prog_id(ifindex: int) -> int:
