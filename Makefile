@@ -3,9 +3,13 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
-# Commands the tests use, as command:Debian-package. clang builds a tiny XDP program that
-# integration tests attach the way another tool would.
-TEST_TOOLS := ip:iproute2 ethtool:ethtool unshare:util-linux clang:clang
+# Commands the tests use, as command:Debian-package. The tests need no compiler: the XDP
+# program ships built, and test programs are loaded from raw instructions.
+TEST_TOOLS := ip:iproute2 ethtool:ethtool unshare:util-linux
+# Rebuilding the shipped XDP program (`make ebpf`) needs clang as well.
+EBPF_TOOLS := clang:clang
+# What `system-packages` installs when missing (`make ebpf` passes EBPF_TOOLS instead).
+SYSTEM_TOOLS := $(TEST_TOOLS)
 # iproute2 and ethtool live in /usr/sbin, which a non-login shell may lack.
 export PATH := $(PATH):/usr/sbin:/sbin
 # apt-get runs unattended (CI has no standard input); sudo only when not already root.
@@ -19,7 +23,7 @@ setup: system-packages $(STAMP)
 # Idempotent and quick when everything is there: installs only what is missing.
 system-packages:
 	@missing=""; \
-	for entry in $(TEST_TOOLS); do \
+	for entry in $(SYSTEM_TOOLS); do \
 		command -v $${entry%%:*} >/dev/null || missing="$$missing $${entry#*:}"; \
 	done; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
@@ -51,7 +55,8 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-ebpf: system-packages
+ebpf:
+	$(MAKE) system-packages SYSTEM_TOOLS="$(EBPF_TOOLS)"
 	$(MAKE) -C ebpf
 
 clean:
