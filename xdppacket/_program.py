@@ -154,6 +154,8 @@ def _attach_error(error: OSError, ifname: str, mode: XDPMode) -> OSError:
         errno.EPERM: "run as root or grant CAP_NET_ADMIN and CAP_BPF",
         errno.EINVAL: "the kernel refused the program for this device (check the MTU: native XDP "
                       "often needs it below about 3500 bytes)",
+        errno.ERANGE: "the MTU is too large for native XDP on this device (for veth: the MTU of "
+                      "its peer); lower it, e.g. to 1500, or use OptXDPMode(XDP_MODE_SKB)",
     }
     hint = hints.get(error.errno or 0, "")
     return OSError(error.errno, f"attaching the XDP program to {ifname} in {_MODE_NAME[mode]} mode "
