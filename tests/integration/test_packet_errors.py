@@ -28,6 +28,7 @@ from tests.xdp_helpers import (
 )
 from xdppacket import (
     IO_MODE_BLOCK,
+    XDP_MODE_DRV,
     XDP_MODE_SKB,
     OptFrameSize,
     OptIoMode,
@@ -130,6 +131,24 @@ def test_a_queue_beyond_the_interface_is_refused(veth_pair: VethPair, queue_id: 
     )
     with leaves_nothing_behind(veth_pair), pytest.raises(ValueError, match=message):
         XDPPacket(veth_pair.capture, OptQueueID(queue_id))
+
+
+def test_native_mode_refused_by_the_driver_names_the_fix(veth_pair: VethPair) -> None:
+    # veth refuses native XDP when its peer's MTU leaves a frame no room in one page.
+    run_command("ip", "link", "set", veth_pair.peer, "mtu", "4000")
+    with leaves_nothing_behind(veth_pair), pytest.raises(OSError) as caught:  # noqa: PT011
+        XDPPacket(veth_pair.capture, OptXDPMode(XDP_MODE_DRV))
+    assert caught.value.errno == errno.ERANGE
+    assert str(caught.value).startswith(
+        f"[Errno 34] attaching the XDP program to {veth_pair.capture} in native (XDP_MODE_DRV) "
+        f"mode failed: "
+    )
+    assert str(caught.value).endswith(
+        "(the MTU is too large for native XDP on this device (for veth: the MTU of its peer); "
+        "lower it, e.g. to 1500, or use OptXDPMode(XDP_MODE_SKB))"
+    )
+    with XDPPacket(veth_pair.capture, OptXDPMode(XDP_MODE_SKB)) as sock:  # the suggested way out
+        assert sock.options.xdp_mode is XDP_MODE_SKB
 
 
 # --------------------------------------------------------------------------------- packets
