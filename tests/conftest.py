@@ -23,6 +23,7 @@ from typing import NoReturn
 import pytest
 
 from tests.netns import (
+    AfPacketCapture,
     PrivateNetns,
     VethFactory,
     VethPair,
@@ -153,3 +154,14 @@ def veth_pair(request: pytest.FixtureRequest, make_veth: VethFactory) -> VethPai
     """
     queues: int = getattr(request, "param", 1)
     return make_veth(queues)
+
+
+@pytest.fixture
+def peer_capture(veth_pair: VethPair) -> Iterator[AfPacketCapture]:
+    """An ``AfPacketCapture`` of the test frames arriving on ``veth_pair.peer``.
+
+    Bound before the test body runs, so it sees every frame the test sends towards the
+    peer; closed after the test.
+    """
+    with AfPacketCapture(veth_pair.peer) as capture:
+        yield capture

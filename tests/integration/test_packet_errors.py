@@ -43,13 +43,6 @@ from xdppacket import (
 )
 
 
-@pytest.fixture
-def capture(veth_pair: VethPair) -> Iterator[AfPacketCapture]:
-    """Captures the test frames arriving on the peer end; closed after the test."""
-    with AfPacketCapture(veth_pair.peer) as capture:
-        yield capture
-
-
 @contextlib.contextmanager
 def leaves_nothing_behind(pair: VethPair) -> Iterator[None]:
     """The block attaches no XDP program to the capture end and leaves no extra fd open."""
@@ -175,7 +168,7 @@ def write(sock: XDPPacket, writer: str, batch: list[Any]) -> None:
 @pytest.mark.parametrize(("packet", "pattern"), REFUSED_SIZES)
 @pytest.mark.parametrize("writer", ["write_packet", "write_multi_packets"])
 def test_empty_or_oversized_packets_queue_nothing(
-    veth_pair: VethPair, capture: AfPacketCapture, mode: XDPMode, packet: Any, pattern: str,
+    veth_pair: VethPair, peer_capture: AfPacketCapture, mode: XDPMode, packet: Any, pattern: str,
     writer: str,
 ) -> None:
     good = frames_to_peer(veth_pair, 3)
@@ -187,26 +180,26 @@ def test_empty_or_oversized_packets_queue_nothing(
         assert (sock.get_stats().tx_packets, sock.get_stats().tx_bytes) == (0, 0)
         sock.write_packet(good[2])
         # Had anything been queued before the refusal, it would arrive first.
-        assert capture.recv_frames(1, timeout=5) == [good[2]]
+        assert peer_capture.recv_frames(1, timeout=5) == [good[2]]
         assert sock.get_stats().tx_packets == 1
 
 
 @BOTH_MODES
 def test_a_packet_filling_the_whole_frame_is_sent(
-    veth_pair: VethPair, capture: AfPacketCapture, mode: XDPMode
+    veth_pair: VethPair, peer_capture: AfPacketCapture, mode: XDPMode
 ) -> None:
     frame = make_test_frame(2048, 1, veth_pair.peer_mac, veth_pair.capture_mac)
     for ifname in (veth_pair.capture, veth_pair.peer):  # room for 2048 - 14 bytes of payload
         run_command("ip", "link", "set", ifname, "mtu", "2034")
     with XDPPacket(veth_pair.capture, OptXDPMode(mode), OptFrameSize(2048)) as sock:
         sock.write_packet(frame)
-        assert capture.recv_frames(1, timeout=5) == [frame]
+        assert peer_capture.recv_frames(1, timeout=5) == [frame]
 
 
 @BOTH_MODES
 @pytest.mark.parametrize("packet", ["text", 42, None, [0x88, 0xB5], object()], ids=repr)
 def test_non_bytes_packets_are_a_type_error(
-    veth_pair: VethPair, capture: AfPacketCapture, mode: XDPMode, packet: object
+    veth_pair: VethPair, peer_capture: AfPacketCapture, mode: XDPMode, packet: object
 ) -> None:
     good = frames_to_peer(veth_pair, 2)
     pattern = "^a packet must be bytes-like \\(bytes, bytearray, memoryview\\), got "
@@ -217,7 +210,7 @@ def test_non_bytes_packets_are_a_type_error(
             sock.write_multi_packets([good[0], packet])
         assert sock.get_stats().tx_packets == 0
         sock.write_packet(good[1])
-        assert capture.recv_frames(1, timeout=5) == [good[1]]
+        assert peer_capture.recv_frames(1, timeout=5) == [good[1]]
 
 
 @pytest.mark.parametrize("batch", [None, 42, b"\x88\xb5", "text"], ids=repr)

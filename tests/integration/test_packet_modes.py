@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
@@ -54,13 +54,6 @@ NONBLOCK = (OptIoMode(IO_MODE_NONBLOCK), OptPollTimeout(TIMEOUT_US))
 # 64 tx frames: the 65th frame written while nothing completes has nowhere to go.
 SMALL_UMEM = (OptNumFrames(64), OptRingSize(64))
 T = TypeVar("T")
-
-
-@pytest.fixture
-def capture(veth_pair: VethPair) -> Iterator[AfPacketCapture]:
-    """Captures the test frames arriving on the peer end; closed after the test."""
-    with AfPacketCapture(veth_pair.peer) as capture:
-        yield capture
 
 
 def timed(call: Callable[..., T], *args: object) -> tuple[T, float]:
@@ -124,13 +117,13 @@ def test_zero_poll_timeout_returns_at_once(veth_pair: VethPair, mode: XDPMode) -
 
 @BOTH_MODES
 def test_nonblocking_writes_report_what_they_queued_and_time_out_on_a_down_interface(
-    veth_pair: VethPair, capture: AfPacketCapture, mode: XDPMode
+    veth_pair: VethPair, peer_capture: AfPacketCapture, mode: XDPMode
 ) -> None:
     frames = frames_to_peer(veth_pair, 229)
     with XDPPacket(veth_pair.capture, OptXDPMode(mode), *SMALL_UMEM, *NONBLOCK) as sock:
         # Up: the kernel sends and completes frames, so all 100 fit through 64 tx frames.
         assert sock.write_multi_packets(frames[:100]) == 100
-        assert capture.recv_frames(100, timeout=5) == frames[:100]
+        assert peer_capture.recv_frames(100, timeout=5) == frames[:100]
 
         run_command("ip", "link", "set", veth_pair.capture, "down")
         # Down: 64 frames fill the UMEM's tx half and the tx ring; none of them completes.
@@ -153,7 +146,7 @@ def test_nonblocking_writes_report_what_they_queued_and_time_out_on_a_down_inter
         # Up again: the 64 frames waiting on the tx ring go out first, then new ones.
         run_command("ip", "link", "set", veth_pair.capture, "up")
         assert sock.write_multi_packets(frames[164:229]) == 65
-        assert capture.recv_frames(129, timeout=5) == frames[100:229]
+        assert peer_capture.recv_frames(129, timeout=5) == frames[100:229]
 
 
 # ------------------------------------------------------------------------------ blocking
@@ -203,7 +196,7 @@ def test_a_signal_whose_handler_returns_does_not_end_a_blocked_read(
 
 @BOTH_MODES
 def test_a_blocked_write_waits_for_room_until_a_signal_interrupts_it(
-    veth_pair: VethPair, capture: AfPacketCapture, mode: XDPMode
+    veth_pair: VethPair, peer_capture: AfPacketCapture, mode: XDPMode
 ) -> None:
     frames = frames_to_peer(veth_pair, 100)
     with XDPPacket(veth_pair.capture, OptXDPMode(mode), *SMALL_UMEM) as sock:
@@ -218,4 +211,4 @@ def test_a_blocked_write_waits_for_room_until_a_signal_interrupts_it(
         run_command("ip", "link", "set", veth_pair.capture, "up")
         with watchdog(10):
             assert sock.write_multi_packets(frames[64:]) == 36
-        assert capture.recv_frames(100, timeout=5) == frames
+        assert peer_capture.recv_frames(100, timeout=5) == frames
