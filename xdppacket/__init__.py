@@ -7,6 +7,7 @@ contract.
 
 from ._program import clear_iface_residue_xdp_resources
 from .errors import BPFVerifierError, XDPError, XDPProgramBusyError, XDPTimeoutError, XDPWriteError
+from .multiqueue import XDPMultiQueue, get_xdp_socket_from_multi_queue
 from .options import (
     IO_MODE_BLOCK,
     IO_MODE_NONBLOCK,
@@ -48,6 +49,7 @@ __all__ = [
     "TrafficGenerator",
     "XDPError",
     "XDPMode",
+    "XDPMultiQueue",
     "XDPOptions",
     "XDPPacket",
     "XDPProgramBusyError",
@@ -57,4 +59,5 @@ __all__ = [
     "XDP_MODE_DRV",
     "XDP_MODE_SKB",
     "clear_iface_residue_xdp_resources",
+    "get_xdp_socket_from_multi_queue",
 ]

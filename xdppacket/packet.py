@@ -168,15 +168,19 @@ class XDPPacket:
         return self._read(_check_batch_size(max_packets), copy=False)
 
     def _read(self, max_packets: int, copy: bool) -> tuple[list, list[CaptureInfo]]:  # type: ignore[type-arg]
-        self._check_open()
-        if self._leases.outstanding:
-            self._end_zero_copy_lease()
+        self._begin_read()
         count = self._rx.available(max_packets)
         if not count:
             count = self._wait_for_rx(max_packets)
             if not count:
                 return [], []
         return self._take(count, copy)
+
+    def _begin_read(self) -> None:
+        """Every read starts here: zero-copy views of the previous read end now."""
+        self._check_open()
+        if self._leases.outstanding:
+            self._end_zero_copy_lease()
 
     def _take(self, count: int, copy: bool) -> tuple[list, list[CaptureInfo]]:  # type: ignore[type-arg]
         """Take ``count`` ready frames off the rx ring (the caller checked they are there)."""
@@ -215,6 +219,13 @@ class XDPPacket:
         if room:
             self._fill.submit(free[-room:])
             del free[-room:]
+
+    def _note_poll(self) -> None:
+        """Count an empty ring about to be waited on, and wake the driver if it asks to be."""
+        self._rx_empty += 1
+        self._polls += 1
+        if self._fill.needs_wakeup():
+            wait_readable(self._fds, 0)
 
     def _wait_for_rx(self, wanted: int) -> int:
         """Wait for frames per the I/O mode; return how many are ready (0 on timeout)."""

@@ -1,0 +1,197 @@
+"""``XDPMultiQueue``: one ``XDPPacket`` per queue ``[0, n)`` of an interface, read together.
+
+Memory: each queue has its own UMEM (no ``XDP_SHARED_UMEM``). Every socket stays an
+ordinary, independent ``XDPPacket`` (usable on its own, in its own thread), frame
+accounting stays per socket, and a stalled queue can never starve another of frames.
+The cost is memory: ``queues * 2 * num_frames * frame_size`` bytes (32 MiB for four
+queues with the defaults); README.md gives measured figures.
+
+Reads are fair: each call starts at the next queue in turn and shares its batch
+between the queues that have frames, so a busy queue cannot starve the others.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from types import TracebackType
+
+from ._interface import rx_queue_count
+from ._wait import wait_readable
+from .errors import XDPWriteError
+from .options import resolve_options
+from .packet import Frame, XDPPacket, _as_frame, _check_batch_size
+from .stats import CaptureInfo, XDPStats
+
+__all__ = ["XDPMultiQueue", "get_xdp_socket_from_multi_queue"]
+
+
+class XDPMultiQueue:
+    """Owns one ``XDPPacket`` per queue of ``ifname``, queues ``[0, OptQueueCount)``.
+
+    ``close()`` closes them all. Not thread-safe; to read queues from several threads,
+    take ``sockets`` and give one to each thread instead.
+    """
+
+    def __init__(self, ifname: str, *opts: object) -> None:
+        self._sockets: list[XDPPacket] = []
+        options = resolve_options(opts, owner="XDPMultiQueue")
+        available = rx_queue_count(ifname)
+        if options.queue_count > available:
+            raise ValueError(
+                f"OptQueueCount({options.queue_count}): {ifname} has only {available} rx queue(s); "
+                f"use OptQueueCount({available}) or fewer (ethtool -L changes a NIC's queue count)"
+            )
+        self.ifname = ifname
+        self.options = options
+        try:
+            for queue_id in range(options.queue_count):
+                self._sockets.append(XDPPacket._for_queue(ifname, replace(options, queue_id=queue_id)))
+        except BaseException:
+            self.close()
+            raise
+        self.ifindex = self._sockets[0].ifindex
+        self._fds = [sock.fileno() for sock in self._sockets]
+        self._timeout_us = None if options.blocking else options.poll_timeout_us
+        self._next_read_queue = 0
+        self._next_write_queue = 0
+
+    # ----------------------------------------------------------------- lifetime
+    @property
+    def sockets(self) -> list[XDPPacket]:
+        """The per-queue sockets, index i bound to queue i."""
+        return list(self._sockets)
+
+    @property
+    def closed(self) -> bool:
+        return all(sock.closed for sock in self._sockets)
+
+    def close(self) -> None:
+        """Close every queue's socket (idempotent)."""
+        for sock in self._sockets:
+            sock.close()
+
+    def __enter__(self) -> XDPMultiQueue:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<XDPMultiQueue {getattr(self, 'ifname', '?')} queues {len(self._sockets)} {state}>"
+
+    # ---------------------------------------------------------------- receiving
+    def read_packet(self) -> tuple[list[bytes], list[CaptureInfo]]:
+        """At most one copied frame from each queue."""
+        return self._read(len(self._sockets), per_queue=1, copy=True)
+
+    def zero_copy_read_packet(self) -> tuple[list[memoryview], list[CaptureInfo]]:
+        """At most one frame from each queue, as views valid until the next read or close()."""
+        return self._read(len(self._sockets), per_queue=1, copy=False)
+
+    def read_multi_packets(self, max_packets: int = 16) -> tuple[list[bytes], list[CaptureInfo]]:
+        """Up to ``max_packets`` copied frames in all, shared fairly between the queues."""
+        return self._read(_check_batch_size(max_packets), per_queue=max_packets, copy=True)
+
+    def zero_copy_read_multi_packets(self, max_packets: int = 16) -> tuple[list[memoryview], list[CaptureInfo]]:
+        """Like ``read_multi_packets`` but as views, valid until the next read or close()."""
+        return self._read(_check_batch_size(max_packets), per_queue=max_packets, copy=False)
+
+    def _read(self, limit: int, per_queue: int, copy: bool) -> tuple[list, list[CaptureInfo]]:  # type: ignore[type-arg]
+        for sock in self._sockets:
+            sock._begin_read()
+        deadline = None if self._timeout_us is None else time.monotonic_ns() + self._timeout_us * 1000
+        while True:
+            order = self._rotated_sockets()
+            shares = _fair_shares([sock._rx.available(per_queue) for sock in order], limit)
+            if any(shares):
+                packets: list = []  # type: ignore[type-arg]
+                infos: list[CaptureInfo] = []
+                for sock, share in zip(order, shares):
+                    if share:
+                        taken, taken_infos = sock._take(share, copy)
+                        packets += taken
+                        infos += taken_infos
+                return packets, infos
+            remaining = None if deadline is None else (deadline - time.monotonic_ns()) // 1000
+            if remaining is not None and remaining < 0:
+                return [], []
+            for sock in order:
+                sock._note_poll()
+            wait_readable(self._fds, remaining)
+
+    def _rotated_sockets(self) -> list[XDPPacket]:
+        """All sockets, starting one further along at each call (fairness across calls)."""
+        start = self._next_read_queue
+        self._next_read_queue = (start + 1) % len(self._sockets)
+        return self._sockets[start:] + self._sockets[:start]
+
+    # ------------------------------------------------------------------ sending
+    def write_packet(self, pkts: list[object]) -> int:
+        """Send ``pkts`` spread round-robin over the queues; return how many were queued.
+
+        All frames are validated first, so a bad one raises before any is queued. If a
+        queue cannot take its share (non-blocking timeout, kernel error), ``XDPWriteError``
+        says in ``.sent`` how many frames had been queued in all.
+        """
+        frame_limit = self.options.frame_size
+        frames: list[Frame] = [_as_frame(data, frame_limit) for data in pkts]
+        count = len(self._sockets)
+        per_queue: list[list[Frame]] = [[] for _ in range(count)]
+        for offset, frame in enumerate(frames):
+            per_queue[(self._next_write_queue + offset) % count].append(frame)
+        self._next_write_queue = (self._next_write_queue + len(frames)) % count
+        sent = 0
+        for sock, share in zip(self._sockets, per_queue):
+            if not share:
+                continue
+            try:
+                queued = sock._write(share)
+            except OSError as error:
+                raise XDPWriteError(f"writing to {sock.ifname} queue {sock.queue_id} failed after "
+                                    f"{sent} frame(s): {error}", sent) from error
+            sent += queued
+            if queued < len(share):
+                raise XDPWriteError(
+                    f"{sock.ifname} queue {sock.queue_id} took {queued} of its {len(share)} frame(s) "
+                    f"within the poll timeout; {sent} of {len(frames)} frame(s) were queued in all",
+                    sent,
+                )
+        return sent
+
+    # -------------------------------------------------------------------- stats
+    def get_stats(self) -> list[XDPStats]:
+        """``[0]`` is the sum over all queues, ``[1 + i]`` is queue i (as in the Go library)."""
+        per_queue = [sock.get_stats() for sock in self._sockets]
+        total = XDPStats()
+        for stats in per_queue:
+            total = total + stats
+        return [total, *per_queue]
+
+
+def get_xdp_socket_from_multi_queue(mq: XDPMultiQueue) -> list[XDPPacket]:
+    """The per-queue sockets of ``mq`` (the Go library's ``GetXDPSocketFromMultiQueue``)."""
+    return mq.sockets
+
+
+def _fair_shares(ready: list[int], limit: int) -> list[int]:
+    """Split ``limit`` frames between queues with ``ready`` frames each, as evenly as possible.
+
+    Earlier queues get the odd frame out; callers rotate the order between calls.
+    """
+    shares = [0] * len(ready)
+    left = limit
+    while left:
+        hungry = [i for i, count in enumerate(ready) if count > shares[i]]
+        if not hungry:
+            break
+        each = max(1, left // len(hungry))
+        for i in hungry:
+            give = min(each, ready[i] - shares[i], left)
+            shares[i] += give
+            left -= give
+            if not left:
+                break
+    return shares
