@@ -131,13 +131,14 @@ def make_veth(private_netns: PrivateNetns) -> Iterator[VethFactory]:
     """Factory: ``make_veth(queues=1)`` creates a veth pair (see ``VethPair``) and returns it.
 
     Each call creates a new uniquely named pair (``xa<N>``/``xb<N>``, both up) in the
-    private namespace, with ``queues`` rx and tx queues per end. Every pair made is deleted
-    after the test, whether it passed, failed or errored.
+    private namespace, with ``queues`` rx and tx queues per end (``peer_queues``, if given,
+    for the peer end). Every pair made is deleted after the test, whether it passed,
+    failed or errored.
     """
     with contextlib.ExitStack() as cleanup:  # runs every deletion even if one of them fails
 
-        def make(queues: int = 1) -> VethPair:
-            pair = create_veth_pair(queues)
+        def make(queues: int = 1, peer_queues: int | None = None) -> VethPair:
+            pair = create_veth_pair(queues, peer_queues)
             cleanup.callback(delete_veth_pair, pair)
             return pair
 

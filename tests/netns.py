@@ -304,7 +304,8 @@ class VethPair:
     """Both ends of a veth pair: tests capture on ``capture`` and send from ``peer``.
 
     A frame sent on one end arrives on the other. ``queues`` is the number of rx and tx
-    queues of each end.
+    queues of the capture end, ``peer_queues`` that of the peer (the same unless the pair
+    was made asymmetric, see ``create_veth_pair``).
     """
 
     capture: str
@@ -314,12 +315,13 @@ class VethPair:
     capture_mac: bytes
     peer_mac: bytes
     queues: int
+    peer_queues: int
 
 
 class VethFactory(Protocol):
     """Type of the ``make_veth`` fixture: creates a pair, deleted when the test ends."""
 
-    def __call__(self, queues: int = 1) -> VethPair: ...
+    def __call__(self, queues: int = 1, peer_queues: int | None = None) -> VethPair: ...
 
 
 _veth_numbers = itertools.count(1)
@@ -340,21 +342,30 @@ def _interface_exists(ifname: str) -> bool:
     return True
 
 
-def create_veth_pair(queues: int = 1) -> VethPair:
-    """Create a veth pair ``xa<N>``/``xb<N>`` with ``queues`` rx and tx queues per end, both up.
+def create_veth_pair(queues: int = 1, peer_queues: int | None = None) -> VethPair:
+    """Create a veth pair ``xa<N>``/``xb<N>``, both up.
+
+    The capture end ``xa<N>`` gets ``queues`` rx and tx queues, the peer ``xb<N>`` gets
+    ``peer_queues`` (default: the same). An asymmetric pair is for generic-mode tests that
+    steer frames to every capture queue (see ``tests.xdp_helpers.peer_tx_queue_reaching``);
+    native XDP on veth refuses a capture end with fewer rx queues than its peer has tx queues.
 
     Refuses to run outside the namespace of ``enter_private_netns``, so it can never add
     interfaces to the machine's own network. The caller deletes it with ``delete_veth_pair``.
     """
     if current_private_netns() is None:
         raise RuntimeError("refusing to create a veth pair outside a private network namespace")
-    if not 1 <= queues <= 4096:
-        raise ValueError(f"queues must be in 1..4096, not {queues}")
+    if peer_queues is None:
+        peer_queues = queues
+    for name, count in (("queues", queues), ("peer_queues", peer_queues)):
+        if not 1 <= count <= 4096:
+            raise ValueError(f"{name} must be in 1..4096, not {count}")
     number = next(n for n in _veth_numbers if not _interface_exists(f"xa{n}"))
     capture, peer = f"xa{number}", f"xb{number}"
-    queue_args = ("numrxqueues", str(queues), "numtxqueues", str(queues))
+    capture_args = ("numrxqueues", str(queues), "numtxqueues", str(queues))
+    peer_args = ("numrxqueues", str(peer_queues), "numtxqueues", str(peer_queues))
     run_command(
-        "ip", "link", "add", capture, *queue_args, "type", "veth", "peer", "name", peer, *queue_args
+        "ip", "link", "add", capture, *capture_args, "type", "veth", "peer", "name", peer, *peer_args
     )
     try:
         for ifname in (capture, peer):
@@ -367,6 +378,7 @@ def create_veth_pair(queues: int = 1) -> VethPair:
             capture_mac=_mac_address(capture),
             peer_mac=_mac_address(peer),
             queues=queues,
+            peer_queues=peer_queues,
         )
     except BaseException:
         run_command("ip", "link", "delete", capture)
