@@ -22,6 +22,7 @@ import pytest
 from tests.netns import (
     AfPacketCapture,
     AfPacketSender,
+    VethFactory,
     VethPair,
     make_test_frame,
     mixed_sizes,
@@ -34,6 +35,7 @@ from xdppacket import (
     OptQueueID,
     OptXDPMode,
     XDPMode,
+    XDPMultiQueue,
     XDPPacket,
     _bpf,
     _netlink,
@@ -41,9 +43,11 @@ from xdppacket import (
 
 __all__ = [
     "BOTH_MODES",
+    "MULTI_QUEUES",
     "READ_VARIANTS",
     "XDP_FLAGS_BY_MODE",
     "XDP_PASS_PROGRAM",
+    "QueueSenders",
     "WatchdogExpired",
     "assert_capture_infos",
     "assert_nothing_arrives",
@@ -51,15 +55,19 @@ __all__ = [
     "attached_prog_id",
     "child_process",
     "expect_line",
+    "frames_for_queue",
     "frames_from_peer",
     "frames_to_peer",
+    "make_multiqueue_veth",
     "open_fd_count",
     "peer_tx_queue_reaching",
     "read_frames",
+    "read_multiqueue",
     "read_until_empty",
     "send_frames",
     "send_on_rx_queue",
     "socket_mapping_count",
+    "split_by_queue",
     "wait_until",
     "wait_until_blocked",
     "watchdog",
@@ -306,3 +314,93 @@ def expect_line(child: subprocess.Popen[str], expected: str, timeout: float = 10
     if not line:  # the child exited: its traceback says why
         raise AssertionError(f"child exited before printing {expected!r}:\n{child.stderr.read()}")
     assert line == expected + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# Multi-queue: steering frames to every queue, reading an XDPMultiQueue
+
+#: Queues of the capture end in the multi-queue tests.
+MULTI_QUEUES = 4
+
+
+def make_multiqueue_veth(make_veth: VethFactory, mode: XDPMode, queues: int = MULTI_QUEUES) -> VethPair:
+    """A veth pair whose capture end has ``queues`` queues, each reachable from the peer in ``mode``.
+
+    Native mode: a symmetric pair (veth refuses native XDP on an end with fewer rx queues
+    than its peer has tx queues). Generic mode: the peer gets one queue more, because the
+    capture rx queue ``q`` is reached from peer tx queue ``q + 1`` (``peer_tx_queue_reaching``).
+    """
+    return make_veth(queues, queues + 1 if mode is XDP_MODE_SKB else queues)
+
+
+class QueueSenders:
+    """Sends frames from the peer to chosen rx queues of the capture end.
+
+    Owns one copy-mode ``XDPPacket`` per peer tx queue, opened on first use and closed by
+    ``close()`` (also a context manager). ``mode`` is the capture end's mode: it decides
+    which peer tx queue reaches which capture rx queue (``peer_tx_queue_reaching``).
+    Not thread-safe.
+    """
+
+    def __init__(self, pair: VethPair, mode: XDPMode) -> None:
+        self._pair = pair
+        self._mode = mode
+        self._senders: dict[int, XDPPacket] = {}
+
+    def send(self, rx_queue: int, frames: Sequence[bytes]) -> None:
+        """Send ``frames`` (all of them, in order) so they arrive on capture rx queue ``rx_queue``."""
+        tx_queue = peer_tx_queue_reaching(rx_queue, self._mode)
+        if tx_queue not in self._senders:
+            self._senders[tx_queue] = XDPPacket(
+                self._pair.peer, OptXDPMode(XDP_MODE_SKB), OptQueueID(tx_queue)
+            )
+        with watchdog(10):
+            assert self._senders[tx_queue].write_multi_packets(frames) == len(frames)
+
+    def close(self) -> None:
+        for sender in self._senders.values():
+            sender.close()
+        self._senders.clear()
+
+    def __enter__(self) -> QueueSenders:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def frames_for_queue(pair: VethPair, queue: int, count: int, first_seq: int = 0) -> list[bytes]:
+    """``count`` distinct frames (peer -> capture) for ``queue``: sequence numbers ``queue * 100000 + ...``."""
+    return frames_from_peer(pair, count, first_seq=queue * 100_000 + first_seq)
+
+
+def read_multiqueue(
+    mq: XDPMultiQueue, count: int, variant: str, batch: int = 64, timeout: float = 10.0
+) -> tuple[list[bytes], list[CaptureInfo]]:
+    """Read exactly ``count`` frames from ``mq`` with the read method ``variant``.
+
+    Zero-copy views are copied at once (they die at the next read). An empty non-blocking
+    read is retried; ``WatchdogExpired`` if the frames do not all come within ``timeout`` s.
+    A read returning more than still wanted fails the test: frames nobody sent arrived.
+    """
+    method = getattr(mq, variant)
+    frames: list[bytes] = []
+    infos: list[CaptureInfo] = []
+    with watchdog(timeout):
+        while len(frames) < count:
+            if variant.endswith("multi_packets"):
+                packets, batch_infos = method(min(batch, count - len(frames)))
+            else:
+                packets, batch_infos = method()
+            frames += [bytes(packet) for packet in packets]
+            infos += batch_infos
+    assert len(frames) == count, f"read {len(frames)} frames, expected {count}"
+    return frames, infos
+
+
+def split_by_queue(frames: Sequence[bytes], infos: Sequence[CaptureInfo]) -> dict[int, list[bytes]]:
+    """Frames grouped by the queue their ``CaptureInfo`` names, in the order read."""
+    by_queue: dict[int, list[bytes]] = {}
+    for frame, info in zip(frames, infos):
+        by_queue.setdefault(info.queue_id, []).append(frame)
+    return by_queue
