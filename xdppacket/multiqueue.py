@@ -105,13 +105,13 @@ class XDPMultiQueue:
         deadline = None if self._timeout_us is None else time.monotonic_ns() + self._timeout_us * 1000
         while True:
             order = self._rotated_sockets()
-            shares = _fair_shares([sock._rx.available(per_queue) for sock in order], limit)
+            shares = _fair_shares([sock._ready(per_queue) for sock in order], limit)
             if any(shares):
                 packets: list = []  # type: ignore[type-arg]
                 infos: list[CaptureInfo] = []
                 for sock, share in zip(order, shares):
                     if share:
-                        taken, taken_infos = sock._take(share, copy)
+                        taken, taken_infos = sock._take_ready(share, copy)
                         packets += taken
                         infos += taken_infos
                 return packets, infos
@@ -119,6 +119,7 @@ class XDPMultiQueue:
             if remaining is not None and remaining < 0:
                 return [], []
             for sock in order:
+                sock._note_empty()
                 sock._note_poll()
             wait_readable(self._fds, remaining)
 
