@@ -22,6 +22,7 @@ from .options import (
     OptQueueID,
     OptRingSize,
     OptXDPMode,
+    OptXDPProgram,
     XDPMode,
     XDPOptions,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "OptQueueID",
     "OptRingSize",
     "OptXDPMode",
+    "OptXDPProgram",
     "TrafficGenerator",
     "XDPError",
     "XDPMode",

@@ -57,8 +57,9 @@ class XskProgram:
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, key: tuple[int, int], ifname: str, mode: XDPMode, link_fd: int, prog_fd: int,
-                 map_fd: int, map_entries: int, attached_here: bool):
+                 map_fd: int, map_entries: int, attached_here: bool, program_path: str | None = None):
         self._key = key
+        self.program_path = program_path
         self.ifname = ifname
         self.mode = mode
         self.link_fd = link_fd
@@ -70,18 +71,28 @@ class XskProgram:
         self._users = 0
 
     @classmethod
-    def acquire(cls, ifname: str, ifindex: int, mode: XDPMode, queue_count: int) -> XskProgram:
-        """A shared reference to the interface's program, attaching or joining it if needed."""
+    def acquire(cls, ifname: str, ifindex: int, mode: XDPMode, queue_count: int,
+                program_path: str | None) -> XskProgram:
+        """A shared reference to the interface's program, attaching or joining it if needed.
+
+        ``program_path`` None means the shipped program; it only matters when this
+        process is the one that loads and attaches the program.
+        """
         key = (_network_namespace_id(), ifindex)
         with cls._lock:
             program = cls._registry.get(key)
             if program is None:
-                program = _attach_or_join(key, ifname, ifindex, mode, queue_count)
+                program = _attach_or_join(key, ifname, ifindex, mode, queue_count, program_path)
                 cls._registry[key] = program
             elif program.mode is not mode:
                 raise ValueError(
                     f"{ifname} already runs the XDP program in {_MODE_NAME[program.mode]} mode for "
                     f"other sockets of this process; open this socket with OptXDPMode in the same mode"
+                )
+            elif program.program_path != program_path:
+                raise ValueError(
+                    f"{ifname} already runs {program.program_path or 'the shipped program'} for other "
+                    f"sockets of this process; all its sockets must use the same OptXDPProgram"
                 )
             program._users += 1
             return program
@@ -116,15 +127,15 @@ class XskProgram:
 
 
 def _attach_or_join(key: tuple[int, int], ifname: str, ifindex: int, mode: XDPMode,
-                    queue_count: int) -> XskProgram:
+                    queue_count: int, program_path: str | None) -> XskProgram:
     for _ in range(_ATTACH_ATTEMPTS):
         link = _netlink.get_link(ifindex)
         if link.xdp_attached == _netlink.XDP_ATTACHED_NONE:
-            program = _attach(key, ifname, ifindex, mode, queue_count)
+            program = _attach(key, ifname, ifindex, mode, queue_count, program_path)
             if program is not None:
                 return program
         else:
-            program = _join(key, ifname, link, mode)
+            program = _join(key, ifname, link, mode, program_path)
             if program is not None:
                 return program
     raise OSError(errno.EBUSY, f"could not attach to or join the XDP program of {ifname}: other "
@@ -132,9 +143,9 @@ def _attach_or_join(key: tuple[int, int], ifname: str, ifindex: int, mode: XDPMo
 
 
 def _attach(key: tuple[int, int], ifname: str, ifindex: int, mode: XDPMode,
-            queue_count: int) -> XskProgram | None:
+            queue_count: int, program_path: str | None) -> XskProgram | None:
     """Load and attach our program; ``None`` if another process attached one first."""
-    loaded = load_xsk_program(None, queue_count)
+    loaded = load_xsk_program(program_path, queue_count)
     try:
         link_fd = _bpf.link_create(loaded.prog_fd, ifindex, _bpf.BPF_XDP, int(mode))
     except OSError as error:
@@ -145,7 +156,8 @@ def _attach(key: tuple[int, int], ifname: str, ifindex: int, mode: XDPMode,
     prog_fd = os.dup(loaded.prog_fd)
     map_fd = os.dup(loaded.map_fds[XSKS_MAP_NAME])
     loaded.close()
-    return XskProgram(key, ifname, mode, link_fd, prog_fd, map_fd, queue_count, attached_here=True)
+    return XskProgram(key, ifname, mode, link_fd, prog_fd, map_fd, queue_count, attached_here=True,
+                      program_path=program_path)
 
 
 def _attach_error(error: OSError, ifname: str, mode: XDPMode) -> OSError:
@@ -162,9 +174,18 @@ def _attach_error(error: OSError, ifname: str, mode: XDPMode) -> OSError:
                                 f"failed: {error.strerror}" + (f" ({hint})" if hint else ""))
 
 
-def _join(key: tuple[int, int], ifname: str, link: _netlink.LinkInfo, mode: XDPMode) -> XskProgram | None:
+def _join(key: tuple[int, int], ifname: str, link: _netlink.LinkInfo, mode: XDPMode,
+          program_path: str | None) -> XskProgram | None:
     """Join the xdppacket program another process attached; ``None`` if it just went away."""
-    link_fd = _find_xdp_link(link.ifindex, link.xdp_prog_id)
+    try:
+        link_fd = _find_xdp_link(link.ifindex, link.xdp_prog_id)
+    except PermissionError as error:
+        raise PermissionError(
+            error.errno,
+            f"{ifname} already runs XDP program id {link.xdp_prog_id}; joining it (to share it with "
+            f"the process that attached it) looks BPF links up by id, which needs CAP_SYS_ADMIN: "
+            f"run as root or grant CAP_SYS_ADMIN",
+        ) from error
     if link_fd is None:
         if _netlink.get_link(link.ifindex).xdp_attached == _netlink.XDP_ATTACHED_NONE:
             return None
@@ -195,7 +216,8 @@ def _join(key: tuple[int, int], ifname: str, link: _netlink.LinkInfo, mode: XDPM
     except BaseException:
         _close_all(fds)
         raise
-    return XskProgram(key, ifname, mode, link_fd, prog_fd, map_fd, map_entries, attached_here=False)
+    return XskProgram(key, ifname, mode, link_fd, prog_fd, map_fd, map_entries, attached_here=False,
+                      program_path=program_path)
 
 
 def _find_xdp_link(ifindex: int, prog_id: int) -> int | None:

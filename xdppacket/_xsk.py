@@ -19,9 +19,9 @@ __all__ = ["XskSocket", "explain_os_error"]
 
 # Per-errno hints for the failures users actually meet; the message names the fix.
 _HINTS = {
-    errno.EPERM: "run as root or grant CAP_NET_ADMIN and CAP_BPF (plus CAP_IPC_LOCK or a larger "
-    "RLIMIT_MEMLOCK for the UMEM)",
-    errno.EACCES: "run as root or grant CAP_NET_ADMIN and CAP_BPF",
+    errno.EPERM: "run as root or grant CAP_NET_RAW, CAP_NET_ADMIN and CAP_BPF (plus CAP_IPC_LOCK or a "
+    "larger RLIMIT_MEMLOCK for the UMEM)",
+    errno.EACCES: "run as root or grant CAP_NET_RAW, CAP_NET_ADMIN and CAP_BPF",
     errno.EAFNOSUPPORT: "this kernel lacks AF_XDP: it needs CONFIG_XDP_SOCKETS=y (Linux 4.18+, 5.11+ "
     "recommended)",
     errno.EBUSY: "the queue is already bound by another AF_XDP socket (in this or another process); "

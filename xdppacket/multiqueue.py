@@ -137,7 +137,7 @@ class XDPMultiQueue:
         queue cannot take its share (non-blocking timeout, kernel error), ``XDPWriteError``
         says in ``.sent`` how many frames had been queued in all.
         """
-        frame_limit = self.options.frame_size
+        frame_limit = self._sockets[0]._frame_limit
         frames: list[Frame] = [_as_frame(data, frame_limit) for data in pkts]
         count = len(self._sockets)
         per_queue: list[list[Frame]] = [[] for _ in range(count)]

@@ -8,6 +8,7 @@ resource exists, so a bad option never leaves anything behind.
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Union
@@ -25,6 +26,7 @@ __all__ = [
     "OptQueueID",
     "OptRingSize",
     "OptXDPMode",
+    "OptXDPProgram",
     "XDPMode",
     "XDPOptions",
     "XDP_MODE_DRV",
@@ -159,6 +161,25 @@ class OptIoMode:
             raise TypeError(f"OptIoMode takes IO_MODE_BLOCK or IO_MODE_NONBLOCK, got {self.value!r}")
 
 
+@dataclass(frozen=True)
+class OptXDPProgram:
+    """Path of your own compiled XDP object instead of the shipped ``xdpsock_kern.o``.
+
+    Any XDP program works that redirects to an XSKMAP named ``xsks_map`` (u32 keys and
+    values), as ``ebpf/xdpsock_kern.c`` does; it goes through the same loader.
+    """
+
+    value: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.value, (str, os.PathLike)):
+            raise TypeError(f"OptXDPProgram takes a path, got {type(self.value).__name__} {self.value!r}")
+        path = os.fspath(self.value)
+        if not os.path.isfile(path):
+            raise ValueError(f"OptXDPProgram({path!r}): no such file; build one with `make -C ebpf`")
+        object.__setattr__(self, "value", path)
+
+
 Option = Union[
     OptNumFrames,
     OptFrameSize,
@@ -168,6 +189,7 @@ Option = Union[
     OptQueueCount,
     OptPollTimeout,
     OptIoMode,
+    OptXDPProgram,
 ]
 
 _FIELD_BY_OPTION: dict[type, str] = {
@@ -179,6 +201,7 @@ _FIELD_BY_OPTION: dict[type, str] = {
     OptQueueCount: "queue_count",
     OptPollTimeout: "poll_timeout_us",
     OptIoMode: "io_mode",
+    OptXDPProgram: "program_path",
 }
 
 
@@ -194,6 +217,8 @@ class XDPOptions:
     queue_count: int = 1
     poll_timeout_us: int = 100
     io_mode: IOMode = IOMode.BLOCK
+    #: None: the program shipped with xdppacket.
+    program_path: str | None = None
 
     @property
     def blocking(self) -> bool:

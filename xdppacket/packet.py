@@ -11,6 +11,7 @@ from contextlib import suppress
 from types import TracebackType
 from typing import Union
 
+from . import _netlink
 from . import _uapi as uapi
 from ._interface import interface_index, rx_queue_count
 from ._program import XskProgram
@@ -27,6 +28,9 @@ _new_tuple = tuple.__new__
 Frame = Union[bytes, bytearray, memoryview]
 #: A received frame: a copy or a zero-copy view.
 Packet = Union[bytes, memoryview]
+# Ethernet header and one VLAN tag: what a frame may carry beyond the MTU.
+_ETH_HLEN = 14
+_VLAN_HLEN = 4
 # Frames a single read takes off the ring at once (see "receiving" below).
 _READ_AHEAD = 64
 # A blocked write re-checks the completion ring this often: copy-mode completions
@@ -71,7 +75,7 @@ class XDPPacket:
         self.ifindex = ifindex
         self.queue_id = options.queue_id
         self.options = options
-        self._program = XskProgram.acquire(ifname, ifindex, options.xdp_mode, queues)
+        self._program = XskProgram.acquire(ifname, ifindex, options.xdp_mode, queues, options.program_path)
         try:
             bind_flags = uapi.XDP_USE_NEED_WAKEUP
             if options.xdp_mode is XDPMode.SKB:
@@ -93,7 +97,7 @@ class XDPPacket:
         self._umem = umem
         self._area = umem.map
         self._frame_mask = umem.frame_mask
-        self._max_frame = options.frame_size
+        self._frame_limit = _largest_frame(ifname, ifindex, options.frame_size)
         self._rx = self._xsk.rx
         self._fill = self._xsk.fill
         self._tx = self._xsk.tx
@@ -331,12 +335,12 @@ class XDPPacket:
     # ------------------------------------------------------------------ sending
     def write_packet(self, data: object) -> None:
         """Queue one frame for sending; waits for tx room per the I/O mode."""
-        if not self._write([_as_frame(data, self._max_frame)]):
+        if not self._write([_as_frame(data, self._frame_limit)]):
             raise self._timeout("write_packet")
 
     def write_multi_packets(self, pkts: Sequence[object]) -> int:
         """Queue frames in order; return how many were queued (all of them in blocking mode)."""
-        frames = [_as_frame(data, self._max_frame) for data in pkts]
+        frames = [_as_frame(data, self._frame_limit) for data in pkts]
         return self._write(frames)
 
     def _write(self, frames: list[Frame]) -> int:
@@ -422,7 +426,21 @@ def _check_batch_size(max_packets: int) -> int:
     return max_packets
 
 
-def _as_frame(data: object, max_size: int) -> Frame:
+def _largest_frame(ifname: str, ifindex: int, frame_size: int) -> tuple[int, str]:
+    """The longest frame a write may take, and how to allow longer ones.
+
+    The kernel silently drops frames beyond the MTU plus the Ethernet header and a VLAN
+    tag, so those are refused up front like frames that do not fit a UMEM frame.
+    """
+    mtu_limit = _netlink.get_link(ifindex).mtu + _ETH_HLEN + _VLAN_HLEN
+    if mtu_limit < frame_size:
+        return mtu_limit, f"raise the MTU of {ifname} (ip link set dev {ifname} mtu N)"
+    if frame_size < 4096:
+        return frame_size, "use OptFrameSize(4096)"
+    return frame_size, "frames cannot be larger than the 4096-byte UMEM frame"
+
+
+def _as_frame(data: object, limit: tuple[int, str]) -> Frame:
     """Accept any bytes-like frame; refuse empty or oversized ones before anything is queued."""
     frame: Frame
     if isinstance(data, (bytes, bytearray)):
@@ -436,7 +454,8 @@ def _as_frame(data: object, max_size: int) -> Frame:
     size = len(frame)
     if not size:
         raise ValueError("cannot send an empty packet")
+    max_size, how_to_allow_more = limit
     if size > max_size:
-        raise ValueError(f"packet of {size} bytes does not fit a {max_size}-byte frame; "
-                         f"use OptFrameSize(4096) or send smaller frames")
+        raise ValueError(f"packet of {size} bytes is longer than the {max_size} bytes this socket can "
+                         f"send; {how_to_allow_more}")
     return frame
