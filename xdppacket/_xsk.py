@@ -8,7 +8,10 @@ Teardown runs in reverse, and a failure at any step undoes the steps before it.
 from __future__ import annotations
 
 import errno
+import os
 import socket
+import threading
+import time
 
 from . import _uapi as uapi
 from ._libc import bind_raw
@@ -16,6 +19,36 @@ from ._rings import CompletionRing, FillRing, RxRing, TxRing, map_ring, require_
 from ._umem import Umem
 
 __all__ = ["XskSocket", "explain_os_error"]
+
+# The kernel frees a closed socket's queue in deferred work (``xp_release_deferred`` in
+# net/xdp/xsk_buff_pool.c, which waits for the rtnl lock), so for a few milliseconds after
+# close() (20 ms seen under load) binding that queue again fails with EBUSY. A bind meeting
+# EBUSY on a queue this process released less than _RELEASE_GRACE_S ago retries until
+# then; any other EBUSY (a socket really bound there) is reported at once.
+_RELEASE_GRACE_S = 1.0
+_BIND_RETRY_INTERVAL_S = 0.001
+#: (network namespace inode, ifindex, queue id) -> time.monotonic() of our last close there.
+_released_at: dict[tuple[int, int, int], float] = {}
+_released_lock = threading.Lock()
+
+
+def _queue_key(ifindex: int, queue_id: int) -> tuple[int, int, int]:
+    """Interface indexes are per network namespace, so the key includes the namespace."""
+    return os.stat("/proc/self/ns/net").st_ino, ifindex, queue_id
+
+
+def _note_released(key: tuple[int, int, int]) -> None:
+    now = time.monotonic()
+    with _released_lock:
+        for stale in [k for k, t in _released_at.items() if now - t > _RELEASE_GRACE_S]:
+            del _released_at[stale]
+        _released_at[key] = now
+
+
+def _recently_released(key: tuple[int, int, int]) -> bool:
+    with _released_lock:
+        released = _released_at.get(key)
+    return released is not None and time.monotonic() - released <= _RELEASE_GRACE_S
 
 # Per-errno hints for the failures users actually meet; the message names the fix.
 _HINTS = {
@@ -63,6 +96,8 @@ class XskSocket:
         require_supported_machine()
         self.ifname = ifname
         self.queue_id = queue_id
+        self._queue_key = _queue_key(ifindex, queue_id)
+        self._bound = False
         self._closed = False
         self._sock: socket.socket | None = None
         self._rings: list[FillRing | CompletionRing | RxRing | TxRing] = []
@@ -97,13 +132,27 @@ class XskSocket:
             self._rings.append(self.tx)
             self._give_rx_frames_to_kernel()
             step = "binding the socket"
-            bind_raw(fd, uapi.pack_sockaddr_xdp(bind_flags, ifindex, queue_id), "bind")
+            self._bind(uapi.pack_sockaddr_xdp(bind_flags, ifindex, queue_id))
         except OSError as error:
             self.close()
             raise explain_os_error(error, step, ifname, queue_id) from error
         except BaseException:
             self.close()
             raise
+
+    def _bind(self, address: bytes) -> None:
+        """Bind to the queue, waiting out a release of it this process has just made."""
+        assert self._sock is not None
+        while True:
+            try:
+                bind_raw(self._sock.fileno(), address, "bind")
+            except OSError as error:
+                if error.errno != errno.EBUSY or not _recently_released(self._queue_key):
+                    raise
+                time.sleep(_BIND_RETRY_INTERVAL_S)
+            else:
+                self._bound = True
+                return
 
     def _give_rx_frames_to_kernel(self) -> None:
         assert self.umem is not None
@@ -153,5 +202,7 @@ class XskSocket:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+            if self._bound:
+                _note_released(self._queue_key)
         if self.umem is not None:
             self.umem.close()
