@@ -146,13 +146,18 @@ def test_native_mode_refused_by_the_driver_names_the_fix(veth_pair: VethPair) ->
 
 # --------------------------------------------------------------------------------- packets
 
+# (packet, capture MTU, what the refusal says). With a 2048-byte UMEM frame, the longest
+# packet is the frame or, if less, what the MTU lets out: MTU + Ethernet header + VLAN tag.
 REFUSED_SIZES = [
-    pytest.param(b"", "^cannot send an empty packet$", id="empty-bytes"),
-    pytest.param(bytearray(), "^cannot send an empty packet$", id="empty-bytearray"),
-    pytest.param(memoryview(b"abc")[3:], "^cannot send an empty packet$", id="empty-view"),
-    pytest.param(bytes(2049), "^packet of 2049 bytes does not fit a 2048-byte frame; ",
-                 id="oversized"),
-    pytest.param(bytearray(65536), "^packet of 65536 bytes does not fit ", id="huge"),
+    pytest.param(b"", 1500, "^cannot send an empty packet$", id="empty-bytes"),
+    pytest.param(bytearray(), 1500, "^cannot send an empty packet$", id="empty-bytearray"),
+    pytest.param(memoryview(b"abc")[3:], 1500, "^cannot send an empty packet$", id="empty-view"),
+    pytest.param(bytes(2049), 3000, r"^packet of 2049 bytes is longer than the 2048 bytes this "
+                 r"socket can send; use OptFrameSize\(4096\)$", id="beyond-frame"),
+    pytest.param(bytes(1519), 1500, r"^packet of 1519 bytes is longer than the 1518 bytes this "
+                 r"socket can send; raise the MTU of xa\d+ \(ip link set dev xa\d+ mtu N\)$",
+                 id="beyond-mtu"),
+    pytest.param(bytearray(65536), 1500, "^packet of 65536 bytes is longer than ", id="huge"),
 ]  # fmt: skip
 
 
@@ -165,13 +170,14 @@ def write(sock: XDPPacket, writer: str, batch: list[Any]) -> None:
 
 
 @BOTH_MODES
-@pytest.mark.parametrize(("packet", "pattern"), REFUSED_SIZES)
+@pytest.mark.parametrize(("packet", "mtu", "pattern"), REFUSED_SIZES)
 @pytest.mark.parametrize("writer", ["write_packet", "write_multi_packets"])
 def test_empty_or_oversized_packets_queue_nothing(
-    veth_pair: VethPair, peer_capture: AfPacketCapture, mode: XDPMode, packet: Any, pattern: str,
-    writer: str,
+    veth_pair: VethPair, peer_capture: AfPacketCapture, mode: XDPMode, packet: Any, mtu: int,
+    pattern: str, writer: str,
 ) -> None:
     good = frames_to_peer(veth_pair, 3)
+    run_command("ip", "link", "set", veth_pair.capture, "mtu", str(mtu))
     with XDPPacket(veth_pair.capture, OptXDPMode(mode), OptFrameSize(2048)) as sock:
         # A bad packet anywhere in a batch refuses the whole batch, good ones before it too.
         batch = [packet] if writer == "write_packet" else [good[0], packet, good[1]]
@@ -185,15 +191,24 @@ def test_empty_or_oversized_packets_queue_nothing(
 
 
 @BOTH_MODES
-def test_a_packet_filling_the_whole_frame_is_sent(
-    veth_pair: VethPair, peer_capture: AfPacketCapture, mode: XDPMode
+@pytest.mark.parametrize(
+    ("mtu", "frame_size", "size"),
+    [
+        pytest.param(2034, 2048, 2048, id="whole-frame"),  # 2048 - 14 bytes of payload
+        pytest.param(1500, 4096, 1518, id="mtu-plus-header-and-vlan-tag"),
+    ],
+)
+def test_a_packet_as_long_as_allowed_is_sent(
+    veth_pair: VethPair, peer_capture: AfPacketCapture, mode: XDPMode, mtu: int, frame_size: int,
+    size: int,
 ) -> None:
-    frame = make_test_frame(2048, 1, veth_pair.peer_mac, veth_pair.capture_mac)
-    for ifname in (veth_pair.capture, veth_pair.peer):  # room for 2048 - 14 bytes of payload
-        run_command("ip", "link", "set", ifname, "mtu", "2034")
-    with XDPPacket(veth_pair.capture, OptXDPMode(mode), OptFrameSize(2048)) as sock:
+    frame = make_test_frame(size, 1, veth_pair.peer_mac, veth_pair.capture_mac)
+    for ifname in (veth_pair.capture, veth_pair.peer):
+        run_command("ip", "link", "set", ifname, "mtu", str(mtu))
+    with XDPPacket(veth_pair.capture, OptXDPMode(mode), OptFrameSize(frame_size)) as sock:
         sock.write_packet(frame)
         assert peer_capture.recv_frames(1, timeout=5) == [frame]
+        assert sock.get_stats().tx_bytes == size
 
 
 @BOTH_MODES
