@@ -20,7 +20,7 @@ from ._interface import rx_queue_count
 from ._wait import wait_readable
 from .errors import XDPWriteError
 from .options import resolve_options
-from .packet import Frame, XDPPacket, _as_frame, _check_batch_size
+from .packet import XDPPacket, _check_batch_size, _frames_for_writing
 from .stats import CaptureInfo, XDPStats
 
 __all__ = ["XDPMultiQueue", "get_xdp_socket_from_multi_queue"]
@@ -137,19 +137,20 @@ class XDPMultiQueue:
         queue cannot take its share (non-blocking timeout, kernel error), ``XDPWriteError``
         says in ``.sent`` how many frames had been queued in all.
         """
-        frame_limit = self._sockets[0]._frame_limit
-        frames: list[Frame] = [_as_frame(data, frame_limit) for data in pkts]
+        frames, sizes = _frames_for_writing(pkts, self._sockets[0]._frame_limit)
+        frames = list(frames)
         count = len(self._sockets)
-        per_queue: list[list[Frame]] = [[] for _ in range(count)]
-        for offset, frame in enumerate(frames):
-            per_queue[(self._next_write_queue + offset) % count].append(frame)
-        self._next_write_queue = (self._next_write_queue + len(frames)) % count
+        first = self._next_write_queue
+        self._next_write_queue = (first + len(frames)) % count
         sent = 0
-        for sock, share in zip(self._sockets, per_queue):
+        for offset in range(count):
+            # Frames offset, offset + count, ... go to the queue after ``first`` by ``offset``.
+            sock = self._sockets[(first + offset) % count]
+            share = frames[offset::count]
             if not share:
                 continue
             try:
-                queued = sock._write(share)
+                queued = sock._write(share, sizes[offset::count])
             except OSError as error:
                 raise XDPWriteError(f"writing to {sock.ifname} queue {sock.queue_id} failed after "
                                     f"{sent} frame(s): {error}", sent) from error

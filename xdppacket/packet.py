@@ -335,20 +335,20 @@ class XDPPacket:
     # ------------------------------------------------------------------ sending
     def write_packet(self, data: object) -> None:
         """Queue one frame for sending; waits for tx room per the I/O mode."""
-        if not self._write([_as_frame(data, self._frame_limit)]):
+        if not self._write(*_frames_for_writing([data], self._frame_limit)):
             raise self._timeout("write_packet")
 
     def write_multi_packets(self, pkts: Sequence[object]) -> int:
         """Queue frames in order; return how many were queued (all of them in blocking mode)."""
-        frames = [_as_frame(data, self._frame_limit) for data in pkts]
-        return self._write(frames)
+        return self._write(*_frames_for_writing(pkts, self._frame_limit))
 
-    def _write(self, frames: list[Frame]) -> int:
+    def _write(self, frames: Sequence[Frame], sizes: list[int]) -> int:
+        """Queue validated ``frames`` (of ``sizes`` bytes) as the I/O mode allows; return the count."""
         self._check_open()
         queued = 0
         deadline = None if self._timeout_us is None else time.monotonic_ns() + self._timeout_us * 1000
         while True:
-            queued += self._queue_frames(frames, queued)
+            queued += self._queue_frames(frames, sizes, queued)
             self._kick()
             if queued == len(frames):
                 return queued
@@ -362,7 +362,7 @@ class XDPPacket:
             self._polls += 1
             wait_writable(self._fds, wait_us)
 
-    def _queue_frames(self, frames: list[Frame], start: int) -> int:
+    def _queue_frames(self, frames: Sequence[Frame], sizes: list[int], start: int) -> int:
         """Copy as many of ``frames[start:]`` as fit into tx frames and publish them."""
         free = self._umem.tx_free
         completed = self._completion.drain(self._completion.size)
@@ -379,18 +379,16 @@ class XDPPacket:
             return 0
         addresses = free[-count:]
         del free[-count:]
+        batch_sizes = sizes[start : start + count]
         area = self._area
-        descriptors = array("Q")
-        sent_bytes = 0
-        for address, frame in zip(addresses, frames[start : start + count]):
-            size = len(frame)
+        for address, frame, size in zip(addresses, frames[start : start + count], batch_sizes):
             area[address : address + size] = frame
-            descriptors.append(address)
-            descriptors.append(size)
-            sent_bytes += size
-        self._tx.submit(descriptors)
+        descriptors = [0] * (2 * count)  # addr0, len0, addr1, len1, ... (options stay 0)
+        descriptors[0::2] = addresses
+        descriptors[1::2] = batch_sizes
+        self._tx.submit(array("Q", descriptors))
         self._tx_packets += count
-        self._tx_bytes += sent_bytes
+        self._tx_bytes += sum(batch_sizes)
         return count
 
     def _kick(self) -> None:
@@ -438,6 +436,22 @@ def _largest_frame(ifname: str, ifindex: int, frame_size: int) -> tuple[int, str
     if frame_size < 4096:
         return frame_size, "use OptFrameSize(4096)"
     return frame_size, "frames cannot be larger than the 4096-byte UMEM frame"
+
+
+def _frames_for_writing(pkts: Sequence[object], limit: tuple[int, str]) -> tuple[Sequence[Frame], list[int]]:
+    """Validate every frame before any is queued; return them with their sizes.
+
+    Lists of ``bytes`` (the usual case) are checked with C-level ``map``/``min``/``max``;
+    anything else, or any bad frame, goes through ``_as_frame`` for a precise error.
+    """
+    if isinstance(pkts, (bytes, bytearray, memoryview, str)):
+        raise TypeError("write_multi_packets takes a sequence of packets, not one packet")
+    if set(map(type, pkts)) <= {bytes, bytearray}:
+        sizes = list(map(len, pkts))  # type: ignore[arg-type]
+        if not sizes or (min(sizes) > 0 and max(sizes) <= limit[0]):
+            return pkts, sizes  # type: ignore[return-value]
+    frames = [_as_frame(data, limit) for data in pkts]
+    return frames, [len(frame) for frame in frames]
 
 
 def _as_frame(data: object, limit: tuple[int, str]) -> Frame:
