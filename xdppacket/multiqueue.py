@@ -13,6 +13,7 @@ between the queues that have frames, so a busy queue cannot starve the others.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from types import TracebackType
 
@@ -130,7 +131,7 @@ class XDPMultiQueue:
         return self._sockets[start:] + self._sockets[:start]
 
     # ------------------------------------------------------------------ sending
-    def write_packet(self, pkts: list[object]) -> int:
+    def write_packet(self, pkts: Sequence[object]) -> int:
         """Send ``pkts`` spread round-robin over the queues; return how many were queued.
 
         All frames are validated first, so a bad one raises before any is queued. If a
