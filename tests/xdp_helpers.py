@@ -20,6 +20,7 @@ from types import FrameType
 import pytest
 
 from tests.netns import (
+    MIN_FRAME_SIZE,
     AfPacketCapture,
     AfPacketSender,
     VethFactory,
@@ -370,8 +371,14 @@ class QueueSenders:
 
 
 def frames_for_queue(pair: VethPair, queue: int, count: int, first_seq: int = 0) -> list[bytes]:
-    """``count`` distinct frames (peer -> capture) for ``queue``: sequence numbers ``queue * 100000 + ...``."""
-    return frames_from_peer(pair, count, first_seq=queue * 100_000 + first_seq)
+    """``count`` distinct frames (peer -> capture) for ``queue``: sequence numbers ``queue * 100000 + ...``.
+
+    Sizes are mixed (60..1514) from two frames on; a single frame has 60 bytes.
+    """
+    first = queue * 100_000 + first_seq
+    if count == 1:
+        return [make_test_frame(MIN_FRAME_SIZE, first, pair.capture_mac, pair.peer_mac)]
+    return frames_from_peer(pair, count, first_seq=first)
 
 
 def read_multiqueue(
