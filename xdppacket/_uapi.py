@@ -22,6 +22,7 @@ XDP_UMEM_FILL_RING = 5
 XDP_UMEM_COMPLETION_RING = 6
 XDP_STATISTICS = 7
 XDP_OPTIONS = 8
+XDP_MAX_TX_SKB_BUDGET = 9  # Linux 6.17+: frames one copy-mode sendto() may send (default 32)
 
 # sockaddr_xdp.sxdp_flags
 XDP_SHARED_UMEM = 1 << 0

@@ -130,6 +130,7 @@ class XskSocket:
             self._rings.append(self.rx)
             self.tx = TxRing(map_ring(fd, uapi.XDP_PGOFF_TX_RING, offsets.tx, ring_size, True))
             self._rings.append(self.tx)
+            self._raise_tx_budget(ring_size)
             self._give_rx_frames_to_kernel()
             step = "binding the socket"
             self._bind(uapi.pack_sockaddr_xdp(bind_flags, ifindex, queue_id))
@@ -153,6 +154,19 @@ class XskSocket:
             else:
                 self._bound = True
                 return
+
+    def _raise_tx_budget(self, ring_size: int) -> None:
+        """Let one copy-mode kick send a whole tx ring instead of 32 frames.
+
+        Fewer kicks per batch is the largest tx win available from user space. Kernels
+        before 6.17 lack the option (ENOPROTOOPT) and keep their fixed budget.
+        """
+        assert self._sock is not None
+        try:
+            self._sock.setsockopt(uapi.SOL_XDP, uapi.XDP_MAX_TX_SKB_BUDGET, ring_size)
+        except OSError as error:
+            if error.errno not in (errno.ENOPROTOOPT, errno.EINVAL, errno.EACCES):
+                raise
 
     def _give_rx_frames_to_kernel(self) -> None:
         assert self.umem is not None
