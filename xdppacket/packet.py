@@ -36,7 +36,8 @@ _READ_AHEAD = 64
 # A blocked write re-checks the completion ring this often: copy-mode completions
 # arrive when the kernel frees the sent buffers, which does not wake poll().
 _BLOCKED_WRITE_RECHECK_US = 1000
-# Upper bound on tx kicks per write: copy mode sends a small batch per kick.
+# Upper bound on tx kicks per write: copy mode sends a limited batch per kick (32
+# frames, or the whole ring where XDP_MAX_TX_SKB_BUDGET is available).
 _MAX_KICKS_PER_WRITE = 256
 
 
@@ -75,6 +76,7 @@ class XDPPacket:
         self.ifindex = ifindex
         self.queue_id = options.queue_id
         self.options = options
+        self._frame_limit = _largest_frame(ifname, ifindex, options.frame_size)
         self._program = XskProgram.acquire(ifname, ifindex, options.xdp_mode, queues, options.program_path)
         try:
             bind_flags = uapi.XDP_USE_NEED_WAKEUP
@@ -97,7 +99,6 @@ class XDPPacket:
         self._umem = umem
         self._area = umem.map
         self._frame_mask = umem.frame_mask
-        self._frame_limit = _largest_frame(ifname, ifindex, options.frame_size)
         self._rx = self._xsk.rx
         self._fill = self._xsk.fill
         self._tx = self._xsk.tx
