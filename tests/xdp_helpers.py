@@ -69,6 +69,7 @@ __all__ = [
     "send_on_rx_queue",
     "socket_mapping_count",
     "split_by_queue",
+    "settle",
     "wait_until",
     "wait_until_blocked",
     "watchdog",
@@ -265,6 +266,16 @@ def attach_foreign_xdp_pass(ifindex: int, mode: XDPMode) -> int:
         return _bpf.prog_get_info_by_fd(prog_fd).id
     finally:
         os.close(prog_fd)
+
+
+def settle() -> None:
+    """Let the kernel finish receiving frames just sent, before counting what it did.
+
+    A send runs the receiving side synchronously in this thread (softirq on bottom-half
+    enable), except that under load the kernel may hand the rest of that work to ksoftirqd;
+    a short pause lets it finish. Use before asserting kernel counters or an empty ring.
+    """
+    time.sleep(0.05)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:

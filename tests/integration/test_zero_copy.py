@@ -22,6 +22,7 @@ from tests.xdp_helpers import (
     read_frames,
     read_until_empty,
     send_frames,
+    settle,
 )
 from xdppacket import (
     IO_MODE_NONBLOCK,
@@ -64,6 +65,7 @@ def drops_while_not_reading(sock: XDPPacket, pair: VethPair, count: int, first_s
     before = sock.get_stats()
     frames = frames_from_peer(pair, count, first_seq)
     send_frames(pair.peer, frames)
+    settle()
     received = read_until_empty(sock)
     delta = sock.get_stats() - before
     assert received == frames[: len(received)]  # what was kept arrives whole and in order
