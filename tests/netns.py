@@ -46,6 +46,7 @@ __all__ = [
     "mixed_sizes",
     "run_command",
     "run_in_subprocess",
+    "start_script",
     "start_subprocess",
 ]
 
@@ -483,3 +484,25 @@ class AfPacketCapture:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Scripts of this checkout (examples, cmd/)
+
+
+def start_script(path: str, *args: str) -> subprocess.Popen[str]:
+    """Start ``python PATH args...`` (PATH relative to the repository root) like ``start_subprocess``.
+
+    The script runs in this process's network namespace, with this interpreter, and can
+    import ``xdppacket`` from this checkout; stdout and stderr are pipes (text).
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO_ROOT), env.get("PYTHONPATH")]))
+    return subprocess.Popen(
+        [sys.executable, str(_REPO_ROOT / path), *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
