@@ -1,0 +1,71 @@
+"""Smoke test of the benchmark tools: ``cmd/xdp.py`` and ``cmd/afpacket.py`` run for a moment
+on a veth pair (receivers fed by the TrafficGenerator), count packets and print valid JSON.
+
+The tools are scripts, so they run as ``make bench`` runs them: in a subprocess, which
+inherits the test's private network namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.netns import VethPair, make_test_frame, run_command
+from xdppacket import TrafficGenerator
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RUN_SECONDS = 1.2  # one per-second line, and short enough for the suite
+GENERATED_FRAMES = 100_000
+
+
+def start_tool(tool: str, ifname: str, scenario: str) -> subprocess.Popen[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "cmd" / f"{tool}.py"), "--iface", ifname,
+         "--scenario", scenario, "--duration", str(RUN_SECONDS), "--json"],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def run_tool(tool: str, scenario: str, pair: VethPair, *, feed: bool) -> dict[str, Any]:
+    """Run ``tool`` to its end on ``pair.capture``; with ``feed``, generate frames towards it."""
+    process = start_tool(tool, pair.capture, scenario)
+    try:
+        assert process.stderr is not None
+        ready = process.stderr.readline()
+        assert ready.startswith("ready:"), ready + process.stderr.read()
+        if feed:
+            frame = make_test_frame(64, 1, pair.capture_mac, pair.peer_mac)
+            with TrafficGenerator(pair.peer, frame) as generator:
+                generator.send(GENERATED_FRAMES)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    summary: dict[str, Any] = json.loads(stdout)
+    return summary
+
+
+@pytest.mark.parametrize(("tool", "scenario"), [("xdp", "rx-zc-batch"), ("afpacket", "rx")])
+def test_receivers_count_generated_frames(tool: str, scenario: str, veth_pair: VethPair) -> None:
+    run_command("ethtool", "-K", veth_pair.capture, "gro", "on")  # AF_PACKET needs it (no XDP program)
+    summary = run_tool(tool, scenario, veth_pair, feed=True)
+    assert summary["tool"] == tool
+    assert 0 < summary["rx_packets"] <= GENERATED_FRAMES
+    assert summary["per_second"], "no per-second line in a run longer than a second"
+
+
+@pytest.mark.parametrize(("tool", "scenario"), [("xdp", "tx-batch"), ("afpacket", "tx")])
+def test_senders_count_sent_frames(tool: str, scenario: str, veth_pair: VethPair) -> None:
+    summary = run_tool(tool, scenario, veth_pair, feed=False)
+    assert summary["tx_packets"] > 0
+    assert summary["tx_pps"] > 0
