@@ -47,9 +47,12 @@ test: setup
 demo: setup
 	$(VENV)/bin/python cmd/demo.py
 
+# Extra bench arguments, e.g. `make bench BENCH_ARGS=--quick` (about a minute) or "--rounds 5".
+BENCH_ARGS ?=
+
 bench: setup
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[bench]'
-	$(VENV)/bin/python cmd/bench.py
+	$(VENV)/bin/python cmd/bench.py $(BENCH_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .
