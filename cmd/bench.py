@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -156,10 +157,11 @@ def run_rounds(testbed: Testbed, scenarios: list[Scenario], rounds: int) -> list
 def run_memory(testbed: Testbed, scenario: str, packets: int) -> dict[str, Any]:
     """Receive ``packets`` frames in one run; the receiver reports its RSS along the way."""
     args = ["--iface", testbed.pairs[1].capture, "--scenario", scenario, "--batch", str(testbed.batch),
-            "--duration", "0", "--count", str(packets)]
-    receiver = ToolProcess(testbed, "xdp", args, {testbed.receiver_cpu})
+            "--count", str(packets)]
+    cap = 60 + packets / 100_000  # seconds: even at 0.1 Mpps the run would end
+    receiver = ToolProcess(testbed, "xdp", [*args, "--duration", str(cap)], {testbed.receiver_cpu})
     generator = testbed.generator(1, testbed.generator_cpu)
-    deadline = time.monotonic() + 60 + packets / 100_000  # even at 0.1 Mpps it would end
+    deadline = time.monotonic() + cap
     while receiver.process.poll() is None and time.monotonic() < deadline:
         generator.send_for(0.5)
     summary = receiver.summary() if receiver.process.poll() is not None else receiver.stop()
@@ -229,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     started = time.time()
     scenarios = selected_scenarios(args.only)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` cleans up like Ctrl-C
     try:
         enter_private_netns()
         run_tool("ip", "-V")  # fail early, and plainly, without iproute2

@@ -41,6 +41,7 @@ _CMD_DIR = Path(__file__).resolve().parent
 _READY_TIMEOUT = 30.0
 _GRACE_SECONDS = 0.2  # lets the receiver drain its rings after the generator stops
 _ALTERNATE_SLICE_SECONDS = 0.5
+_ORPHAN_CAP_SECONDS = 60.0
 
 
 class BenchError(Exception):
@@ -99,6 +100,11 @@ class Testbed:
     duration: float
     batch: int
     children: set[subprocess.Popen[str]] = field(default_factory=set)
+
+    def until_stopped(self) -> tuple[str, ...]:
+        """Tool arguments for a run the benchmark stops; the time cap only makes sure that a
+        tool orphaned by a killed benchmark ends by itself."""
+        return ("--duration", str(self.duration + _ORPHAN_CAP_SECONDS))
 
     def generator(self, queues: int, cpu: int) -> TrafficGenerator:
         return self.generators[(queues, cpu)]
@@ -173,7 +179,7 @@ def _tool_args(scenario: Scenario, testbed: Testbed, *extra: str) -> list[str]:
 
 
 def _measure_rx(scenario: Scenario, testbed: Testbed, round_number: int) -> list[Measurement]:
-    receiver = ToolProcess(testbed, scenario.tool, _tool_args(scenario, testbed, "--duration", "0"),
+    receiver = ToolProcess(testbed, scenario.tool, _tool_args(scenario, testbed, *testbed.until_stopped()),
                            {testbed.receiver_cpu})
     try:
         cpu_before, start = receiver.cpu_seconds(), time.monotonic()
@@ -209,7 +215,7 @@ def _measure_per_queue(scenario: Scenario, testbed: Testbed, round_number: int) 
     queue_of = {cpu: cpu % scenario.queues for cpu in cpus}
     receivers = [
         ToolProcess(testbed, scenario.tool,
-                    _tool_args(scenario, testbed, "--duration", "0", "--queue", str(queue_of[gen_cpu])),
+                    _tool_args(scenario, testbed, *testbed.until_stopped(), "--queue", str(queue_of[gen_cpu])),
                     {recv_cpu})
         for gen_cpu, recv_cpu in zip(cpus, reversed(cpus))
     ]
@@ -267,7 +273,7 @@ def _measure_tx(scenario: Scenario, testbed: Testbed, round_number: int) -> list
 def _measure_duplex(scenario: Scenario, testbed: Testbed, round_number: int) -> list[Measurement]:
     """Receive the generator's load and send back to the peer from the same socket."""
     peer = testbed.pairs[scenario.queues].peer
-    process = ToolProcess(testbed, scenario.tool, _tool_args(scenario, testbed, "--duration", "0"),
+    process = ToolProcess(testbed, scenario.tool, _tool_args(scenario, testbed, *testbed.until_stopped()),
                           {testbed.receiver_cpu})
     try:
         before, cpu_before, start = link_counters(peer)["rx_packets"], process.cpu_seconds(), time.monotonic()
