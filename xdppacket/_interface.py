@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
 import socket
 
 from ._libc import ioctl_ptr
@@ -158,3 +159,8 @@ def rx_queue_count(ifname: str) -> int:
     if count > 0:
         return count
     return get_link(interface_index(ifname)).num_rx_queues
+
+
+def network_namespace_id() -> int:
+    """This process's network namespace (its inode): interface indexes are only unique within one."""
+    return os.stat("/proc/self/ns/net").st_ino

@@ -23,7 +23,7 @@ from typing import ClassVar
 
 from . import _bpf, _netlink
 from ._bpf_object import load_xsk_program
-from ._interface import interface_index
+from ._interface import interface_index, network_namespace_id
 from .errors import XDPProgramBusyError
 from .options import XDPMode
 
@@ -38,11 +38,6 @@ _MODE_BY_ATTACHED = {_netlink.XDP_ATTACHED_DRV: XDPMode.DRV, _netlink.XDP_ATTACH
 _MODE_NAME = {XDPMode.DRV: "native (XDP_MODE_DRV)", XDPMode.SKB: "generic (XDP_MODE_SKB)"}
 # Attempts to attach-or-join when another process attaches or detaches at the same moment.
 _ATTACH_ATTEMPTS = 5
-
-
-def _network_namespace_id() -> int:
-    """Interface indexes are per namespace, so the sharing key includes the namespace."""
-    return os.stat("/proc/self/ns/net").st_ino
 
 
 class XskProgram:
@@ -78,7 +73,7 @@ class XskProgram:
         ``program_path`` None means the shipped program; it only matters when this
         process is the one that loads and attaches the program.
         """
-        key = (_network_namespace_id(), ifindex)
+        key = (network_namespace_id(), ifindex)  # ifindexes are per namespace
         with cls._lock:
             program = cls._registry.get(key)
             if program is None:

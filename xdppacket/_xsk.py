@@ -8,12 +8,12 @@ Teardown runs in reverse, and a failure at any step undoes the steps before it.
 from __future__ import annotations
 
 import errno
-import os
 import socket
 import threading
 import time
 
 from . import _uapi as uapi
+from ._interface import network_namespace_id
 from ._libc import bind_raw
 from ._rings import CompletionRing, FillRing, RxRing, TxRing, map_ring, require_supported_machine
 from ._umem import Umem
@@ -34,7 +34,7 @@ _released_lock = threading.Lock()
 
 def _queue_key(ifindex: int, queue_id: int) -> tuple[int, int, int]:
     """Interface indexes are per network namespace, so the key includes the namespace."""
-    return os.stat("/proc/self/ns/net").st_ino, ifindex, queue_id
+    return network_namespace_id(), ifindex, queue_id
 
 
 def _note_released(key: tuple[int, int, int]) -> None:
