@@ -190,16 +190,17 @@ def report(args: argparse.Namespace, started: float, cpus: list[int], scenarios:
     print(f"\n{WORK_PLACEMENT}\n\nTargets (one queue, native mode, one run):")
     for check in checks:
         ratio = "not measured" if check["ratio"] is None else f"{check['ratio']:.2f}x"
-        print(f"  {check['verdict']:<7} {check['target']}: measured {ratio}")
+        bound = " (a lower bound: the receiver took nearly all it was offered)" if check["lower_bound"] else ""
+        print(f"  {check['verdict']:<9} {check['target']}: measured {ratio}{bound}")
     scaling: dict[str, Any] = {}
     if "rx-zc-batch" in by_name and "rx-zc-batch x2 proc" in by_name:
         one, two = by_name["rx-zc-batch"].received_pps, by_name["rx-zc-batch x2 proc"].received_pps
         scaling = {"one_process_pps": one, "two_processes_pps": two, "ratio": two / one}
-        print(f"  info    receive scaling, a process per queue: 1 process {one:,.0f} pps, "
+        print(f"  info      receive scaling, a process per queue: 1 process {one:,.0f} pps, "
               f"2 processes {two:,.0f} pps in all ({two / one:.2f}x)")
     for run in memory:
         verdict = "PASS" if run["flat"] else "FAIL"
-        print(f"  {verdict:<7} memory flat over {run['packets']:,} packets ({run['scenario']}): RSS "
+        print(f"  {verdict:<9} memory flat over {run['packets']:,} packets ({run['scenario']}): RSS "
               f"{run['rss_kib_start']:,} -> {run['rss_kib_end']:,} KiB "
               f"(allowed growth {benchreport.FLAT_RSS_GROWTH_KIB:,} KiB)")
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(started))
