@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import sys
 import time
 
 from xdppacket import (
@@ -28,6 +29,12 @@ from xdppacket import (
 MODES = {"drv": XDP_MODE_DRV, "skb": XDP_MODE_SKB}
 
 
+def say(line: str) -> None:
+    """Print ``line`` in one write, so the lines of several processes never run together."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def capture_queue(ifname: str, queue: int, mode: str, duration: float | None) -> None:
     """Runs in its own process: count the frames of one queue."""
     options = (OptQueueID(queue), OptXDPMode(MODES[mode]),
@@ -35,7 +42,7 @@ def capture_queue(ifname: str, queue: int, mode: str, duration: float | None) ->
     packets = octets = 0
     try:
         with XDPPacket(ifname, *options) as xsk:
-            print(f"queue {queue}: capturing", flush=True)
+            say(f"queue {queue}: capturing")
             started = time.monotonic()
             while duration is None or time.monotonic() - started < duration:
                 frames, infos = xsk.read_multi_packets(64)
@@ -43,7 +50,7 @@ def capture_queue(ifname: str, queue: int, mode: str, duration: float | None) ->
                 octets += sum(info.length for info in infos)
     except KeyboardInterrupt:  # Ctrl-C reaches every process of the terminal's group
         pass
-    print(f"queue {queue}: {packets} packets, {octets} bytes", flush=True)
+    say(f"queue {queue}: {packets} packets, {octets} bytes")
 
 
 def main(ifname: str, queues: int, mode: str, duration: float | None) -> int:

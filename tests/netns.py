@@ -494,7 +494,9 @@ def start_script(path: str, *args: str) -> subprocess.Popen[str]:
     """Start ``python PATH args...`` (PATH relative to the repository root) like ``start_subprocess``.
 
     The script runs in this process's network namespace, with this interpreter, and can
-    import ``xdppacket`` from this checkout; stdout and stderr are pipes (text).
+    import ``xdppacket`` from this checkout; stdout and stderr are pipes (text). It leads
+    a process group of its own, as a shell job would: ``os.killpg(script.pid, SIGINT)``
+    is Ctrl-C for it and every process it starts.
     """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO_ROOT), env.get("PYTHONPATH")]))
@@ -505,4 +507,5 @@ def start_script(path: str, *args: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )

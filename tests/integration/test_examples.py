@@ -7,6 +7,7 @@ stop (``--duration``, or Ctrl-C as a user would) and checks the counts it prints
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -51,6 +52,21 @@ def send_traffic(pair: VethPair, senders: QueueSenders) -> dict[int, list[bytes]
     return sent
 
 
+@contextlib.contextmanager
+def example_running(path: str, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """The example script, leading its own process group; the whole group is killed at the end.
+
+    Killing only the example would leave its workers holding the output pipe open.
+    """
+    example = start_script(path, *args)
+    try:
+        yield example
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(example.pid, signal.SIGKILL)
+        example.communicate()
+
+
 def read_line(example: subprocess.Popen[str]) -> str:
     assert example.stdout is not None
     with watchdog(EXAMPLE_TIMEOUT_S):
@@ -64,7 +80,7 @@ def finish(example: subprocess.Popen[str]) -> str:
     try:
         stdout, stderr = example.communicate(timeout=EXAMPLE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        example.kill()
+        os.killpg(example.pid, signal.SIGKILL)
         stdout, stderr = example.communicate()
         raise AssertionError(f"the example did not stop:\n{stdout}\n{stderr}") from None
     assert example.returncode == 0, stderr
@@ -72,9 +88,9 @@ def finish(example: subprocess.Popen[str]) -> str:
     return stdout
 
 
-def child_pids(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as children:
-        return [int(child) for child in children.read().split()]
+def ctrl_c(example: subprocess.Popen[str]) -> None:
+    """What a terminal does on Ctrl-C: SIGINT to every process of the example's group."""
+    os.killpg(example.pid, signal.SIGINT)
 
 
 @BOTH_MODES
@@ -85,8 +101,7 @@ def test_multiqueue_capture_prints_rates_and_final_per_queue_counts(
     args = [pair.capture, "--queues", str(MULTI_QUEUES), "--mode", MODE_ARG[mode]]
     if stop == "duration":
         args += ["--duration", DURATION]
-    example = start_script("examples/multiqueue_capture.py", *args)
-    try:
+    with example_running("examples/multiqueue_capture.py", *args) as example:
         assert read_line(example) == (
             f"capturing on {pair.capture} queues 0-3 ({MODE_ARG[mode]} mode), Ctrl-C stops"
         )
@@ -95,12 +110,8 @@ def test_multiqueue_capture_prints_rates_and_final_per_queue_counts(
         assert rates.split()[0] == "rx/s"
         assert [word.split("=")[0] for word in rates.split()[1:]] == ["q0", "q1", "q2", "q3", "all"]
         if stop == "ctrl-c":
-            example.send_signal(signal.SIGINT)
+            ctrl_c(example)
         output = finish(example)
-    finally:
-        if example.poll() is None:
-            example.kill()
-            example.communicate()
     table = [line.split() for line in output.splitlines() if not line.startswith("rx/s")]
     assert table[0] == ["queue", "rx_packets", "rx_bytes", "rx_dropped"]
     expected = [
@@ -119,21 +130,14 @@ def test_per_queue_process_counts_each_queue_in_its_own_process(
     args = [pair.capture, "--queues", str(MULTI_QUEUES), "--mode", MODE_ARG[mode]]
     if stop == "duration":
         args += ["--duration", DURATION]
-    example = start_script("examples/per_queue_process.py", *args)
-    try:
+    with example_running("examples/per_queue_process.py", *args) as example:
         ready = sorted(read_line(example) for _ in range(MULTI_QUEUES))
         assert ready == [f"queue {queue}: capturing" for queue in range(MULTI_QUEUES)]
         sent = send_traffic(pair, senders)
         if stop == "ctrl-c":
             time.sleep(0.3)  # the workers read the frames within milliseconds
-            # What a terminal does: SIGINT to the example and its workers.
-            for pid in [example.pid, *child_pids(example.pid)]:
-                os.kill(pid, signal.SIGINT)
+            ctrl_c(example)
         output = finish(example)
-    finally:
-        if example.poll() is None:
-            example.kill()
-            example.communicate()
     assert sorted(output.splitlines()) == [
         f"queue {queue}: {len(frames)} packets, {sum(map(len, frames))} bytes"
         for queue, frames in sent.items()
