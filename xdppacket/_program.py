@@ -163,6 +163,9 @@ def _attach_error(error: OSError, ifname: str, mode: XDPMode) -> OSError:
                       "often needs it below about 3500 bytes)",
         errno.ERANGE: "the MTU is too large for native XDP on this device (for veth: the MTU of "
                       "its peer); lower it, e.g. to 1500, or use OptXDPMode(XDP_MODE_SKB)",
+        errno.ENOSPC: "the device has too few queues for native XDP (for veth: fewer rx queues than "
+                      "its peer has tx queues; give both ends the same counts), or use "
+                      "OptXDPMode(XDP_MODE_SKB)",
     }
     hint = hints.get(error.errno or 0, "")
     return OSError(error.errno, f"attaching the XDP program to {ifname} in {_MODE_NAME[mode]} mode "
