@@ -46,6 +46,7 @@ from tests.xdp_helpers import (
 )
 from xdppacket import (
     IO_MODE_NONBLOCK,
+    XDP_MODE_DRV,
     CaptureInfo,
     OptIoMode,
     OptNumFrames,
@@ -510,3 +511,19 @@ def test_close_releases_everything_and_is_idempotent(pair: VethPair, mode: XDPMo
         mq.read_packet()
     with pytest.raises(ValueError, match="closed"):
         mq.get_stats()
+
+
+def test_native_mode_on_a_veth_whose_peer_has_more_tx_queues_names_the_fix(
+    make_veth: VethFactory,
+) -> None:
+    pair = make_veth(MULTI_QUEUES, MULTI_QUEUES + 1)  # the generic-mode test topology
+    fds, mappings = open_fd_count(), socket_mapping_count()
+    with pytest.raises(OSError) as caught:  # noqa: PT011 -- errno and text checked below
+        XDPMultiQueue(pair.capture, QUEUES, OptXDPMode(XDP_MODE_DRV))
+    assert caught.value.errno == errno.ENOSPC
+    assert str(caught.value).endswith(
+        "(the device has too few queues for native XDP (for veth: fewer rx queues than its peer "
+        "has tx queues; give both ends the same counts), or use OptXDPMode(XDP_MODE_SKB))"
+    )
+    assert attached_prog_id(pair.capture_index) == 0
+    assert (open_fd_count(), socket_mapping_count()) == (fds, mappings)
