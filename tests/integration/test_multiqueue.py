@@ -154,6 +154,40 @@ def test_each_socket_of_the_multiqueue_reads_its_own_queue(
         assert_nothing_more(mq)
 
 
+@BOTH_MODES
+def test_zero_copy_views_of_every_queue_end_at_the_next_multiqueue_read(
+    pair: VethPair, senders: QueueSenders, mode: XDPMode
+) -> None:
+    with XDPMultiQueue(pair.capture, QUEUES, OptXDPMode(mode), *NONBLOCK) as mq:
+        frames = frames_for_queue(pair, 1, 2)
+        senders.send(1, frames)
+        wait_until(lambda: bool(select.select([mq.sockets[1].fileno()], [], [], 0)[0]))
+        views, infos = mq.zero_copy_read_packet()
+        assert ([bytes(view) for view in views], [info.queue_id for info in infos]) == (frames[:1], [1])
+        senders.send(3, frames_for_queue(pair, 3, 1))
+        # The next read returns the other frames (queue 1's second, queue 3's) and ends the view.
+        read_multiqueue(mq, 2, "zero_copy_read_multi_packets")
+        with pytest.raises(ValueError, match="released memoryview"):
+            bytes(views[0])
+        later, _ = mq.zero_copy_read_multi_packets(16)
+    assert later == []
+    # close() ends views too; a view of queue 3 taken just before close() is released.
+    with XDPMultiQueue(pair.capture, QUEUES, OptXDPMode(mode), *NONBLOCK) as mq:
+        senders.send(3, frames_for_queue(pair, 3, 1, first_seq=5))
+        views, _ = read_multiqueue_views(mq)
+    with pytest.raises(ValueError, match="released memoryview"):
+        bytes(views[0])
+
+
+def read_multiqueue_views(mq: XDPMultiQueue) -> tuple[list[memoryview], list[CaptureInfo]]:
+    """One non-empty zero-copy batch from ``mq`` (non-blocking), views left as they are."""
+    with watchdog(10):
+        while True:
+            views, infos = mq.zero_copy_read_multi_packets(16)
+            if views:
+                return views, infos
+
+
 # ------------------------------------------------------------------------------- fairness
 
 
