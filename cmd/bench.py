@@ -82,9 +82,11 @@ WORK_PLACEMENT = (
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3, help="rounds over all scenarios (default 3)")
-    parser.add_argument("--duration", type=float, default=5.0,
-                        help="seconds of load per scenario and round (default 5)")
+    # Many short rounds rather than a few long ones: the median then survives the bursts of
+    # other work on a shared machine that spoil a round or two.
+    parser.add_argument("--rounds", type=int, default=5, help="rounds over all scenarios (default 5)")
+    parser.add_argument("--duration", type=float, default=3.0,
+                        help="seconds of load per scenario and round (default 3)")
     parser.add_argument("--batch", type=int, default=64, help="frames per batched call (default 64)")
     parser.add_argument("--memory-packets", type=int, default=10_000_000,
                         help="packets of the memory run (default 10 million; 0 skips it)")
@@ -178,20 +180,34 @@ def run_memory(testbed: Testbed, scenario: str, packets: int) -> dict[str, Any]:
     return result
 
 
+def idle_share(seconds: float) -> float:
+    """How idle all CPUs were over ``seconds``: other work on the machine skews every figure."""
+    def idle_and_total() -> tuple[int, int]:
+        ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return ticks[3] + ticks[4], sum(ticks)  # idle + iowait, everything
+
+    idle_before, total_before = idle_and_total()
+    time.sleep(seconds)
+    idle_after, total_after = idle_and_total()
+    return (idle_after - idle_before) / max(1, total_after - total_before)
+
+
 def report(args: argparse.Namespace, started: float, cpus: list[int], scenarios: list[Scenario],
-           measurements: list[Measurement], memory: list[dict[str, Any]]) -> None:
+           measurements: list[Measurement], memory: list[dict[str, Any]], idle: float) -> None:
     rows = benchreport.rows_from(measurements, scenarios)
-    checks = benchreport.target_lines(rows, TARGETS)
+    checks = benchreport.target_lines(rows, TARGETS, measurements)
     by_name = {row.scenario: row for row in rows}
     print(f"\n{FRAME_SIZE}-byte frames, medians of {args.rounds} round(s) of {args.duration:g} s; "
           f"receiver on CPU {cpus[0]}, generator on CPU {cpus[1]}; batch {args.batch}; "
-          f"'vs AF_PACKET' compares received pps with the same direction's baseline\n")
+          f"'vs AF_PACKET' compares received pps with the same direction's baseline; "
+          f"CPUs {idle:.0%} idle just before the run\n")
     print(benchreport.format_table(rows))
     print(f"\n{WORK_PLACEMENT}\n\nTargets (one queue, native mode, one run):")
     for check in checks:
         ratio = "not measured" if check["ratio"] is None else f"{check['ratio']:.2f}x"
         bound = " (a lower bound: the receiver took nearly all it was offered)" if check["lower_bound"] else ""
-        print(f"  {check['verdict']:<9} {check['target']}: measured {ratio}{bound}")
+        rounds = " ".join(f"{value:.2f}x" for value in check["round_ratios"])
+        print(f"  {check['verdict']:<9} {check['target']}: measured {ratio}{bound}; by round: {rounds}")
     scaling: dict[str, Any] = {}
     if "rx-zc-batch" in by_name and "rx-zc-batch x2 proc" in by_name:
         one, two = by_name["rx-zc-batch"].received_pps, by_name["rx-zc-batch x2 proc"].received_pps
@@ -210,7 +226,8 @@ def report(args: argparse.Namespace, started: float, cpus: list[int], scenarios:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "seconds": round(time.time() - started, 1), "rounds": args.rounds,
         "duration": args.duration, "batch": args.batch, "frame_size": FRAME_SIZE,
-        "receiver_cpu": cpus[0], "generator_cpu": cpus[1], "kernel": platform.release(),
+        "receiver_cpu": cpus[0], "generator_cpu": cpus[1], "idle_before": idle,
+        "kernel": platform.release(),
         "python": platform.python_version(), "xdppacket": xdppacket.__version__,
     }
     benchreport.write_json(json_path, settings, measurements, rows, checks,
@@ -237,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
         enter_private_netns()
         run_tool("ip", "-V")  # fail early, and plainly, without iproute2
         testbed = build_testbed(args, cpus)
+        idle = idle_share(1.0)
+        if idle < 0.9:
+            print(f"bench: the CPUs were only {idle:.0%} idle just now; other work will skew the "
+                  f"figures (the medians of several rounds soften that)", flush=True)
         try:
             measurements = run_rounds(testbed, scenarios, args.rounds)
             memory = [run_memory(testbed, scenario, args.memory_packets)
@@ -249,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     except (BenchError, OSError) as error:
         print(f"\nbench failed: {error}", file=sys.stderr)
         return 1
-    report(args, started, cpus, scenarios, measurements, memory)
+    report(args, started, cpus, scenarios, measurements, memory, idle)
     return 0
 
 

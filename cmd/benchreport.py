@@ -124,9 +124,13 @@ def format_table(rows: Sequence[Row]) -> str:
     return "\n".join(text)
 
 
-def target_lines(rows: Sequence[Row], targets: Sequence[Target]) -> list[dict[str, Any]]:
+def target_lines(rows: Sequence[Row], targets: Sequence[Target],
+                 measurements: Sequence[Measurement]) -> list[dict[str, Any]]:
     """Each target with its measured ratio and a verdict: PASS, FAIL, UNDECIDED (the ratio is
-    only a lower bound, below the goal) or MISSING (the row was not measured)."""
+    only a lower bound, below the goal) or MISSING (the row was not measured).
+
+    The verdict uses the ratio of the medians; the ratios within each round show the noise.
+    """
     by_name = {row.scenario: row for row in rows}
     checks = []
     for target in targets:
@@ -140,8 +144,20 @@ def target_lines(rows: Sequence[Row], targets: Sequence[Target]) -> list[dict[st
             verdict = "UNDECIDED" if row and row.offer_bound else "FAIL"
         checks.append({"target": target.label, "scenario": target.scenario, "factor": target.factor,
                        "ratio": ratio, "lower_bound": bool(row and row.offer_bound),
+                       "round_ratios": _round_ratios(target.scenario, measurements),
                        "verdict": verdict})
     return checks
+
+
+def _round_ratios(scenario: str, measurements: Sequence[Measurement]) -> list[float]:
+    """Received pps of ``scenario`` over its baseline's, round by round."""
+    received = {(m.scenario, m.round): m.received_pps for m in measurements}
+    ratios = []
+    for m in measurements:
+        baseline = received.get((BASELINE[m.direction], m.round))
+        if m.scenario == scenario and baseline:
+            ratios.append(m.received_pps / baseline)
+    return ratios
 
 
 def memory_flat(run: dict[str, Any]) -> bool:
