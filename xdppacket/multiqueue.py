@@ -138,7 +138,7 @@ class XDPMultiQueue:
         queue cannot take its share (non-blocking timeout, kernel error), ``XDPWriteError``
         says in ``.sent`` how many frames had been queued in all.
         """
-        frames, sizes = _frames_for_writing(pkts, self._sockets[0]._frame_limit)
+        frames, sizes = _frames_for_writing(pkts, self._sockets[0]._frame_limit, call="XDPMultiQueue.write_packet")
         frames = list(frames)
         count = len(self._sockets)
         first = self._next_write_queue

@@ -439,14 +439,15 @@ def _largest_frame(ifname: str, ifindex: int, frame_size: int) -> tuple[int, str
     return frame_size, "frames cannot be larger than the 4096-byte UMEM frame"
 
 
-def _frames_for_writing(pkts: Sequence[object], limit: tuple[int, str]) -> tuple[Sequence[Frame], list[int]]:
+def _frames_for_writing(pkts: Sequence[object], limit: tuple[int, str],
+                        call: str = "write_multi_packets") -> tuple[Sequence[Frame], list[int]]:
     """Validate every frame before any is queued; return them with their sizes.
 
     Lists of ``bytes`` (the usual case) are checked with C-level ``map``/``min``/``max``;
     anything else, or any bad frame, goes through ``_as_frame`` for a precise error.
     """
     if isinstance(pkts, (bytes, bytearray, memoryview, str)):
-        raise TypeError("write_multi_packets takes a sequence of packets, not one packet")
+        raise TypeError(f"{call} takes a sequence of packets, not one packet: wrap it in a list")
     if set(map(type, pkts)) <= {bytes, bytearray}:
         sizes = list(map(len, pkts))  # type: ignore[arg-type]
         if not sizes or (min(sizes) > 0 and max(sizes) <= limit[0]):

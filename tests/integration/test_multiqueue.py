@@ -47,6 +47,7 @@ from tests.xdp_helpers import (
 from xdppacket import (
     IO_MODE_NONBLOCK,
     XDP_MODE_DRV,
+    XDP_MODE_SKB,
     CaptureInfo,
     OptIoMode,
     OptNumFrames,
@@ -561,3 +562,11 @@ def test_native_mode_on_a_veth_whose_peer_has_more_tx_queues_names_the_fix(
     )
     assert attached_prog_id(pair.capture_index) == 0
     assert (open_fd_count(), socket_mapping_count()) == (fds, mappings)
+
+
+@pytest.mark.parametrize("mode", [XDP_MODE_SKB], ids=["skb"])
+def test_multiqueue_write_of_one_packet_asks_for_a_list(pair: VethPair) -> None:
+    with XDPMultiQueue(pair.capture, QUEUES, OptXDPMode(XDP_MODE_SKB)) as mq, pytest.raises(
+        TypeError, match=r"^XDPMultiQueue.write_packet takes a sequence of packets, not one packet"
+    ):
+        mq.write_packet(bytes(60))

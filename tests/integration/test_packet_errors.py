@@ -228,10 +228,18 @@ def test_non_bytes_packets_are_a_type_error(
         assert peer_capture.recv_frames(1, timeout=5) == [good[1]]
 
 
-@pytest.mark.parametrize("batch", [None, 42, b"\x88\xb5", "text"], ids=repr)
-def test_write_multi_packets_needs_a_sequence_of_packets(veth_pair: VethPair, batch: Any) -> None:
+ONE_PACKET_NOT_A_LIST = r"^write_multi_packets takes a sequence of packets, not one packet: wrap it in a list$"
+
+
+@pytest.mark.parametrize(
+    ("batch", "pattern"),
+    [(None, "not iterable"), (42, "not iterable"), (b"\x88\xb5", ONE_PACKET_NOT_A_LIST),
+     ("text", ONE_PACKET_NOT_A_LIST)],
+    ids=repr,
+)
+def test_write_multi_packets_needs_a_sequence_of_packets(veth_pair: VethPair, batch: Any, pattern: str) -> None:
     with XDPPacket(veth_pair.capture, OptXDPMode(XDP_MODE_SKB)) as sock:
-        with pytest.raises(TypeError):
+        with pytest.raises(TypeError, match=pattern):
             sock.write_multi_packets(batch)
         assert sock.get_stats().tx_packets == 0
 
