@@ -63,6 +63,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=64, help="frames per batched call (default 64)")
     parser.add_argument("--frames", type=int, default=1024,
                         help="UMEM frames per direction, OptNumFrames (default 1024)")
+    parser.add_argument("--ring-size", type=int, default=1024,
+                        help="entries of each ring, OptRingSize (default 1024)")
     runloop.add_run_arguments(parser)
     args = parser.parse_args(argv)
     if args.scenario == "duplex":
@@ -79,6 +81,7 @@ def open_socket(args: argparse.Namespace) -> Socket:
         xdppacket.OptIoMode(xdppacket.IO_MODE_NONBLOCK if args.io == "nonblock" else xdppacket.IO_MODE_BLOCK),
         xdppacket.OptPollTimeout(args.poll_timeout),
         xdppacket.OptNumFrames(args.frames),
+        xdppacket.OptRingSize(args.ring_size),
     ]
     if args.scenario.startswith("mq-"):
         return XDPMultiQueue(args.iface, xdppacket.OptQueueCount(args.queues), *options)
@@ -203,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                 options={"iface": args.iface, "mode": args.mode, "io": args.io,
                          "poll_timeout_us": args.poll_timeout, "batch": args.batch,
                          "queue": args.queue, "queues": args.queues, "frames": args.frames,
+                         "ring_size": args.ring_size,
                          "frame_size": args.frame_size},
             )
             loop = scenario_loop(args.scenario, sock, frame, args.batch)
