@@ -21,7 +21,7 @@ from ._interface import rx_queue_count
 from ._wait import wait_readable
 from .errors import XDPWriteError
 from .options import resolve_options
-from .packet import XDPPacket, _check_batch_size, _frames_for_writing
+from .packet import Packet, XDPPacket, _check_batch_size, _frames_for_writing
 from .stats import CaptureInfo, XDPStats
 
 __all__ = ["XDPMultiQueue", "get_xdp_socket_from_multi_queue"]
@@ -86,27 +86,56 @@ class XDPMultiQueue:
     # ---------------------------------------------------------------- receiving
     def read_packet(self) -> tuple[list[bytes], list[CaptureInfo]]:
         """At most one copied frame from each queue."""
-        return self._read(len(self._sockets), per_queue=1, copy=True)
+        return self._read_one_per_queue(copy=True)  # type: ignore[return-value]
 
     def zero_copy_read_packet(self) -> tuple[list[memoryview], list[CaptureInfo]]:
         """At most one frame from each queue, as views valid until the next read or close()."""
-        return self._read(len(self._sockets), per_queue=1, copy=False)
+        return self._read_one_per_queue(copy=False)  # type: ignore[return-value]
 
     def read_multi_packets(self, max_packets: int = 16) -> tuple[list[bytes], list[CaptureInfo]]:
         """Up to ``max_packets`` copied frames in all, shared fairly between the queues."""
-        return self._read(_check_batch_size(max_packets), per_queue=max_packets, copy=True)
+        return self._read(_check_batch_size(max_packets), copy=True)
 
     def zero_copy_read_multi_packets(self, max_packets: int = 16) -> tuple[list[memoryview], list[CaptureInfo]]:
         """Like ``read_multi_packets`` but as views, valid until the next read or close()."""
-        return self._read(_check_batch_size(max_packets), per_queue=max_packets, copy=False)
+        return self._read(_check_batch_size(max_packets), copy=False)
 
-    def _read(self, limit: int, per_queue: int, copy: bool) -> tuple[list, list[CaptureInfo]]:  # type: ignore[type-arg]
+    def _read_one_per_queue(self, copy: bool) -> tuple[list[Packet], list[CaptureInfo]]:
+        """One frame from every queue that has one: all ready queues are served, so no
+        fairness bookkeeping is needed, and each socket reads ahead as a single read does."""
+        sockets = self._sockets
+        for sock in sockets:
+            sock._begin_read()
+        deadline = self._deadline()
+        while True:
+            frames = [frame for frame in (sock._next_ready(copy) for sock in sockets) if frame is not None]
+            if frames:
+                return [packet for packet, _ in frames], [info for _, info in frames]
+            if not self._wait(deadline):
+                return [], []
+
+    def _deadline(self) -> int | None:
+        """When a non-blocking call must give up (one poll timeout for the whole call)."""
+        return None if self._timeout_us is None else time.monotonic_ns() + self._timeout_us * 1000
+
+    def _wait(self, deadline: int | None) -> bool:
+        """One wait over every queue; False once the deadline has passed."""
+        remaining = None if deadline is None else (deadline - time.monotonic_ns()) // 1000
+        if remaining is not None and remaining < 0:
+            return False
+        for sock in self._sockets:
+            sock._note_empty()
+            sock._note_poll()
+        wait_readable(self._fds, remaining)
+        return True
+
+    def _read(self, limit: int, copy: bool) -> tuple[list, list[CaptureInfo]]:  # type: ignore[type-arg]
         for sock in self._sockets:
             sock._begin_read()
-        deadline = None if self._timeout_us is None else time.monotonic_ns() + self._timeout_us * 1000
+        deadline = self._deadline()
         while True:
             order = self._rotated_sockets()
-            shares = _fair_shares([sock._ready(per_queue) for sock in order], limit)
+            shares = _fair_shares([sock._ready(limit) for sock in order], limit)
             if any(shares):
                 packets: list = []  # type: ignore[type-arg]
                 infos: list[CaptureInfo] = []
@@ -116,13 +145,8 @@ class XDPMultiQueue:
                         packets += taken
                         infos += taken_infos
                 return packets, infos
-            remaining = None if deadline is None else (deadline - time.monotonic_ns()) // 1000
-            if remaining is not None and remaining < 0:
+            if not self._wait(deadline):
                 return [], []
-            for sock in order:
-                sock._note_empty()
-                sock._note_poll()
-            wait_readable(self._fds, remaining)
 
     def _rotated_sockets(self) -> list[XDPPacket]:
         """All sockets, starting one further along at each call (fairness across calls)."""

@@ -7,7 +7,6 @@ import time
 from array import array
 from collections import deque
 from collections.abc import Sequence
-from contextlib import suppress
 from types import TracebackType
 from typing import Union
 
@@ -15,6 +14,7 @@ from . import _netlink
 from . import _uapi as uapi
 from ._interface import interface_index, rx_queue_count
 from ._program import XskProgram
+from ._umem import release_views
 from ._wait import wait_readable, wait_writable
 from ._xsk import XskSocket
 from .errors import XDPTimeoutError
@@ -197,15 +197,19 @@ class XDPPacket:
 
     def _read_one(self, copy: bool, call: str) -> tuple[Packet, CaptureInfo]:
         self._begin_read()
-        pending = self._pending
-        if not pending:
-            ahead = _READ_AHEAD if copy else self._zero_copy_read_ahead
-            count = self._rx.available(ahead) or self._wait_for_rx(ahead)
-            if not count:
+        frame = self._next_ready(copy)
+        if frame is None:
+            if not self._wait_for_rx(1):
                 raise self._timeout(call)
-            packets, infos = self._take(count, copy)
-            pending.extend(zip(packets, infos))
-            self._pending_are_views = not copy
+            frame = self._next_ready(copy)
+            assert frame is not None
+        return frame
+
+    def _next_ready(self, copy: bool) -> tuple[Packet, CaptureInfo] | None:
+        """One frame, read ahead if need be, without waiting; None if the ring is empty."""
+        pending = self._pending
+        if not pending and not self._read_ahead(copy):
+            return None
         packet, info = pending.popleft()
         if copy and not self._pending_are_views:
             return packet, info  # the common case, kept short
@@ -222,9 +226,7 @@ class XDPPacket:
         """Every read starts here: zero-copy views handed out by the previous read end now."""
         self._check_open()
         if self._handed_views:
-            for view in self._handed_views:
-                with suppress(BufferError):  # exported further: the lease holds its frame
-                    view.release()
+            release_views(self._handed_views)  # one exported further keeps its frame via the lease
             self._handed_views = []
         if not self._pending and self._leases.outstanding:
             self._umem.rx_free.extend(self._leases.reclaim())
@@ -235,6 +237,16 @@ class XDPPacket:
         if self._pending:
             return min(len(self._pending), limit)
         return self._rx.available(limit)
+
+    def _read_ahead(self, copy: bool) -> bool:
+        """Move the frames ready in the ring (up to a limit) to ``_pending``; False if none."""
+        count = self._rx.available(_READ_AHEAD if copy else self._zero_copy_read_ahead)
+        if not count:
+            return False
+        packets, infos = self._take(count, copy)
+        self._pending.extend(zip(packets, infos))
+        self._pending_are_views = not copy
+        return True
 
     def _take_ready(self, count: int, copy: bool) -> tuple[list[Packet], list[CaptureInfo]]:
         """Take ``count`` frames that ``_ready`` reported, read-ahead ones first."""
