@@ -136,6 +136,8 @@ class XDPPacket:
         if self._closed:
             return
         self._closed = True
+        self._pending.clear()
+        release_views(self._handed_views)
         try:
             self._program.unregister(self.queue_id)
         finally:
@@ -181,6 +183,11 @@ class XDPPacket:
 
     def read_packet_data(self) -> tuple[bytes, CaptureInfo]:
         """One frame, copied out of the UMEM."""
+        pending = self._pending
+        if pending and not self._pending_are_views and not self._handed_views:
+            # The common case: a copy read ahead and no view to release first. (Pending
+            # frames exist only while open: close() empties the queue.)
+            return pending.popleft()  # type: ignore[return-value]
         return self._read_one(copy=True, call="read_packet_data")  # type: ignore[return-value]
 
     def zero_copy_read_packet_data(self) -> tuple[memoryview, CaptureInfo]:

@@ -1,0 +1,214 @@
+"""Drain rates: how fast each reader empties a backlog of frames, xdppacket against AF_PACKET.
+
+Live-load figures (``cmd/bench.py``) depend on the traffic generator: it offers about
+3.3 Mpps at most, in bursts. A drain isolates the reader. A backlog of ``--backlog``
+64-byte frames is put in place first (the generator fills the AF_XDP rx ring, or the
+AF_PACKET socket's receive buffer), then the reader, pinned to one CPU, empties it as
+fast as it can, and frames per second of that drain are what is reported. Nothing
+arrives while it drains, so the figure is the reader's own per-frame cost: the Python
+work plus its system calls. Every drain must return exactly the backlog, or the run
+fails.
+
+Runs as root in a private network namespace of its own; rounds alternate the readers and
+the medians are quoted. Usage: ``python cmd/drain.py [--rounds N] [--backlog N] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import xdppacket
+from xdppacket import (
+    IO_MODE_NONBLOCK,
+    XDP_MODE_DRV,
+    OptFrameSize,
+    OptIoMode,
+    OptNumFrames,
+    OptPollTimeout,
+    OptRingSize,
+    OptXDPMode,
+    TrafficGenerator,
+    XDPPacket,
+    XDPTimeoutError,
+)
+
+if TYPE_CHECKING:  # cmd/ is no package at run time (stdlib has a `cmd`); mypy knows it as one
+    from cmd.benchnet import VethPair, enter_private_netns
+else:
+    from benchnet import VethPair, enter_private_netns
+
+FRAME = b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + b"\x88\xb5" + bytes(50)  # 64 bytes
+READER_CPU = 0
+ETH_P_ALL = 0x0003
+SO_RCVBUFFORCE = 33
+RING = 65536  # > any backlog, so the kernel never drops while the backlog is built
+
+#: A drain: empties whatever is queued and returns how many frames it took.
+Drain = Callable[[], int]
+
+
+def afpacket_drain(ifname: str) -> tuple[Drain, Callable[[], None]]:
+    """``recv_into`` per frame into one reused buffer, as a careful Python capture loop does."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    sock.bind((ifname, 0))
+    sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 1 << 30)
+    sock.setblocking(False)
+    buffer = bytearray(2048)
+
+    def drain() -> int:
+        count = 0
+        receive = sock.recv_into
+        try:
+            while True:
+                receive(buffer)
+                count += 1
+        except BlockingIOError:
+            return count
+
+    return drain, sock.close
+
+
+def xdp_single_drain(sock: XDPPacket, zero_copy: bool) -> Drain:
+    read = sock.zero_copy_read_packet_data if zero_copy else sock.read_packet_data
+
+    def drain() -> int:
+        count = 0
+        try:
+            while True:
+                read()
+                count += 1
+        except XDPTimeoutError:
+            return count
+
+    return drain
+
+
+def xdp_batch_drain(sock: XDPPacket, zero_copy: bool, batch: int) -> Drain:
+    read = sock.zero_copy_read_multi_packets if zero_copy else sock.read_multi_packets
+
+    def drain() -> int:
+        count = 0
+        while True:
+            taken = len(read(batch)[0])
+            if not taken:
+                return count
+            count += taken
+
+    return drain
+
+
+def timed_drain(fill: Callable[[], None], drain: Drain, backlog: int) -> float:
+    """Build the backlog, drain it on the reader CPU, return frames per second."""
+    fill()
+    time.sleep(0.05)  # let the kernel finish delivering the last frames
+    started = time.perf_counter()
+    drained = drain()
+    elapsed = time.perf_counter() - started
+    if drained != backlog:
+        raise RuntimeError(f"drained {drained} frames, expected the backlog of {backlog}")
+    return drained / elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--backlog", type=int, default=50_000)
+    parser.add_argument("--json", action="store_true", help="print results as JSON")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("drain: run as root (e.g. sudo make bench)", file=sys.stderr)
+        return 1
+    if not 1000 <= args.backlog < RING:
+        parser.error(f"--backlog must be 1000..{RING - 1}")
+    enter_private_netns()
+    pair = VethPair.create("xdrain0", "xdrain1", queues=1)
+    try:
+        results = measure(pair, args.rounds, args.backlog)
+    finally:
+        pair.delete()
+    report(results, args.json)
+    return 0
+
+
+def measure(pair: VethPair, rounds: int, backlog: int) -> dict[str, list[float]]:
+    generator = TrafficGenerator(pair.peer, FRAME, cpu=READER_CPU)
+    os.sched_setaffinity(0, {READER_CPU})
+
+    def fill() -> None:
+        generator.send(backlog)
+
+    results: dict[str, list[float]] = {}
+    try:
+        for round_number in range(rounds):
+            drains = list(readers(pair).items())
+            if round_number % 2:
+                drains.reverse()
+            for name, (make, close) in drains:
+                drain = make()
+                try:
+                    results.setdefault(name, []).append(timed_drain(fill, drain, backlog))
+                finally:
+                    close()
+    finally:
+        generator.close()
+    return results
+
+
+Reader = tuple[Callable[[], Drain], Callable[[], None]]
+
+
+def readers(pair: VethPair) -> dict[str, Reader]:
+    """Each reader as (open and return its drain, close); opened per round, one at a time."""
+    opened: list[Callable[[], None]] = []
+
+    def close_all() -> None:
+        while opened:
+            opened.pop()()
+
+    def afpacket() -> Drain:
+        drain, close = afpacket_drain(pair.capture)
+        opened.append(close)
+        return drain
+
+    def xdp(make: Callable[[XDPPacket], Drain]) -> Callable[[], Drain]:
+        def open_and_make() -> Drain:
+            sock = XDPPacket(pair.capture, OptXDPMode(XDP_MODE_DRV), OptIoMode(IO_MODE_NONBLOCK),
+                             OptPollTimeout(0), OptNumFrames(RING), OptRingSize(RING), OptFrameSize(2048))
+            opened.append(sock.close)
+            return make(sock)
+        return open_and_make
+
+    table: dict[str, Reader] = {"AF_PACKET recv_into": (afpacket, close_all)}
+    table["read_packet_data"] = (xdp(lambda s: xdp_single_drain(s, False)), close_all)
+    table["zero_copy_read_packet_data"] = (xdp(lambda s: xdp_single_drain(s, True)), close_all)
+    for batch in (16, 64, 256):
+        table[f"read_multi_packets({batch})"] = (xdp(lambda s, b=batch: xdp_batch_drain(s, False, b)), close_all)
+        table[f"zero_copy_read_multi_packets({batch})"] = (
+            xdp(lambda s, b=batch: xdp_batch_drain(s, True, b)), close_all)
+    return table
+
+
+def report(results: dict[str, list[float]], as_json: bool) -> None:
+    baseline = statistics.median(results["AF_PACKET recv_into"])
+    rows = {name: {"median_pps": statistics.median(rates), "rounds_pps": rates,
+                   "ratio_to_afpacket": statistics.median(rates) / baseline}
+            for name, rates in results.items()}
+    if as_json:
+        print(json.dumps({"xdppacket": xdppacket.__version__, "drains": rows}, indent=2))
+        return
+    print(f"{'reader':40s} {'drain pps (median)':>19s} {'vs AF_PACKET':>13s}   rounds (Mpps)")
+    for name, row in rows.items():
+        rounds_text = " ".join(f"{rate / 1e6:.2f}" for rate in row["rounds_pps"])
+        print(f"{name:40s} {row['median_pps']:>19,.0f} {row['ratio_to_afpacket']:>12.2f}x   {rounds_text}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
