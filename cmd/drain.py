@@ -23,6 +23,8 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import xdppacket
@@ -187,27 +189,34 @@ def readers(pair: VethPair) -> dict[str, Reader]:
         return open_and_make
 
     table: dict[str, Reader] = {"AF_PACKET recv_into": (afpacket, close_all)}
-    table["read_packet_data"] = (xdp(lambda s: xdp_single_drain(s, False)), close_all)
-    table["zero_copy_read_packet_data"] = (xdp(lambda s: xdp_single_drain(s, True)), close_all)
+    table["read_packet_data"] = (xdp(partial(xdp_single_drain, zero_copy=False)), close_all)
+    table["zero_copy_read_packet_data"] = (xdp(partial(xdp_single_drain, zero_copy=True)), close_all)
     for batch in (16, 64, 256):
-        table[f"read_multi_packets({batch})"] = (xdp(lambda s, b=batch: xdp_batch_drain(s, False, b)), close_all)
-        table[f"zero_copy_read_multi_packets({batch})"] = (
-            xdp(lambda s, b=batch: xdp_batch_drain(s, True, b)), close_all)
+        for zero_copy in (False, True):
+            name = f"{'zero_copy_' if zero_copy else ''}read_multi_packets({batch})"
+            table[name] = (xdp(partial(xdp_batch_drain, zero_copy=zero_copy, batch=batch)), close_all)
     return table
+
+
+@dataclass(frozen=True)
+class DrainResult:
+    median_pps: float
+    rounds_pps: list[float]
+    ratio_to_afpacket: float
 
 
 def report(results: dict[str, list[float]], as_json: bool) -> None:
     baseline = statistics.median(results["AF_PACKET recv_into"])
-    rows = {name: {"median_pps": statistics.median(rates), "rounds_pps": rates,
-                   "ratio_to_afpacket": statistics.median(rates) / baseline}
+    rows = {name: DrainResult(statistics.median(rates), rates, statistics.median(rates) / baseline)
             for name, rates in results.items()}
     if as_json:
-        print(json.dumps({"xdppacket": xdppacket.__version__, "drains": rows}, indent=2))
+        drains = {name: asdict(row) for name, row in rows.items()}
+        print(json.dumps({"xdppacket": xdppacket.__version__, "drains": drains}, indent=2))
         return
     print(f"{'reader':40s} {'drain pps (median)':>19s} {'vs AF_PACKET':>13s}   rounds (Mpps)")
     for name, row in rows.items():
-        rounds_text = " ".join(f"{rate / 1e6:.2f}" for rate in row["rounds_pps"])
-        print(f"{name:40s} {row['median_pps']:>19,.0f} {row['ratio_to_afpacket']:>12.2f}x   {rounds_text}")
+        rounds_text = " ".join(f"{rate / 1e6:.2f}" for rate in row.rounds_pps)
+        print(f"{name:40s} {row.median_pps:>19,.0f} {row.ratio_to_afpacket:>12.2f}x   {rounds_text}")
 
 
 if __name__ == "__main__":
