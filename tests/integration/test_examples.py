@@ -16,13 +16,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.netns import VethFactory, VethPair, start_script
+from tests.netns import VethPair, start_script
 from tests.xdp_helpers import (
     BOTH_MODES,
     MULTI_QUEUES,
     QueueSenders,
     frames_for_queue,
-    make_multiqueue_veth,
     watchdog,
 )
 from xdppacket import XDP_MODE_DRV, XDP_MODE_SKB, XDPMode
@@ -32,16 +31,6 @@ MODE_ARG = {XDP_MODE_SKB: "skb", XDP_MODE_DRV: "drv"}
 DURATION = "1.5"
 EXAMPLE_TIMEOUT_S = 20
 
-
-@pytest.fixture
-def pair(make_veth: VethFactory, mode: XDPMode) -> VethPair:
-    return make_multiqueue_veth(make_veth, mode)
-
-
-@pytest.fixture
-def senders(pair: VethPair, mode: XDPMode) -> Iterator[QueueSenders]:
-    with QueueSenders(pair, mode) as queue_senders:
-        yield queue_senders
 
 
 def send_traffic(pair: VethPair, senders: QueueSenders) -> dict[int, list[bytes]]:

@@ -16,7 +16,6 @@ import contextlib
 import errno
 import signal
 import subprocess
-from collections.abc import Iterator
 from contextlib import AbstractContextManager
 
 import pytest
@@ -30,7 +29,6 @@ from tests.xdp_helpers import (
     child_process,
     expect_line,
     frames_for_queue,
-    make_multiqueue_veth,
     open_fd_count,
     wait_until,
     watchdog,
@@ -72,16 +70,6 @@ OPEN_QUEUE = """
         print("opened", flush=True)
 """
 
-
-@pytest.fixture
-def pair(make_veth: VethFactory, mode: XDPMode) -> VethPair:
-    return make_multiqueue_veth(make_veth, mode)
-
-
-@pytest.fixture
-def senders(pair: VethPair, mode: XDPMode) -> Iterator[QueueSenders]:
-    with QueueSenders(pair, mode) as queue_senders:
-        yield queue_senders
 
 
 def start_reader(

@@ -35,7 +35,6 @@ from tests.xdp_helpers import (
     attached_prog_id,
     frames_for_queue,
     frames_to_peer,
-    make_multiqueue_veth,
     open_fd_count,
     read_multiqueue,
     socket_mapping_count,
@@ -68,17 +67,6 @@ QUEUES = OptQueueCount(MULTI_QUEUES)
 NONBLOCK = (OptIoMode(IO_MODE_NONBLOCK), OptPollTimeout(20_000))
 BATCHED_READS = ["read_multi_packets", "zero_copy_read_multi_packets"]
 
-
-@pytest.fixture
-def pair(make_veth: VethFactory, mode: XDPMode) -> VethPair:
-    """A veth pair whose four capture queues the peer can each reach in ``mode``."""
-    return make_multiqueue_veth(make_veth, mode)
-
-
-@pytest.fixture
-def senders(pair: VethPair, mode: XDPMode) -> Iterator[QueueSenders]:
-    with QueueSenders(pair, mode) as queue_senders:
-        yield queue_senders
 
 
 def wait_all_queues_readable(mq: XDPMultiQueue) -> None:

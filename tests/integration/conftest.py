@@ -1,0 +1,24 @@
+"""Fixtures shared by the multi-queue integration tests (the ``mode`` comes from ``BOTH_MODES``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.netns import VethFactory, VethPair
+from tests.xdp_helpers import QueueSenders, make_multiqueue_veth
+from xdppacket import XDPMode
+
+
+@pytest.fixture
+def pair(make_veth: VethFactory, mode: XDPMode) -> VethPair:
+    """A veth pair whose four capture queues the peer can each reach in ``mode``."""
+    return make_multiqueue_veth(make_veth, mode)
+
+
+@pytest.fixture
+def senders(pair: VethPair, mode: XDPMode) -> Iterator[QueueSenders]:
+    """One AF_XDP sender per capture queue of ``pair``, closed after the test."""
+    with QueueSenders(pair, mode) as queue_senders:
+        yield queue_senders
