@@ -23,7 +23,7 @@ import mmap
 import platform
 from array import array
 
-from ._uapi import XDP_ADDR_SIZE, XDP_DESC_SIZE, XDP_RING_NEED_WAKEUP, RingOffsets
+from ._uapi import MAP_POPULATE, XDP_ADDR_SIZE, XDP_DESC_SIZE, XDP_RING_NEED_WAKEUP, RingOffsets
 
 __all__ = [
     "CompletionRing",
@@ -57,7 +57,7 @@ class _RingMemory:
         self._map = mmap.mmap(
             fd,
             length,
-            flags=mmap.MAP_SHARED | mmap.MAP_POPULATE,
+            flags=mmap.MAP_SHARED | MAP_POPULATE,
             prot=mmap.PROT_READ | mmap.PROT_WRITE,
             offset=page_offset,
         )

@@ -7,10 +7,14 @@ to ``setsockopt``/``getsockopt`` as bytes.
 
 from __future__ import annotations
 
+import mmap
 import struct
 from dataclasses import dataclass
 
 AF_XDP = 44
+
+# Pre-fault mappings (asm-generic/mman-common.h); Python's mmap module names it from 3.10 on.
+MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0x8000)
 SOL_XDP = 283
 
 # Socket options (SOL_XDP).

@@ -15,6 +15,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Callable
 
 from ._libc import buffer_address, exporter_factory
+from ._uapi import MAP_POPULATE
 
 if TYPE_CHECKING:
     import ctypes
@@ -33,7 +34,7 @@ class Umem:
         self.frame_size = frame_size
         self.num_frames = num_frames
         self.size = 2 * num_frames * frame_size
-        self.map = mmap.mmap(-1, self.size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE)
+        self.map = mmap.mmap(-1, self.size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | MAP_POPULATE)
         self.address = buffer_address(self.map)
         #: Rounds a descriptor address down to its frame's start (frames are aligned).
         self.frame_mask = ~(frame_size - 1)
