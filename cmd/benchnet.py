@@ -2,7 +2,10 @@
 
 ``cmd/bench.py`` moves itself into a new network namespace before creating anything, so
 it never sees, let alone touches, the machine's own interfaces; its subprocesses inherit
-the namespace, which the kernel removes when the last of them exits.
+the namespace, which the kernel removes when the last of them exits. For per-device
+settings that only sysfs offers (RPS), it also moves into a mount namespace of its own
+with a sysfs of the private network namespace on ``/sys``: the machine's ``/sys`` is never
+written to, and the mount goes away with the last process in the namespace.
 """
 
 from __future__ import annotations
@@ -15,9 +18,15 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["VethPair", "enter_private_netns", "link_counters", "run_tool"]
+__all__ = ["VethPair", "enter_private_netns", "enter_private_sysfs", "link_counters", "run_tool",
+           "set_rps_cpus"]
 
 _CLONE_NEWNET = 0x40000000
+_CLONE_NEWNS = 0x00020000
+_MS_REC = 0x4000
+_MS_PRIVATE = 1 << 18
+#: Set once this process has its own sysfs on /sys; RPS is written only then.
+_private_sysfs = False
 # iproute2 and ethtool live in /usr/sbin, which a non-login shell may lack.
 _SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 
@@ -34,8 +43,15 @@ def run_tool(*argv: str) -> str:
     return result.stdout
 
 
-def _netns_inode() -> int:
-    return os.stat("/proc/thread-self/ns/net").st_ino
+def _ns_inode(kind: str) -> int:
+    return os.stat(f"/proc/thread-self/ns/{kind}").st_ino
+
+
+def _libc_call(name: str, *args: object) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if getattr(libc, name)(*args) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{name}{args!r}: {os.strerror(err)}")
 
 
 def enter_private_netns() -> None:
@@ -43,18 +59,49 @@ def enter_private_netns() -> None:
 
     Call it before starting any thread: only the calling thread moves.
     """
-    before = _netns_inode()
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(_CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"unshare(CLONE_NEWNET): {os.strerror(err)}")
-    if _netns_inode() == before:
+    before = _ns_inode("net")
+    _libc_call("unshare", _CLONE_NEWNET)
+    if _ns_inode("net") == before:
         raise OSError("unshare(CLONE_NEWNET) succeeded but the network namespace is unchanged")
     for scope in ("default", "all"):
         sysctl = Path(f"/proc/sys/net/ipv6/conf/{scope}/disable_ipv6")
         if sysctl.exists():  # absent when the kernel has no IPv6
             sysctl.write_text("1\n")
     run_tool("ip", "link", "set", "dev", "lo", "up")
+
+
+def enter_private_sysfs() -> None:
+    """A mount namespace of this process's own, with the private network namespace's sysfs
+    on ``/sys`` (the inherited one shows the machine's devices, not the veth pairs).
+
+    The order is what keeps the machine's mounts untouched: a new mount namespace starts as
+    a copy whose shared mounts still propagate to the machine's, so every mount is made
+    private (recursively) and checked to be so before anything is mounted. Call it after
+    ``enter_private_netns`` and before starting any thread; subprocesses inherit it.
+    """
+    global _private_sysfs
+    before = _ns_inode("mnt")
+    _libc_call("unshare", _CLONE_NEWNS)
+    if _ns_inode("mnt") == before:
+        raise OSError("unshare(CLONE_NEWNS) succeeded but the mount namespace is unchanged")
+    _libc_call("mount", b"none", b"/", None, ctypes.c_ulong(_MS_REC | _MS_PRIVATE), None)
+    for line in Path("/proc/thread-self/mountinfo").read_text().splitlines():
+        if " shared:" in line.split(" - ", 1)[0]:  # optional fields name the peer group
+            raise OSError(f"a mount still propagates after making / rprivate: {line}")
+    _libc_call("mount", b"sysfs", b"/sys", b"sysfs", ctypes.c_ulong(0), None)
+    listed = set(os.listdir("/sys/class/net"))
+    if listed != {name for _, name in socket.if_nameindex()}:
+        raise OSError(f"the new /sys lists {sorted(listed)}, not this network namespace's devices")
+    _private_sysfs = True
+
+
+def set_rps_cpus(ifname: str, cpus: set[int]) -> None:
+    """Receive packet steering of ``ifname``'s rx queue 0: its stack work runs on ``cpus``
+    (empty: on the CPU that received the frame, the default). Needs ``enter_private_sysfs``."""
+    if not _private_sysfs:
+        raise OSError("RPS is set through the private sysfs only: call enter_private_sysfs() first")
+    mask = sum(1 << cpu for cpu in cpus)
+    Path(f"/sys/class/net/{ifname}/queues/rx-0/rps_cpus").write_text(f"{mask:x}\n")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ ready, and the ``TrafficGenerator`` offers load for a fixed time; a short grace 
 receiver is stopped and reports what it counted. Offered pps is the generator's count over
 its time, received pps the receiver's count over the same time, CPU the receiver's CPU
 time (``/proc/PID/stat``) over that window. Send scenarios: the sender runs for the same
-time and the peer end's kernel rx counter says how many frames arrived.
+time and the peer end's kernel rx counter says how many frames arrived. veth hands a sent
+frame to the peer's stack on the sending CPU; an ``rps`` scenario steers that work to the
+other CPU (receive packet steering on the peer), as a NIC's receiver would be elsewhere.
 
 Where the work runs on a 2-CPU machine: the generator's thread runs the kernel's whole
 receive side (build the frame, redirect into the veth, the receiving end's NAPI poll, the
@@ -31,9 +33,9 @@ from typing import TYPE_CHECKING, Any
 from xdppacket import GeneratorResult, TrafficGenerator
 
 if TYPE_CHECKING:  # cmd/ is no package at run time (stdlib has a `cmd`); mypy knows it as one
-    from cmd.benchnet import VethPair, link_counters
+    from cmd.benchnet import VethPair, link_counters, set_rps_cpus
 else:
-    from benchnet import VethPair, link_counters
+    from benchnet import VethPair, link_counters, set_rps_cpus
 
 __all__ = ["BenchError", "Measurement", "Scenario", "Testbed", "measure"]
 
@@ -55,7 +57,8 @@ class Scenario:
     ``kind`` says how it is measured: ``rx`` (one generator, one receiver), ``rx-alternate``
     (2 queues: one generator switching between both CPUs, so both queues get traffic in
     turn, the receiver always on the other CPU), ``rx-per-queue`` (2 queues, a generator and a
-    receiver process per queue), ``tx`` or ``duplex``.
+    receiver process per queue), ``tx`` or ``duplex``. ``rps`` (send scenarios): the peer's
+    receive work runs on the other CPU, not the sender's.
     """
 
     name: str
@@ -65,6 +68,7 @@ class Scenario:
     tool_args: tuple[str, ...]
     queues: int = 1
     mode: str = "drv"
+    rps: bool = False
 
     @property
     def direction(self) -> str:
@@ -257,14 +261,22 @@ def _offer_in_parallel(generators: list[TrafficGenerator], seconds: float) -> li
 
 
 def _measure_tx(scenario: Scenario, testbed: Testbed, round_number: int) -> list[Measurement]:
+    """The sender on the receiver CPU; the peer's stack on the same CPU, or with ``rps`` on
+    the generator's (idle here), set only for this run."""
     peer = testbed.pairs[scenario.queues].peer
-    before = link_counters(peer)["rx_packets"]
-    sender = ToolProcess(testbed, scenario.tool,
-                         _tool_args(scenario, testbed, "--duration", str(testbed.duration)),
-                         {testbed.receiver_cpu})
-    summary = sender.summary(timeout=testbed.duration + 30)
-    time.sleep(_GRACE_SECONDS)
-    arrived = link_counters(peer)["rx_packets"] - before
+    if scenario.rps:
+        set_rps_cpus(peer, {testbed.generator_cpu})
+    try:
+        before = link_counters(peer)["rx_packets"]
+        sender = ToolProcess(testbed, scenario.tool,
+                             _tool_args(scenario, testbed, "--duration", str(testbed.duration)),
+                             {testbed.receiver_cpu})
+        summary = sender.summary(timeout=testbed.duration + 30)
+        time.sleep(_GRACE_SECONDS)
+        arrived = link_counters(peer)["rx_packets"] - before
+    finally:
+        if scenario.rps:
+            set_rps_cpus(peer, set())
     seconds = summary["seconds"]
     return [Measurement(scenario.name, "tx", round_number, summary["tx_pps"], arrived / seconds,
                         summary["cpu_seconds"] / seconds, summary["drops"])]
