@@ -10,7 +10,9 @@ work plus its system calls. Every drain must return exactly the backlog, or the 
 fails.
 
 Runs as root in a private network namespace of its own; rounds alternate the readers and
-the medians are quoted. Usage: ``python cmd/drain.py [--rounds N] [--backlog N] [--json]``.
+the medians are quoted. ``make bench`` runs it too (``cmd/bench.py`` starts it as a
+subprocess). Usage: ``python cmd/drain.py [--rounds N] [--backlog N] [--batches N ...]
+[--cpu C] [--json]``.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ else:
     from benchnet import VethPair, enter_private_netns
 
 FRAME = b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + b"\x88\xb5" + bytes(50)  # 64 bytes
-READER_CPU = 0
+BATCHES = (16, 64, 256)
+BASELINE = "AF_PACKET recv_into"
 ETH_P_ALL = 0x0003
 SO_RCVBUFFORCE = 33
 RING = 65536  # > any backlog, so the kernel never drops while the backlog is built
@@ -119,30 +122,50 @@ def timed_drain(fill: Callable[[], None], drain: Drain, backlog: int) -> float:
     return drained / elapsed
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--backlog", type=int, default=50_000)
+    parser.add_argument("--rounds", type=int, default=5, help="rounds over all readers (default 5)")
+    parser.add_argument("--backlog", type=int, default=50_000, help="frames per drain (default 50000)")
+    parser.add_argument("--batches", type=int, nargs="+", default=list(BATCHES), metavar="N",
+                        help=f"batch sizes of the batched readers (default {' '.join(map(str, BATCHES))})")
+    parser.add_argument("--cpu", type=int, default=0, help="the CPU that fills and drains (default 0)")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if not 1000 <= args.backlog < RING:
+        parser.error(f"--backlog must be 1000..{RING - 1}")
+    if args.rounds < 1 or any(batch < 1 for batch in args.batches):
+        parser.error("--rounds and --batches must be positive")
+    if args.cpu not in os.sched_getaffinity(0):
+        parser.error(f"--cpu {args.cpu} is not among this process's CPUs")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if os.geteuid() != 0:
         print("drain: run as root (e.g. sudo make bench)", file=sys.stderr)
         return 1
-    if not 1000 <= args.backlog < RING:
-        parser.error(f"--backlog must be 1000..{RING - 1}")
     enter_private_netns()
     pair = VethPair.create("xdrain0", "xdrain1", queues=1)
     try:
-        results = measure(pair, args.rounds, args.backlog)
+        results = measure(pair, args.rounds, args.backlog, sorted(set(args.batches)), args.cpu)
     finally:
         pair.delete()
-    report(results, args.json)
+    rows = summarize(results)
+    if args.json:
+        drains = {name: asdict(row) for name, row in rows.items()}
+        print(json.dumps({"xdppacket": xdppacket.__version__, "backlog": args.backlog,
+                          "rounds": args.rounds, "cpu": args.cpu, "drains": drains}, indent=2))
+    else:
+        print(format_table(rows))
     return 0
 
 
-def measure(pair: VethPair, rounds: int, backlog: int) -> dict[str, list[float]]:
-    generator = TrafficGenerator(pair.peer, FRAME, cpu=READER_CPU)
-    os.sched_setaffinity(0, {READER_CPU})
+def measure(pair: VethPair, rounds: int, backlog: int, batches: list[int],
+            cpu: int) -> dict[str, list[float]]:
+    """Drain rates (frames per second) of every reader, by round."""
+    generator = TrafficGenerator(pair.peer, FRAME, cpu=cpu)
+    os.sched_setaffinity(0, {cpu})
 
     def fill() -> None:
         generator.send(backlog)
@@ -150,7 +173,7 @@ def measure(pair: VethPair, rounds: int, backlog: int) -> dict[str, list[float]]
     results: dict[str, list[float]] = {}
     try:
         for round_number in range(rounds):
-            drains = list(readers(pair).items())
+            drains = list(readers(pair, batches).items())
             if round_number % 2:
                 drains.reverse()
             for name, (make, close) in drains:
@@ -167,7 +190,7 @@ def measure(pair: VethPair, rounds: int, backlog: int) -> dict[str, list[float]]
 Reader = tuple[Callable[[], Drain], Callable[[], None]]
 
 
-def readers(pair: VethPair) -> dict[str, Reader]:
+def readers(pair: VethPair, batches: list[int]) -> dict[str, Reader]:
     """Each reader as (open and return its drain, close); opened per round, one at a time."""
     opened: list[Callable[[], None]] = []
 
@@ -188,10 +211,10 @@ def readers(pair: VethPair) -> dict[str, Reader]:
             return make(sock)
         return open_and_make
 
-    table: dict[str, Reader] = {"AF_PACKET recv_into": (afpacket, close_all)}
+    table: dict[str, Reader] = {BASELINE: (afpacket, close_all)}
     table["read_packet_data"] = (xdp(partial(xdp_single_drain, zero_copy=False)), close_all)
     table["zero_copy_read_packet_data"] = (xdp(partial(xdp_single_drain, zero_copy=True)), close_all)
-    for batch in (16, 64, 256):
+    for batch in batches:
         for zero_copy in (False, True):
             name = f"{'zero_copy_' if zero_copy else ''}read_multi_packets({batch})"
             table[name] = (xdp(partial(xdp_batch_drain, zero_copy=zero_copy, batch=batch)), close_all)
@@ -200,23 +223,30 @@ def readers(pair: VethPair) -> dict[str, Reader]:
 
 @dataclass(frozen=True)
 class DrainResult:
+    """One reader's drain rates: the median, each round's, and the median over AF_PACKET's."""
+
     median_pps: float
     rounds_pps: list[float]
     ratio_to_afpacket: float
 
 
-def report(results: dict[str, list[float]], as_json: bool) -> None:
-    baseline = statistics.median(results["AF_PACKET recv_into"])
-    rows = {name: DrainResult(statistics.median(rates), rates, statistics.median(rates) / baseline)
+def summarize(results: dict[str, list[float]]) -> dict[str, DrainResult]:
+    baseline = statistics.median(results[BASELINE])
+    return {name: DrainResult(statistics.median(rates), rates, statistics.median(rates) / baseline)
             for name, rates in results.items()}
-    if as_json:
-        drains = {name: asdict(row) for name, row in rows.items()}
-        print(json.dumps({"xdppacket": xdppacket.__version__, "drains": drains}, indent=2))
-        return
-    print(f"{'reader':40s} {'drain pps (median)':>19s} {'vs AF_PACKET':>13s}   rounds (Mpps)")
+
+
+def round_ratios(rows: dict[str, DrainResult], name: str) -> list[float]:
+    """``name``'s rate over AF_PACKET's, round by round (each round drains both)."""
+    return [rate / base for rate, base in zip(rows[name].rounds_pps, rows[BASELINE].rounds_pps)]
+
+
+def format_table(rows: dict[str, DrainResult]) -> str:
+    lines = [f"{'reader':40s} {'drain pps (median)':>19s} {'vs AF_PACKET':>13s}   rounds (Mpps)"]
     for name, row in rows.items():
         rounds_text = " ".join(f"{rate / 1e6:.2f}" for rate in row.rounds_pps)
-        print(f"{name:40s} {row.median_pps:>19,.0f} {row.ratio_to_afpacket:>12.2f}x   {rounds_text}")
+        lines.append(f"{name:40s} {row.median_pps:>19,.0f} {row.ratio_to_afpacket:>12.2f}x   {rounds_text}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Smoke test of the benchmark tools: ``cmd/xdp.py`` and ``cmd/afpacket.py`` run for a moment
-on a veth pair (receivers fed by the TrafficGenerator), count packets and print valid JSON.
+on a veth pair (receivers fed by the TrafficGenerator), count packets and print valid JSON;
+``cmd/drain.py`` drains a small backlog with every reader.
 
 The tools are scripts, so they run as ``make bench`` runs them: in a subprocess, which
-inherits the test's private network namespace.
+inherits the test's private network namespace (``cmd/drain.py`` makes one of its own).
 """
 
 from __future__ import annotations
@@ -69,3 +70,22 @@ def test_senders_count_sent_frames(tool: str, scenario: str, veth_pair: VethPair
     summary = run_tool(tool, scenario, veth_pair, feed=False)
     assert summary["tx_packets"] > 0
     assert summary["tx_pps"] > 0
+
+
+def test_drain_reports_every_reader() -> None:
+    """``cmd/drain.py`` enters a network namespace of its own, so it runs as a subprocess."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "cmd" / "drain.py"), "--rounds", "1", "--backlog", "2000",
+         "--batches", "64", "--json"],
+        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    drains = json.loads(result.stdout)["drains"]
+    assert set(drains) == {"AF_PACKET recv_into", "read_packet_data", "zero_copy_read_packet_data",
+                           "read_multi_packets(64)", "zero_copy_read_multi_packets(64)"}
+    for name, row in drains.items():
+        assert len(row["rounds_pps"]) == 1, name
+        assert row["median_pps"] > 0, name
+    assert drains["AF_PACKET recv_into"]["ratio_to_afpacket"] == 1.0
