@@ -4,11 +4,15 @@ Runs as root, entirely inside a private network namespace of its own (the machin
 interfaces are never seen or touched): creates veth pairs, then for every scenario starts
 ``cmd/xdp.py`` or ``cmd/afpacket.py`` pinned to one CPU while the ``TrafficGenerator``
 offers 64-byte frames from the other CPU (send scenarios: the sender runs alone and the
-far end's kernel counters say what arrived). Several rounds, alternating the scenario
-order; the table quotes medians. Then a long receive run checks that memory stays flat.
+far end's kernel counters say what arrived; the RPS variants move the far end's receive
+work to the other CPU through a sysfs of the private namespace, in a private mount
+namespace). Several rounds, alternating the scenario order; the table quotes medians. Then
+a long receive run checks that memory stays flat, and ``cmd/drain.py`` (a subprocess, in a
+namespace of its own) measures how fast each reader empties a ready backlog.
 
-Prints the table and the project's targets (PASS/FAIL), and writes
-``results/bench-<timestamp>.json`` and ``.png``.
+Prints the tables and the project's targets, each judged on every measure that bears on it
+(PASS/FAIL/UNDECIDED, naming the measure), and writes ``results/bench-<timestamp>.json``
+and ``.png``.
 
 Usage: ``make bench`` or ``.venv/bin/python cmd/bench.py [--quick] [--rounds N] ...``
 """
@@ -16,12 +20,15 @@ Usage: ``make bench`` or ``.venv/bin/python cmd/bench.py [--quick] [--rounds N] 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,17 +36,21 @@ import xdppacket
 from xdppacket import TrafficGenerator
 
 if TYPE_CHECKING:  # cmd/ is no package at run time (stdlib has a `cmd`); mypy knows it as one
-    from cmd import benchreport, runloop
-    from cmd.benchnet import VethPair, enter_private_netns, run_tool
+    from cmd import benchreport, drain, runloop
+    from cmd.benchnet import VethPair, enter_private_netns, enter_private_sysfs, run_tool
+    from cmd.benchreport import Evidence, Target
     from cmd.benchrun import BenchError, Measurement, Scenario, Testbed, ToolProcess, measure
 else:
     import benchreport
+    import drain
     import runloop
-    from benchnet import VethPair, enter_private_netns, run_tool
+    from benchnet import VethPair, enter_private_netns, enter_private_sysfs, run_tool
+    from benchreport import Evidence, Target
     from benchrun import BenchError, Measurement, Scenario, Testbed, ToolProcess, measure
 
 FRAME_SIZE = 64
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+CMD_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = CMD_DIR.parent / "results"
 
 SCENARIOS = (
     Scenario("AF_PACKET rx", "afpacket", "rx", "socket.recv_into", ("--scenario", "rx")),
@@ -63,12 +74,24 @@ SCENARIOS = (
              ("--scenario", "mq-tx-single"), queues=2),
     Scenario("mq-tx-batch", "xdp", "tx", "XDPMultiQueue.write_packet(frames)",
              ("--scenario", "mq-tx-batch"), queues=2),
+    Scenario("AF_PACKET tx (RPS)", "afpacket", "tx", "socket.send", ("--scenario", "tx"), rps=True),
+    Scenario("tx-batch (RPS)", "xdp", "tx", "write_multi_packets", ("--scenario", "tx-batch"), rps=True),
 )
-TARGETS = (
-    benchreport.Target("zero_copy_read_multi_packets drains >= 4x AF_PACKET", "rx-zc-batch", 4.0),
-    benchreport.Target("read_packet_data drains >= 2x AF_PACKET", "rx-single", 2.0),
-    benchreport.Target("write_multi_packets sends >= 2x AF_PACKET", "tx-batch", 2.0),
-)
+
+
+def targets(batch: int) -> tuple[Target, ...]:
+    """The issue's targets, each with the measures it is judged on (batched: ``batch`` frames)."""
+    return (
+        Target("zero_copy_read_multi_packets drains >= 4x the pps of AF_PACKET", 4.0,
+               (Evidence("live load", "rx-zc-batch"),
+                Evidence("drain", f"zero_copy_read_multi_packets({batch})", drain=True))),
+        Target("read_packet_data drains >= 2x the pps of AF_PACKET", 2.0,
+               (Evidence("live load", "rx-single"), Evidence("drain", "read_packet_data", drain=True))),
+        Target("write_multi_packets sends >= 2x the pps of AF_PACKET", 2.0,
+               (Evidence("same core", "tx-batch"), Evidence("RPS", "tx-batch (RPS)"))),
+    )
+
+
 MEMORY_SCENARIOS = ("rx-zc-batch", "rx-batch")
 WORK_PLACEMENT = (
     "Where the work runs: the generator's CPU also does the kernel's receive work (redirect into\n"
@@ -90,12 +113,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=64, help="frames per batched call (default 64)")
     parser.add_argument("--memory-packets", type=int, default=10_000_000,
                         help="packets of the memory run (default 10 million; 0 skips it)")
+    parser.add_argument("--drain-backlog", type=int, default=50_000,
+                        help="frames per drain of cmd/drain.py (default 50000; 0 skips the drains)")
     parser.add_argument("--only", nargs="+", metavar="SCENARIO",
-                        help="only these scenarios (the AF_PACKET baselines always run)")
+                        help="only these scenarios (their AF_PACKET baselines always run)")
     parser.add_argument("--quick", action="store_true",
-                        help="about a minute: 1 round of 1.5 s, a 2-million-packet memory run")
+                        help="about a minute and a half: 1 round of 1.5 s, a 2-million-packet "
+                             "memory run, 1 drain round")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR, help="where results go")
     args = parser.parse_args(argv)
+    if args.drain_backlog and not 1000 <= args.drain_backlog < drain.RING:
+        parser.error(f"--drain-backlog must be 0 (no drains) or 1000..{drain.RING - 1}")
     if args.quick:
         args.rounds, args.duration, args.memory_packets = 1, 1.5, min(args.memory_packets, 2_000_000)
     if args.only:
@@ -106,10 +134,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def selected_scenarios(only: Sequence[str] | None) -> list[Scenario]:
-    if not only:
-        return list(SCENARIOS)
-    return [s for s in SCENARIOS if s.name in only or s.name in benchreport.BASELINE.values()]
+def selected_scenarios(only: Sequence[str] | None, rps: bool) -> list[Scenario]:
+    """The ``--only`` scenarios and their groups' baselines (all by default); none with RPS
+    when the private sysfs could not be had."""
+    chosen = [s for s in SCENARIOS if (rps or not s.rps) and (not only or s.name in only)]
+    groups = set()
+    for s in chosen:  # a duplex run measures both directions
+        groups |= {"tx (RPS)"} if s.rps else {"rx", "tx"} if s.kind == "duplex" else {s.direction}
+    baselines = {benchreport.BASELINE[group] for group in groups}
+    return [s for s in SCENARIOS if s in chosen or s.name in baselines]
 
 
 def build_testbed(args: argparse.Namespace, cpus: list[int]) -> Testbed:
@@ -180,6 +213,28 @@ def run_memory(testbed: Testbed, scenario: str, packets: int) -> dict[str, Any]:
     return result
 
 
+def run_drains(args: argparse.Namespace, cpu: int) -> dict[str, drain.DrainResult]:
+    """``cmd/drain.py`` in a subprocess (it enters a network namespace of its own and pins
+    itself to ``cpu``); its readers' drain rates, with the batch sizes of the live runs."""
+    batches = sorted({*drain.BATCHES, args.batch})
+    print(f"drain   {args.rounds} round(s): each reader empties a backlog of "
+          f"{args.drain_backlog:,} frames on CPU {cpu} (cmd/drain.py)", flush=True)
+    command = [sys.executable, str(CMD_DIR / "drain.py"), "--json", "--rounds", str(args.rounds),
+               "--backlog", str(args.drain_backlog), "--cpu", str(cpu),
+               "--batches", *map(str, batches)]
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        output, errors = process.communicate(timeout=120 + 60 * args.rounds)
+    finally:
+        if process.poll() is None:  # interrupted or timed out: it must not outlive the bench
+            process.kill()
+            process.communicate()
+    if process.returncode != 0:
+        raise BenchError(f"drain.py failed: {errors.strip()}")
+    return {name: drain.DrainResult(**values) for name, values in json.loads(output)["drains"].items()}
+
+
 def idle_share(seconds: float) -> float:
     """How idle all CPUs were over ``seconds``: other work on the machine skews every figure."""
     def idle_and_total() -> tuple[int, int]:
@@ -193,21 +248,25 @@ def idle_share(seconds: float) -> float:
 
 
 def report(args: argparse.Namespace, started: float, cpus: list[int], scenarios: list[Scenario],
-           measurements: list[Measurement], memory: list[dict[str, Any]], idle: float) -> None:
+           measurements: list[Measurement], memory: list[dict[str, Any]],
+           drains: dict[str, drain.DrainResult], idle: float) -> None:
     rows = benchreport.rows_from(measurements, scenarios)
-    checks = benchreport.target_lines(rows, TARGETS, measurements)
+    checks = benchreport.target_lines(rows, targets(args.batch), measurements, drains)
     by_name = {row.scenario: row for row in rows}
     print(f"\n{FRAME_SIZE}-byte frames, medians of {args.rounds} round(s) of {args.duration:g} s; "
-          f"receiver on CPU {cpus[0]}, generator on CPU {cpus[1]}; batch {args.batch}; "
-          f"'vs AF_PACKET' compares received pps with the same direction's baseline; "
+          f"receiver/sender on CPU {cpus[0]}, generator on CPU {cpus[1]}; batch {args.batch}; "
+          f"'vs AF_PACKET' compares received pps with its group's baseline; "
           f"CPUs {idle:.0%} idle just before the run\n")
     print(benchreport.format_table(rows))
-    print(f"\n{WORK_PLACEMENT}\n\nTargets (one queue, native mode, one run):")
-    for check in checks:
-        ratio = "not measured" if check["ratio"] is None else f"{check['ratio']:.2f}x"
-        bound = " (a lower bound: the receiver took nearly all it was offered)" if check["lower_bound"] else ""
-        rounds = " ".join(f"{value:.2f}x" for value in check["round_ratios"])
-        print(f"  {check['verdict']:<9} {check['target']}: measured {ratio}{bound}; by round: {rounds}")
+    print(f"\n{WORK_PLACEMENT}")
+    if drains:
+        print(f"\nDrain rates (cmd/drain.py): each reader empties a ready backlog of "
+              f"{args.drain_backlog:,} {FRAME_SIZE}-byte frames on CPU {cpus[0]}; medians of "
+              f"{args.rounds} round(s)\n")
+        print(drain.format_table(drains))
+    print("\nTargets (one queue, native mode, one run; each verdict names its measure):")
+    print(benchreport.format_targets(checks))
+    print("Other checks:")
     scaling: dict[str, Any] = {}
     if "rx-zc-batch" in by_name and "rx-zc-batch x2 proc" in by_name:
         one, two = by_name["rx-zc-batch"].received_pps, by_name["rx-zc-batch x2 proc"].received_pps
@@ -226,15 +285,27 @@ def report(args: argparse.Namespace, started: float, cpus: list[int], scenarios:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "seconds": round(time.time() - started, 1), "rounds": args.rounds,
         "duration": args.duration, "batch": args.batch, "frame_size": FRAME_SIZE,
+        "drain_backlog": args.drain_backlog,
         "receiver_cpu": cpus[0], "generator_cpu": cpus[1], "idle_before": idle,
         "kernel": platform.release(),
         "python": platform.python_version(), "xdppacket": xdppacket.__version__,
     }
     benchreport.write_json(json_path, settings, measurements, rows, checks,
-                           {"memory": memory, "scaling": scaling})
-    benchreport.chart(png_path, rows, f"xdppacket vs AF_PACKET, {FRAME_SIZE}-byte frames, "
-                                      f"medians of {args.rounds} round(s) (kernel {platform.release()})")
+                           {"drains": {name: asdict(row) for name, row in drains.items()},
+                            "memory": memory, "scaling": scaling})
+    benchreport.chart(png_path, rows, drains, f"xdppacket vs AF_PACKET, {FRAME_SIZE}-byte frames, "
+                                              f"medians of {args.rounds} round(s) (kernel {platform.release()})")
     print(f"\nwrote {json_path}\nwrote {png_path}")
+
+
+def enter_private_mounts() -> bool:
+    """The private sysfs the RPS scenarios need; without it they are left out, said so."""
+    try:
+        enter_private_sysfs()
+    except OSError as error:
+        print(f"bench: no private sysfs, so no RPS scenarios: {error}", flush=True)
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,10 +319,11 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: needs 2 CPUs (one receives, one generates)", file=sys.stderr)
         return 1
     started = time.time()
-    scenarios = selected_scenarios(args.only)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` cleans up like Ctrl-C
+    drains: dict[str, drain.DrainResult] = {}
     try:
         enter_private_netns()
+        scenarios = selected_scenarios(args.only, rps=enter_private_mounts())
         run_tool("ip", "-V")  # fail early, and plainly, without iproute2
         testbed = build_testbed(args, cpus)
         idle = idle_share(1.0)
@@ -264,13 +336,18 @@ def main(argv: list[str] | None = None) -> int:
                       for scenario in MEMORY_SCENARIOS if args.memory_packets]
         finally:
             tear_down(testbed)
+        if args.drain_backlog:
+            try:
+                drains = run_drains(args, cpus[0])
+            except BenchError as error:  # the live figures still stand; the targets say MISSING
+                print(f"bench: {error}", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         print("\nbench: interrupted; the tools are stopped and the veth pairs deleted", file=sys.stderr)
         return 130
     except (BenchError, OSError) as error:
         print(f"\nbench failed: {error}", file=sys.stderr)
         return 1
-    report(args, started, cpus, scenarios, measurements, memory, idle)
+    report(args, started, cpus, scenarios, measurements, memory, drains, idle)
     return 0
 
 

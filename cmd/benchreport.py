@@ -1,7 +1,10 @@
 """What ``cmd/bench.py`` shows: medians over the rounds, the table, the targets, JSON, a chart.
 
 Medians, because the machine is noisy and shared; ratios compare medians of one run, whose
-rounds alternate the scenario order so that drift hits every scenario alike.
+rounds alternate the scenario order so that drift hits every scenario alike. Each target is
+judged on every measure that bears on it (live load and drains for receiving; the peer's
+receive work on the sender's CPU or, with RPS, on the other one for sending), and each
+verdict names the measure it comes from.
 """
 
 from __future__ import annotations
@@ -14,13 +17,40 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # cmd/ is no package at run time (stdlib has a `cmd`); mypy knows it as one
+    from cmd import drain
     from cmd.benchrun import Measurement, Scenario
 else:
+    import drain
     from benchrun import Measurement, Scenario
 
-__all__ = ["Row", "Target", "chart", "format_table", "rows_from", "target_lines", "write_json"]
+__all__ = ["Evidence", "Row", "Target", "chart", "format_table", "format_targets", "rows_from",
+           "target_lines", "write_json"]
 
-BASELINE = {"rx": "AF_PACKET rx", "tx": "AF_PACKET tx"}
+#: Rows are grouped (a table section, a chart panel) and compared with their group's baseline.
+BASELINE = {"rx": "AF_PACKET rx", "tx": "AF_PACKET tx", "tx (RPS)": "AF_PACKET tx (RPS)"}
+GROUP_TITLES = {
+    "rx": "receive, live load",
+    "tx": "send: the peer's receive work on the sender's CPU",
+    "tx (RPS)": "send: the peer's receive work on the other CPU (RPS)",
+}
+CHART_TITLES = {
+    "rx": "receive, live load",
+    "tx": "send: the peer's receive work\non the sender's CPU",
+    "tx (RPS)": "send: the peer's receive\nwork on the other CPU (RPS)",
+}
+#: What each measure a target is judged on shows, and what it does not (one line each).
+MEASURES = {
+    "live load": "a receiver under the generator's bursty load (at most ~3.3 Mpps), the kernel's "
+                 "receive work on the generator's CPU: what is captured of a live stream, but not "
+                 "the reader's ceiling once it takes nearly all it is offered (then UNDECIDED)",
+    "drain": "a reader emptying a ready backlog on one CPU, nothing arriving meanwhile: the "
+             "reader's own cost per frame (Python and system calls), not capture while the "
+             "kernel delivers, nor the kernel's receive work",
+    "same core": "frames reaching the veth peer while its receive work runs on the sender's CPU "
+                 "(veth's default): sender and receiver share one CPU, as they would not with a NIC",
+    "RPS": "the same with the peer's receive work steered to the other CPU: each AF_PACKET send "
+           "then pays a cross-CPU hand-off that a batch amortises; still veth copy mode, not a NIC",
+}
 #: Memory counts as flat when RSS grows by at most this much over the whole run.
 FLAT_RSS_GROWTH_KIB = 1024
 #: A receiver that loses less than this took about all it was offered: the generator, not
@@ -38,6 +68,7 @@ class Row:
     call: str
     mode: str
     direction: str
+    group: str
     rounds: int
     offered_pps: float
     received_pps: float
@@ -61,12 +92,24 @@ class Row:
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """One measure of a target: a row of the live table, or a reader of the drains."""
+
+    measure: str
+    """A key of ``MEASURES``."""
+    name: str
+    """The scenario, or with ``drain`` the drain reader."""
+    drain: bool = False
+
+
+@dataclass(frozen=True)
 class Target:
-    """A goal of the project: ``scenario`` receives (or sends) ``factor`` times the baseline."""
+    """A goal of the project: a call receives (or sends) ``factor`` times the baseline,
+    judged separately on each measure of ``evidence``."""
 
     label: str
-    scenario: str
     factor: float
+    evidence: tuple[Evidence, ...]
 
 
 def rows_from(measurements: Sequence[Measurement], scenarios: Sequence[Scenario]) -> list[Row]:
@@ -78,11 +121,12 @@ def rows_from(measurements: Sequence[Measurement], scenarios: Sequence[Scenario]
     rows = []
     for name, runs in by_name.items():
         scenario = _scenario_of(name, scenarios)
-        baseline = medians.get(BASELINE[runs[0].direction])
+        group = "tx (RPS)" if scenario.rps else runs[0].direction
+        baseline = medians.get(BASELINE[group])
         rows.append(Row(
             scenario=name, call=scenario.call,
             mode={"afpacket": "-", "xdp": "native" if scenario.mode == "drv" else "generic"}[scenario.tool],
-            direction=runs[0].direction, rounds=len(runs),
+            direction=runs[0].direction, group=group, rounds=len(runs),
             offered_pps=statistics.median(m.offered_pps for m in runs),
             received_pps=medians[name],
             received_pps_min=min(m.received_pps for m in runs),
@@ -103,61 +147,103 @@ def _scenario_of(measurement_name: str, scenarios: Sequence[Scenario]) -> Scenar
 
 
 def format_table(rows: Sequence[Row]) -> str:
+    """The rows by group (receive, send, send with RPS), each group under its title."""
     header = ("scenario", "library call", "mode", "offered pps", "received pps", "loss", "CPU",
               "vs AF_PACKET")
-    lines = [header]
-    for row in rows:
+    cells = []
+    for row in _by_group(rows):
         mark = "*" if row.offer_bound else " "
-        lines.append((row.scenario, row.call, row.mode, f"{row.offered_pps:,.0f}",
+        cells.append((row.scenario, row.call, row.mode, f"{row.offered_pps:,.0f}",
                       f"{row.received_pps:,.0f}{mark}", f"{row.loss:.1%}", f"{row.cpu:.0%}",
                       f"{row.ratio_text}{mark}"))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    widths = [max(len(line[i]) for line in [header, *cells]) for i in range(len(header))]
     numeric = {3, 4, 5, 6, 7}
-    text = [
-        "  ".join(cell.rjust(width) if i in numeric else cell.ljust(width)
-                  for i, (cell, width) in enumerate(zip(line, widths))).rstrip()
-        for line in lines
-    ]
-    text.insert(1, "  ".join("-" * width for width in widths))
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(cell.rjust(width) if i in numeric else cell.ljust(width)
+                         for i, (cell, width) in enumerate(zip(values, widths))).rstrip()
+
+    text = [line(header), "  ".join("-" * width for width in widths)]
+    group = None
+    for row, values in zip(_by_group(rows), cells):
+        if row.group != group:
+            group = row.group
+            text.append(f"[{GROUP_TITLES[group]}]")
+        text.append(line(values))
     if any(row.offer_bound for row in rows):
         text.append(OFFER_BOUND_NOTE)
     return "\n".join(text)
 
 
-def target_lines(rows: Sequence[Row], targets: Sequence[Target],
-                 measurements: Sequence[Measurement]) -> list[dict[str, Any]]:
-    """Each target with its measured ratio and a verdict: PASS, FAIL, UNDECIDED (the ratio is
-    only a lower bound, below the goal) or MISSING (the row was not measured).
+def _by_group(rows: Sequence[Row]) -> list[Row]:
+    """Rows in group order (stable within a group), each group's baseline first."""
+    order = list(BASELINE)
+    return sorted(rows, key=lambda row: (order.index(row.group), row.scenario != BASELINE[row.group]))
+
+
+def target_lines(rows: Sequence[Row], targets: Sequence[Target], measurements: Sequence[Measurement],
+                 drains: dict[str, drain.DrainResult]) -> list[dict[str, Any]]:
+    """One verdict per target and measure: PASS, FAIL, UNDECIDED (a live ratio that is only a
+    lower bound, below the goal) or MISSING (not measured).
 
     The verdict uses the ratio of the medians; the ratios within each round show the noise.
     """
     by_name = {row.scenario: row for row in rows}
     checks = []
     for target in targets:
-        row = by_name.get(target.scenario)
-        ratio = row.vs_af_packet if row else None
-        if ratio is None:
-            verdict = "MISSING"
-        elif ratio >= target.factor:
-            verdict = "PASS"
-        else:  # a lower bound below the goal proves nothing either way
-            verdict = "UNDECIDED" if row and row.offer_bound else "FAIL"
-        checks.append({"target": target.label, "scenario": target.scenario, "factor": target.factor,
-                       "ratio": ratio, "lower_bound": bool(row and row.offer_bound),
-                       "round_ratios": _round_ratios(target.scenario, measurements),
-                       "verdict": verdict})
+        for evidence in target.evidence:
+            ratio: float | None
+            if evidence.drain:
+                found = evidence.name in drains
+                ratio = drains[evidence.name].ratio_to_afpacket if found else None
+                lower_bound = False
+                round_ratios = drain.round_ratios(drains, evidence.name) if found else []
+            else:
+                row = by_name.get(evidence.name)
+                ratio = row.vs_af_packet if row else None
+                lower_bound = bool(row and row.offer_bound)
+                round_ratios = _round_ratios(evidence.name, rows, measurements)
+            if ratio is None:
+                verdict = "MISSING"
+            elif ratio >= target.factor:
+                verdict = "PASS"
+            else:  # a lower bound below the goal proves nothing either way
+                verdict = "UNDECIDED" if lower_bound else "FAIL"
+            checks.append({"target": target.label, "factor": target.factor,
+                           "measure": evidence.measure, "measured": evidence.name,
+                           "ratio": ratio, "lower_bound": lower_bound,
+                           "round_ratios": round_ratios, "verdict": verdict})
     return checks
 
 
-def _round_ratios(scenario: str, measurements: Sequence[Measurement]) -> list[float]:
+def format_targets(checks: Sequence[dict[str, Any]]) -> str:
+    """The verdicts under each target, each naming its measure; then what the measures show."""
+    lines: list[str] = []
+    heading = None
+    for check in checks:
+        if check["target"] != heading:
+            heading = check["target"]
+            lines.append(f"  {heading}")
+        ratio = "not measured" if check["ratio"] is None else f"{check['ratio']:.2f}x"
+        bound = " (a lower bound: the receiver took nearly all it was offered)" if check["lower_bound"] else ""
+        rounds = " ".join(f"{value:.2f}x" for value in check["round_ratios"])
+        lines.append(f"    {check['verdict']:<9} {check['measure'] + ':':<10} {check['measured']} "
+                     f"{ratio}{bound}; by round: {rounds or '-'}")
+    lines.append("What each measure shows, and what it does not:")
+    for measure in dict.fromkeys(check["measure"] for check in checks):
+        lines.append(f"  {measure + ':':<10} {MEASURES[measure]}")
+    return "\n".join(lines)
+
+
+def _round_ratios(scenario: str, rows: Sequence[Row], measurements: Sequence[Measurement]) -> list[float]:
     """Received pps of ``scenario`` over its baseline's, round by round."""
-    received = {(m.scenario, m.round): m.received_pps for m in measurements}
-    ratios = []
-    for m in measurements:
-        baseline = received.get((BASELINE[m.direction], m.round))
-        if m.scenario == scenario and baseline:
-            ratios.append(m.received_pps / baseline)
-    return ratios
+    group = {row.scenario: row.group for row in rows}
+    if scenario not in group:
+        return []
+    baseline_name = BASELINE[group[scenario]]
+    baseline = {m.round: m.received_pps for m in measurements if m.scenario == baseline_name}
+    return [m.received_pps / baseline[m.round] for m in measurements
+            if m.scenario == scenario and baseline.get(m.round)]
 
 
 def memory_flat(run: dict[str, Any]) -> bool:
@@ -176,41 +262,41 @@ def write_json(path: Path, settings: dict[str, Any], measurements: Sequence[Meas
     path.write_text(json.dumps(document, indent=2) + "\n")
 
 
-def chart(path: Path, rows: Sequence[Row], title: str) -> None:
+def chart(path: Path, rows: Sequence[Row], drains: dict[str, drain.DrainResult], title: str) -> None:
     """Grouped bars per scenario: offered and received pps (median, whiskers min..max).
 
-    Receive and send scenarios get a panel each, the AF_PACKET baseline first, in grey and
-    as a dashed line across its panel. matplotlib is a bench extra, imported only here.
+    Each group (receive; send; send with RPS) gets a panel in the top row, the AF_PACKET
+    baseline first, in grey and as a dashed line across its panel; the drain rates fill the
+    bottom row. matplotlib is a bench extra, imported only here.
     """
     import matplotlib  # type: ignore[import-not-found,unused-ignore]
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # type: ignore[import-not-found,unused-ignore]
 
-    panels = [(direction, sorted((row for row in rows if row.direction == direction),
-                                 key=lambda row: row.scenario != BASELINE[direction]))
-              for direction in ("rx", "tx")]
-    panels = [(direction, panel_rows) for direction, panel_rows in panels if panel_rows]
-    figure, axes = plt.subplots(
-        1, len(panels), figsize=(15, 6.5), squeeze=False,
-        gridspec_kw={"width_ratios": [len(panel_rows) for _, panel_rows in panels]},
-    )
-    for axis, (direction, panel_rows) in zip(axes[0], panels):
-        _draw_panel(axis, direction, panel_rows)
+    panels = [(group, [row for row in _by_group(rows) if row.group == group]) for group in BASELINE]
+    panels = [(group, panel_rows) for group, panel_rows in panels if panel_rows]
+    figure = plt.figure(figsize=(17, 12 if drains else 6.5))
+    grid = figure.add_gridspec(2 if drains else 1, len(panels),
+                               width_ratios=[max(len(panel_rows), 3) for _, panel_rows in panels])
+    for column, (group, panel_rows) in enumerate(panels):
+        _draw_panel(figure.add_subplot(grid[0, column]), group, panel_rows, legend=column < 2)
+    if drains:
+        _draw_drains(figure.add_subplot(grid[1, :]), drains)
     figure.suptitle(title)
     if any(row.offer_bound for row in rows):
-        figure.text(0.01, 0.01, OFFER_BOUND_NOTE, fontsize=8)
-    figure.tight_layout(rect=(0, 0.03, 1, 1))
-    figure.savefig(path, dpi=110)
+        figure.text(0.01, 0.005, OFFER_BOUND_NOTE, fontsize=8)
+    figure.tight_layout(rect=(0, 0.02, 1, 1))
+    figure.savefig(path, dpi=100)
     plt.close(figure)
 
 
-def _draw_panel(axis: Any, direction: str, rows: Sequence[Row]) -> None:
+def _draw_panel(axis: Any, group: str, rows: Sequence[Row], legend: bool) -> None:
     positions = list(range(len(rows)))
     width = 0.38
-    is_baseline = [row.scenario == BASELINE[direction] for row in rows]
+    is_baseline = [row.scenario == BASELINE[group] for row in rows]
     axis.bar([p - width / 2 for p in positions], [row.offered_pps / 1e6 for row in rows], width,
-             color="#c9d6e8", label="offered")
+             color="#c9d6e8", label="offered (send: queued by the sender)")
     for baseline in (True, False):
         chosen = [(p, row) for p, row, b in zip(positions, rows, is_baseline) if b == baseline]
         if not chosen:
@@ -225,15 +311,42 @@ def _draw_panel(axis: Any, direction: str, rows: Sequence[Row]) -> None:
     for position, row in zip(positions, rows):
         axis.annotate(row.ratio_text + ("*" if row.offer_bound else ""), (position + width / 2, row.received_pps_max / 1e6),
                       textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8)
-    baseline_rows = [row for row in rows if row.scenario == BASELINE[direction]]
+    baseline_rows = [row for row in rows if row.scenario == BASELINE[group]]
     if baseline_rows:
         axis.axhline(baseline_rows[0].received_pps / 1e6, color="#888888", linestyle="--", linewidth=1)
     axis.set_xticks(positions)
     axis.set_xticklabels([f"{row.scenario}\n{row.mode}" if row.mode != "-" else row.scenario
                           for row in rows], rotation=30, ha="right", fontsize=8)
     axis.set_ylabel("million packets per second")
-    axis.set_title({"rx": "receive (64-byte frames)", "tx": "send (64-byte frames)"}[direction])
+    axis.set_title(CHART_TITLES[group], fontsize=10)
     top = max(max(row.offered_pps, row.received_pps_max) for row in rows) / 1e6
-    axis.set_ylim(0, top * 1.25)  # room for the legend
-    axis.legend(fontsize=8, loc="upper left")
+    axis.set_ylim(0, top * 1.3)  # room for the legend
+    if legend:  # the same three colours in every panel: a narrow one goes without
+        axis.legend(fontsize=8, loc="upper left")
+    axis.grid(axis="y", alpha=0.3)
+
+
+def _draw_drains(axis: Any, drains: dict[str, drain.DrainResult]) -> None:
+    """Drain rates per reader: median bar, whiskers min..max over the rounds, ratio on top."""
+    names = list(drains)
+    positions = list(range(len(names)))
+    medians = [drains[name].median_pps / 1e6 for name in names]
+    lows = [min(drains[name].rounds_pps) / 1e6 for name in names]
+    highs = [max(drains[name].rounds_pps) / 1e6 for name in names]
+    axis.bar(positions, medians, 0.6,
+             yerr=[[m - low for m, low in zip(medians, lows)], [high - m for m, high in zip(medians, highs)]],
+             capsize=3, color=["#888888" if name == drain.BASELINE else "#1f5fa8" for name in names])
+    for position, name, high in zip(positions, names, highs):
+        text = "baseline" if name == drain.BASELINE else f"{drains[name].ratio_to_afpacket:.2f}x"
+        axis.annotate(text, (position, high), textcoords="offset points", xytext=(0, 3),
+                      ha="center", fontsize=8)
+    if drain.BASELINE in drains:
+        axis.axhline(drains[drain.BASELINE].median_pps / 1e6, color="#888888", linestyle="--", linewidth=1)
+    axis.set_xticks(positions)
+    axis.set_xticklabels(names, rotation=20, ha="right", fontsize=8)
+    axis.set_ylabel("million packets per second")
+    rounds = len(next(iter(drains.values())).rounds_pps)
+    axis.set_title(f"drain: how fast each reader empties a ready backlog on one CPU "
+                   f"(median of {rounds} round(s); whiskers min..max; grey: AF_PACKET)", fontsize=10)
+    axis.set_ylim(0, max(highs) * 1.15)
     axis.grid(axis="y", alpha=0.3)
