@@ -99,7 +99,8 @@ WORK_PLACEMENT = (
     "AF_PACKET socket); the receiver's CPU figure is its own process only. 'x2 proc': a receiver\n"
     "process per queue, each pinned to the CPU of the other queue's generator, so on this\n"
     "2-CPU machine the two processes share the CPUs with the kernel's work rather than each\n"
-    "getting a core of its own."
+    "getting a core of its own. Sends: the sender runs on the receiver's CPU, and veth runs the\n"
+    "peer's receive work on the sending CPU too; the (RPS) rows steer that work to the other CPU."
 )
 
 
