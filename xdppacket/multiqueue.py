@@ -103,16 +103,34 @@ class XDPMultiQueue:
     def _read_one_per_queue(self, copy: bool) -> tuple[list[Packet], list[CaptureInfo]]:
         """One frame from every queue that has one: all ready queues are served, so no
         fairness bookkeeping is needed, and each socket reads ahead as a single read does."""
-        sockets = self._sockets
-        for sock in sockets:
-            sock._begin_read()
+        self._check_open()
         deadline = self._deadline()
         while True:
-            frames = [frame for frame in (sock._next_ready(copy) for sock in sockets) if frame is not None]
-            if frames:
-                return [packet for packet, _ in frames], [info for _, info in frames]
+            packets: list[Packet] = []
+            infos: list[CaptureInfo] = []
+            for sock in self._sockets:
+                pending = sock._pending
+                if copy and pending and not sock._pending_are_views and not sock._handed_views:
+                    packet, info = pending.popleft()  # read_packet_data's fast path
+                else:
+                    if not (pending or sock._handed_views or sock._leases.outstanding or sock._rx.available(1)):
+                        continue  # an idle queue: nothing to release, nothing to read
+                    sock._begin_read()
+                    frame = sock._next_ready(copy)
+                    if frame is None:
+                        continue
+                    packet, info = frame
+                packets.append(packet)
+                infos.append(info)
+            if packets:
+                return packets, infos
             if not self._wait(deadline):
                 return [], []
+
+    def _check_open(self) -> None:
+        for sock in self._sockets:
+            if sock._closed:
+                raise ValueError(f"I/O operation on a closed XDPMultiQueue (queue {sock.queue_id} is closed)")
 
     def _deadline(self) -> int | None:
         """When a non-blocking call must give up (one poll timeout for the whole call)."""
