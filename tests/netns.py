@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 __all__ = [
     "ETH_P_TEST",
@@ -396,7 +396,30 @@ def delete_veth_pair(pair: VethPair) -> None:
 # AF_PACKET sender and capture
 
 
-class AfPacketSender:
+class _AfPacketSocket:
+    """Owns ``self._sock`` until ``close()``; a context manager that closes it."""
+
+    _sock: socket.socket
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self: _Self) -> _Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+_Self = TypeVar("_Self", bound=_AfPacketSocket)
+
+
+class AfPacketSender(_AfPacketSocket):
     """Sends raw Ethernet frames out of one interface through an ``AF_PACKET`` socket.
 
     Owns the socket until ``close()`` (also a context manager). Not thread-safe.
@@ -418,22 +441,9 @@ class AfPacketSender:
         if sent != len(frame):
             raise OSError(errno.EMSGSIZE, f"{self.ifname}: sent {sent} of {len(frame)} bytes")
 
-    def close(self) -> None:
-        self._sock.close()
-
-    def __enter__(self) -> AfPacketSender:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
-class AfPacketCapture:
+class AfPacketCapture(_AfPacketSocket):
     """Captures frames of ethertype ``ETH_P_TEST`` arriving on one interface.
 
     The socket is bound to the interface as soon as the object exists, so create it before
@@ -471,19 +481,6 @@ class AfPacketCapture:
                 break
         return frames
 
-    def close(self) -> None:
-        self._sock.close()
-
-    def __enter__(self) -> AfPacketCapture:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 # --------------------------------------------------------------------------------------------
