@@ -144,10 +144,5 @@ class ZeroCopyLeases:
         """True while any lent frame has not come back (checked by every read)."""
         return self._current is not None or bool(self._held)
 
-    @property
-    def held_frames(self) -> int:
-        """Frames kept from the kernel because a user still holds a view of them."""
-        return sum(len(lease.frames) for lease in self._held)
-
     def close(self) -> None:
         self.reclaim()

@@ -109,19 +109,10 @@ class XDPMultiQueue:
             packets: list[Packet] = []
             infos: list[CaptureInfo] = []
             for sock in self._sockets:
-                pending = sock._pending
-                if copy and pending and not sock._pending_are_views and not sock._handed_views:
-                    packet, info = pending.popleft()  # read_packet_data's fast path
-                else:
-                    if not (pending or sock._handed_views or sock._leases.outstanding or sock._rx.available(1)):
-                        continue  # an idle queue: nothing to release, nothing to read
-                    sock._begin_read()
-                    frame = sock._next_ready(copy)
-                    if frame is None:
-                        continue
-                    packet, info = frame
-                packets.append(packet)
-                infos.append(info)
+                frame = sock._poll_one(copy)
+                if frame is not None:
+                    packets.append(frame[0])
+                    infos.append(frame[1])
             if packets:
                 return packets, infos
             if not self._wait(deadline):
