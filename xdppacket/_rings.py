@@ -7,7 +7,9 @@ completion) are ``peek``ed and ``release``d, and both keep cached copies of the
 kernel's index so the shared words are touched once per batch, not once per packet.
 
 Entries are read and written through ``memoryview.cast`` with strided slices, so a
-whole batch is one C-level copy: no per-packet ctypes call.
+whole batch is one C-level copy: no per-packet ctypes call. The hot methods spell
+``min`` as a conditional expression: the builtin costs about 0.1 us a call, and a read
+makes several.
 
 Memory ordering: Python has no fences. On x86-64 (total store order) a plain store of
 the producer word after the entries, and a plain load of the entries after the
@@ -97,7 +99,7 @@ class _ProducerRing:
         if free < wanted:
             self._cached_consumer = self._consumer_word[0]
             free = self.size - ((self._cached_producer - self._cached_consumer) & _U32)
-        return min(free, wanted)
+        return free if free < wanted else wanted
 
     def outstanding(self) -> int:
         """Entries submitted that the kernel has not consumed yet."""
@@ -111,7 +113,7 @@ class _ProducerRing:
         """Copy ``values`` into the slots after the producer, then publish them."""
         count = len(values) // words_per_entry
         start = self._cached_producer & self._memory.mask
-        first = min(count, self.size - start) * words_per_entry
+        first = (count if count < self.size - start else self.size - start) * words_per_entry
         base = start * words_per_entry
         entries[base : base + first] = values[:first]
         if first < len(values):
@@ -158,12 +160,12 @@ class _ConsumerRing:
         if ready < wanted:
             self._cached_producer = self._producer_word[0]
             ready = (self._cached_producer - self._cached_consumer) & _U32
-        return min(ready, wanted)
+        return ready if ready < wanted else wanted
 
     def _spans(self, count: int) -> tuple[int, int, int]:
         """Split ``count`` entries after the consumer at the ring's end: (start, first, rest)."""
         start = self._cached_consumer & self._memory.mask
-        first = min(count, self.size - start)
+        first = count if count < self.size - start else self.size - start
         return start, first, count - first
 
     def release(self, count: int) -> None:
