@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import mmap
 import sys
-from collections import deque
 from typing import TYPE_CHECKING, Callable
 
 from ._libc import buffer_address, exporter_factory
@@ -36,8 +35,6 @@ class Umem:
         self.size = 2 * num_frames * frame_size
         self.map = mmap.mmap(-1, self.size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | MAP_POPULATE)
         self.address = buffer_address(self.map)
-        #: Rounds a descriptor address down to its frame's start (frames are aligned).
-        self.frame_mask = ~(frame_size - 1)
         self.rx_free: list[int] = [i * frame_size for i in range(num_frames)]
         self.tx_free: list[int] = [(num_frames + i) * frame_size for i in range(num_frames)]
         self.leases = ZeroCopyLeases(self.map)
@@ -53,17 +50,15 @@ class Umem:
             self.map.close()
 
 
-_release = memoryview.release
-
-
 def release_views(views: list[memoryview]) -> bool:
     """Release every view; False if one could not be (a buffer export of it is alive).
 
-    ``map`` does the common case at C speed, half the cost of a Python loop; after a
-    failure the loop releases the rest one by one. Releasing twice is harmless.
+    A plain loop: as fast as C-level tricks for a batch, and several times faster for
+    the single view a single read hands out. Releasing twice is harmless.
     """
     try:
-        deque(map(_release, views), maxlen=0)
+        for view in views:
+            view.release()
         return True
     except BufferError:
         released_all = True
@@ -80,7 +75,7 @@ class _Lease:
 
     __slots__ = ("exporter", "views", "frames")
 
-    def __init__(self, exporter: object, views: list[memoryview], frames: list[int]):
+    def __init__(self, exporter: ctypes.Array[ctypes.c_ubyte], views: list[memoryview], frames: list[int]):
         self.exporter = exporter
         self.views = views
         self.frames = frames
@@ -108,17 +103,20 @@ class ZeroCopyLeases:
 
     def __init__(self, area: mmap.mmap):
         self._new_exporter: Callable[[], ctypes.Array[ctypes.c_ubyte]] = exporter_factory(area)
+        # An exporter no view refers to any more: the next lease reuses it (making one
+        # maps the whole area into a ctypes array, which costs as much as ten views).
+        self._spare_exporter: ctypes.Array[ctypes.c_ubyte] | None = None
         self._current: _Lease | None = None
         self._held: list[_Lease] = []
 
-    def lend(self, addresses: list[int], lengths: list[int], frames: list[int]) -> list[memoryview]:
-        """Views of ``lengths`` bytes at ``addresses``; ``frames`` come back via ``reclaim``."""
-        exporter = self._new_exporter()
+    def lend(self, addresses: list[int], lengths: list[int]) -> list[memoryview]:
+        """Views of ``lengths`` bytes at ``addresses``; the frames come back via ``reclaim``."""
+        exporter = self._spare_exporter or self._new_exporter()
+        self._spare_exporter = None
         base = memoryview(exporter).cast("B").toreadonly()
         views = [base[a : a + n] for a, n in zip(addresses, lengths)]
-        views.append(base)
-        self._current = _Lease(exporter, views, frames)
-        return views[:-1]
+        self._current = _Lease(exporter, [*views, base], addresses)
+        return views
 
     def reclaim(self) -> list[int]:
         """End the current lease; return every frame no longer visible to anyone."""
@@ -127,6 +125,7 @@ class ZeroCopyLeases:
             lease, self._current = self._current, None
             if lease.try_end():
                 free = lease.frames
+                self._spare_exporter = lease.exporter
             else:
                 self._held.append(lease)
         if self._held:
@@ -145,4 +144,6 @@ class ZeroCopyLeases:
         return self._current is not None or bool(self._held)
 
     def close(self) -> None:
+        """Take back what can be; drop the spare exporter, whose buffer export pins the area."""
         self.reclaim()
+        self._spare_exporter = None

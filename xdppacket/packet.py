@@ -98,7 +98,6 @@ class XDPPacket:
         assert umem is not None
         self._umem = umem
         self._area = umem.map
-        self._frame_mask = umem.frame_mask
         self._rx = self._xsk.rx
         self._fill = self._xsk.fill
         self._tx = self._xsk.tx
@@ -189,6 +188,15 @@ class XDPPacket:
 
     def zero_copy_read_packet_data(self) -> tuple[memoryview, CaptureInfo]:
         """One frame as a read-only view into the UMEM, valid until the next read or close()."""
+        pending = self._pending
+        if pending and self._pending_are_views:
+            # The common case: a view read ahead. The view handed out last ends now; its
+            # batch goes back to the kernel once the read-ahead is used up (_begin_read).
+            if self._handed_views:
+                release_views(self._handed_views)
+            view, info = pending.popleft()
+            self._handed_views = [view]  # type: ignore[list-item]
+            return view, info  # type: ignore[return-value]
         return self._read_one(copy=False, call="zero_copy_read_packet_data")  # type: ignore[return-value]
 
     def read_multi_packets(self, max_packets: int = 16) -> tuple[list[bytes], list[CaptureInfo]]:
@@ -287,33 +295,44 @@ class XDPPacket:
         return view
 
     def _take(self, count: int, copy: bool) -> tuple[list[Packet], list[CaptureInfo]]:
-        """Take ``count`` frames off the rx ring (the caller checked they are there)."""
+        """Take ``count`` frames off the rx ring (the caller checked they are there).
+
+        A descriptor's address points past the kernel's headroom inside its frame. It goes
+        back to the fill ring as it is: in aligned mode the kernel rounds fill addresses
+        down to their frame (as libxdp's xdpsock does, this saves a step per frame).
+        """
         addresses, lengths = self._rx.peek(count)
-        mask = self._frame_mask
-        frames = [address & mask for address in addresses]
         packets: list[Packet]
         if copy:
             area = self._area
             packets = [area[a : a + n] for a, n in zip(addresses, lengths)]
             self._rx.release(count)
-            self._umem.rx_free += frames
+            self._umem.rx_free += addresses
             self._refill()
         else:
-            packets = self._leases.lend(addresses, lengths, frames)  # type: ignore[assignment]
+            packets = self._leases.lend(addresses, lengths)  # type: ignore[assignment]
             self._rx.release(count)
+        self._rx_packets += count
+        self._rx_bytes += sum(lengths)
+        return packets, self._capture_infos(lengths)
+
+    def _capture_infos(self, lengths: list[int]) -> list[CaptureInfo]:
+        """One CaptureInfo per frame; frames of equal length share one (it is immutable).
+
+        Sharing makes them a third as costly on real traffic, where few lengths recur, and
+        a batch of one length (a flood of small frames) costs one tuple in all.
+        """
         now = time.time_ns()
         ifindex = self.ifindex
         queue_id = self.queue_id
-        # Frames of equal length in one batch share one immutable CaptureInfo: building
-        # them costs a third as much on real traffic, where few lengths recur.
+        first = lengths[0]
+        if lengths.count(first) == len(lengths):
+            return [_new_tuple(CaptureInfo, (now, first, first, ifindex, queue_id))] * len(lengths)
         shared: dict[int, CaptureInfo] = {}
-        infos = [
+        return [
             shared[n] if n in shared else shared.setdefault(n, _new_tuple(CaptureInfo, (now, n, n, ifindex, queue_id)))
             for n in lengths
         ]
-        self._rx_packets += count
-        self._rx_bytes += sum(lengths)
-        return packets, infos
 
     def _refill(self) -> None:
         """Hand every free rx frame the fill ring has room for to the kernel."""
@@ -400,7 +419,7 @@ class XDPPacket:
         if completed:
             free.extend(completed)
         wanted = len(frames) - start
-        count = min(wanted, len(free))
+        count = wanted if wanted < len(free) else len(free)
         if count < wanted and not completed:
             self._cq_empty += 1
         count = self._tx.reserve(count)

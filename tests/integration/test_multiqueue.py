@@ -410,11 +410,14 @@ def assert_rx_frames_accounted(sock: XDPPacket) -> None:
     in the fill ring, being received, or unread in the rx ring; both indices are written
     by user space, so no kernel index that lags is involved). The rest are free or lent.
     """
-    free = sock._umem.rx_free
-    lent = lent_frames(sock)
+    # Addresses taken from rx descriptors point past the headroom; the frame is what counts.
+    to_frame = ~(sock.options.frame_size - 1)
+    free = [address & to_frame for address in sock._umem.rx_free]
+    lent = [address & to_frame for address in lent_frames(sock)]
     in_kernel = (sock._fill._producer_word[0] - sock._rx._consumer_word[0]) & 0xFFFFFFFF
     assert len(free) + len(lent) + in_kernel == sock.options.num_frames
     assert len(set(free) | set(lent)) == len(free) + len(lent), "a frame is in two places"
+    assert all(frame < sock.options.num_frames * sock.options.frame_size for frame in free + lent)
 
 
 @BOTH_MODES

@@ -157,3 +157,31 @@ def test_a_kept_slice_stays_readable_after_close(veth_pair: VethPair, mode: XDPM
         payload = view[14:]
     assert_released(view)
     assert bytes(payload) == frame[14:]  # the memory stays mapped while the slice lives
+
+
+@BOTH_MODES
+def test_a_kept_slice_survives_many_zero_copy_batches(veth_pair: VethPair, mode: XDPMode) -> None:
+    """Batches after the kept slice's reuse the freed buffer exporters, never the held one."""
+    first = frames_from_peer(veth_pair, 2)[1]
+    with XDPPacket(veth_pair.capture, OptXDPMode(mode), *SMALL_NONBLOCKING) as sock:
+        send_frames(veth_pair.peer, [first])
+        views, _ = sock.zero_copy_read_multi_packets(16)
+        payload = views[0][14:]
+        for round_number in range(4):
+            frames = frames_from_peer(veth_pair, 50, first_seq=100 * (round_number + 1))
+            send_frames(veth_pair.peer, frames)
+            assert read_frames(sock, 50, "zero_copy_read_multi_packets", batch=16)[0] == frames
+            assert bytes(payload) == first[14:]
+        assert_released(views[0])
+        del payload
+
+
+@BOTH_MODES
+def test_close_unmaps_the_frames_after_zero_copy_reads(veth_pair: VethPair, mode: XDPMode) -> None:
+    frames = frames_from_peer(veth_pair, 40)
+    sock = XDPPacket(veth_pair.capture, OptXDPMode(mode), *SMALL_NONBLOCKING)
+    with sock:
+        send_frames(veth_pair.peer, frames)
+        settle()
+        assert read_frames(sock, len(frames), "zero_copy_read_multi_packets", batch=8)[0] == frames
+    assert sock._umem.map.closed  # no buffer export (a spare exporter included) pins the area
