@@ -246,6 +246,20 @@ def _round_ratios(scenario: str, rows: Sequence[Row], measurements: Sequence[Mea
             if m.scenario == scenario and baseline.get(m.round)]
 
 
+def send_cost_ns(measurements: Sequence[Measurement], scenario: str) -> tuple[float, float] | None:
+    """Median CPU time per frame sent by ``scenario``: (in the process, in the kernel), in ns.
+
+    With the sender busy all the time, the two add up to its time per frame; the kernel's
+    share (building an skb per frame, the veth hand-off, and on the same core the peer's
+    receive work) is what no user-space speed-up can remove.
+    """
+    runs = [m for m in measurements if m.scenario == scenario and m.offered_pps]
+    if not runs:
+        return None
+    return (statistics.median((m.cpu - m.kernel_cpu) / m.offered_pps * 1e9 for m in runs),
+            statistics.median(m.kernel_cpu / m.offered_pps * 1e9 for m in runs))
+
+
 def memory_flat(run: dict[str, Any]) -> bool:
     return int(run["rss_kib_end"]) - int(run["rss_kib_start"]) <= FLAT_RSS_GROWTH_KIB
 

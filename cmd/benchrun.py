@@ -87,6 +87,8 @@ class Measurement:
     cpu: float
     """Of the measured process(es): CPU seconds per wall second (2.0 is both CPUs)."""
     drops: dict[str, int] = field(default_factory=dict)
+    kernel_cpu: float = 0.0
+    """Of ``cpu``, the share spent in the kernel (system time); measured for sends only."""
 
     @property
     def loss(self) -> float:
@@ -279,7 +281,8 @@ def _measure_tx(scenario: Scenario, testbed: Testbed, round_number: int) -> list
             set_rps_cpus(peer, set())
     seconds = summary["seconds"]
     return [Measurement(scenario.name, "tx", round_number, summary["tx_pps"], arrived / seconds,
-                        summary["cpu_seconds"] / seconds, summary["drops"])]
+                        summary["cpu_seconds"] / seconds, summary["drops"],
+                        summary["system_cpu_seconds"] / seconds)]
 
 
 def _measure_duplex(scenario: Scenario, testbed: Testbed, round_number: int) -> list[Measurement]:

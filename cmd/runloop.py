@@ -77,6 +77,8 @@ class RunSummary:
     options: dict[str, Any]
     seconds: float = 0.0
     cpu_seconds: float = 0.0
+    system_cpu_seconds: float = 0.0
+    """The part of ``cpu_seconds`` spent in the kernel (system calls, the softirqs they run)."""
     rx_packets: int = 0
     tx_packets: int = 0
     rx_bytes: int = 0
@@ -128,7 +130,9 @@ def run_measured(loop: Callable[[Counter], None], sample: Callable[[Counter], Sa
         clock.stop()
     last = sample(counter)
     summary.seconds = clock.elapsed()
-    summary.cpu_seconds = _cpu_seconds() - clock.cpu_start
+    user, system = _cpu_times()
+    summary.cpu_seconds = user + system - sum(clock.cpu_start)
+    summary.system_cpu_seconds = system - clock.cpu_start[1]
     summary.rx_packets = counter.rx_packets
     summary.tx_packets = counter.tx_packets
     summary.rx_bytes = last.rx_bytes - clock.first.rx_bytes
@@ -167,9 +171,10 @@ def rss_kib() -> int:
     raise LookupError("no VmRSS in /proc/self/status")
 
 
-def _cpu_seconds() -> float:
+def _cpu_times() -> tuple[float, float]:
+    """This process's user and system CPU seconds so far."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime, usage.ru_stime
 
 
 def _describe(values: dict[str, Any]) -> str:
@@ -193,7 +198,7 @@ class _RunClock:
         self._out = out
         self._stopping = False
         summary.rss_kib_start = rss_kib()
-        self.cpu_start = _cpu_seconds()
+        self.cpu_start = _cpu_times()
         self.first = self._previous = sample(counter)
         self._start = self._previous_time = self._end = time.monotonic()
 
