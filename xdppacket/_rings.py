@@ -115,8 +115,10 @@ class _ProducerRing:
         start = self._cached_producer & self._memory.mask
         first = (count if count < self.size - start else self.size - start) * words_per_entry
         base = start * words_per_entry
-        entries[base : base + first] = values[:first]
-        if first < len(values):
+        if first == len(values):
+            entries[base : base + first] = values
+        else:  # the batch wraps around the ring's end
+            entries[base : base + first] = values[:first]
             entries[0 : len(values) - first] = values[first:]
         self._cached_producer = (self._cached_producer + count) & _U32
         self._producer_word[0] = self._cached_producer  # publish after the entries (TSO)

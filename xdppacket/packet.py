@@ -243,10 +243,12 @@ class XDPPacket:
 
     def _read_batch(self, max_packets: int, copy: bool) -> tuple[list[Packet], list[CaptureInfo]]:
         self._begin_read()
-        count = self._ready(max_packets) or self._wait_for_rx(max_packets)
+        if self._pending:
+            return self._take_ready(self._ready(max_packets), copy)
+        count = self._rx.available(max_packets) or self._wait_for_rx(max_packets)
         if not count:
             return [], []
-        return self._take_ready(count, copy)
+        return self._take(count, copy)
 
     def _begin_read(self) -> None:
         """Every read starts here: zero-copy views handed out by the previous read end now."""
