@@ -104,7 +104,7 @@ class XDPMultiQueue:
         """One frame from every queue that has one: all ready queues are served, so no
         fairness bookkeeping is needed, and each socket reads ahead as a single read does."""
         self._check_open()
-        deadline = self._deadline()
+        deadline: int | None = None  # set at the first wait: a ready queue needs no clock
         while True:
             packets: list[Packet] = []
             infos: list[CaptureInfo] = []
@@ -115,6 +115,8 @@ class XDPMultiQueue:
                     infos.append(frame[1])
             if packets:
                 return packets, infos
+            if deadline is None:
+                deadline = self._deadline()
             if not self._wait(deadline):
                 return [], []
 
