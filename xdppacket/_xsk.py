@@ -108,6 +108,8 @@ class XskSocket:
             step = "allocating the UMEM"
             self.umem = Umem(num_frames, frame_size)
             step = "registering the UMEM (XDP_UMEM_REG)"
+            # Aligned chunks (no XDP_UMEM_UNALIGNED_CHUNK_FLAG): receiving relies on the
+            # kernel rounding fill-ring addresses down to their frame.
             self._sock.setsockopt(
                 uapi.SOL_XDP, uapi.XDP_UMEM_REG, uapi.pack_umem_reg(self.umem.address, self.umem.size, frame_size)
             )
