@@ -418,6 +418,11 @@ def assert_rx_frames_accounted(sock: XDPPacket) -> None:
     assert len(free) + len(lent) + in_kernel == sock.options.num_frames
     assert len(set(free) | set(lent)) == len(free) + len(lent), "a frame is in two places"
     assert all(frame < sock.options.num_frames * sock.options.frame_size for frame in free + lent)
+    # Addresses go back to the fill ring unrounded; the kernel rounds them down, so every
+    # frame is at offset 0 (never received) or the kernel's headroom, never drifting further.
+    offsets = {address & ~to_frame for address in sock._umem.rx_free + lent_frames(sock)}
+    assert len(offsets) <= 2, offsets
+    assert max(offsets, default=0) < sock.options.frame_size // 2, offsets
 
 
 @BOTH_MODES
