@@ -248,28 +248,6 @@ def idle_share(seconds: float) -> float:
     return (idle_after - idle_before) / max(1, total_after - total_before)
 
 
-def send_cost_lines(measurements: list[Measurement]) -> dict[str, Any]:
-    """Where a sender's time goes, and what that leaves ``write_multi_packets`` at best.
-
-    If the Python side of ``write_multi_packets`` cost nothing, a frame would still cost the
-    kernel's share; AF_PACKET's whole time per frame over that share is the ceiling of the ratio.
-    """
-    costs: dict[str, dict[str, float]] = {}
-    lines = []
-    for baseline, batched in (("AF_PACKET tx", "tx-batch"), ("AF_PACKET tx (RPS)", "tx-batch (RPS)")):
-        base_cost = benchreport.send_cost_ns(measurements, baseline)
-        batch_cost = benchreport.send_cost_ns(measurements, batched)
-        if base_cost is None or batch_cost is None:
-            continue
-        ceiling = sum(base_cost) / batch_cost[1]
-        costs[baseline] = {"python_ns": base_cost[0], "kernel_ns": base_cost[1]}
-        costs[batched] = {"python_ns": batch_cost[0], "kernel_ns": batch_cost[1], "ceiling": ceiling}
-        lines.append(f"send cost per frame, {batched}: {batch_cost[0]:,.0f} ns in Python + "
-                     f"{batch_cost[1]:,.0f} ns in the kernel; {baseline}: {base_cost[0]:,.0f} + "
-                     f"{base_cost[1]:,.0f} ns; at zero Python cost the ratio could reach {ceiling:.2f}x")
-    return {"costs": costs, "lines": lines}
-
-
 def report(args: argparse.Namespace, started: float, cpus: list[int], scenarios: list[Scenario],
            measurements: list[Measurement], memory: list[dict[str, Any]],
            drains: dict[str, drain.DrainResult], idle: float) -> None:
@@ -296,7 +274,7 @@ def report(args: argparse.Namespace, started: float, cpus: list[int], scenarios:
         scaling = {"one_process_pps": one, "two_processes_pps": two, "ratio": two / one}
         print(f"  info      receive scaling, a process per queue: 1 process {one:,.0f} pps, "
               f"2 processes {two:,.0f} pps in all ({two / one:.2f}x)")
-    send_costs = send_cost_lines(measurements)
+    send_costs = benchreport.send_costs(measurements)
     for line in send_costs["lines"]:
         print(f"  info      {line}")
     for run in memory:

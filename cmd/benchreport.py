@@ -24,7 +24,7 @@ else:
     from benchrun import Measurement, Scenario
 
 __all__ = ["Evidence", "Row", "Target", "chart", "format_table", "format_targets", "rows_from",
-           "target_lines", "write_json"]
+           "send_cost_ns", "send_costs", "target_lines", "write_json"]
 
 #: Rows are grouped (a table section, a chart panel) and compared with their group's baseline.
 BASELINE = {"rx": "AF_PACKET rx", "tx": "AF_PACKET tx", "tx (RPS)": "AF_PACKET tx (RPS)"}
@@ -258,6 +258,29 @@ def send_cost_ns(measurements: Sequence[Measurement], scenario: str) -> tuple[fl
         return None
     return (statistics.median((m.cpu - m.kernel_cpu) / m.offered_pps * 1e9 for m in runs),
             statistics.median(m.kernel_cpu / m.offered_pps * 1e9 for m in runs))
+
+
+def send_costs(measurements: Sequence[Measurement]) -> dict[str, Any]:
+    """Where each sender's time goes, and the best ratio that leaves ``write_multi_packets``.
+
+    If the Python side of ``write_multi_packets`` cost nothing, a frame would still cost the
+    kernel's share; AF_PACKET's whole time per frame over that share is the ceiling of the
+    ratio. Returns ``{"costs": {scenario: figures}, "lines": [printable lines]}``.
+    """
+    costs: dict[str, dict[str, float]] = {}
+    lines = []
+    for baseline, batched in (("AF_PACKET tx", "tx-batch"), ("AF_PACKET tx (RPS)", "tx-batch (RPS)")):
+        base_cost = send_cost_ns(measurements, baseline)
+        batch_cost = send_cost_ns(measurements, batched)
+        if base_cost is None or batch_cost is None:
+            continue
+        ceiling = sum(base_cost) / batch_cost[1]
+        costs[baseline] = {"python_ns": base_cost[0], "kernel_ns": base_cost[1]}
+        costs[batched] = {"python_ns": batch_cost[0], "kernel_ns": batch_cost[1], "ceiling": ceiling}
+        lines.append(f"send cost per frame, {batched}: {batch_cost[0]:,.0f} ns in Python + "
+                     f"{batch_cost[1]:,.0f} ns in the kernel; {baseline}: {base_cost[0]:,.0f} + "
+                     f"{base_cost[1]:,.0f} ns; at zero Python cost the ratio could reach {ceiling:.2f}x")
+    return {"costs": costs, "lines": lines}
 
 
 def memory_flat(run: dict[str, Any]) -> bool:
