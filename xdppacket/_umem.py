@@ -111,7 +111,9 @@ class ZeroCopyLeases:
 
     def lend(self, addresses: list[int], lengths: list[int]) -> list[memoryview]:
         """Views of ``lengths`` bytes at ``addresses``; the frames come back via ``reclaim``."""
-        exporter = self._spare_exporter or self._new_exporter()
+        exporter = self._spare_exporter
+        if exporter is None:
+            exporter = self._new_exporter()
         self._spare_exporter = None
         base = memoryview(exporter).cast("B").toreadonly()
         views = [base[a : a + n] for a, n in zip(addresses, lengths)]
