@@ -109,6 +109,23 @@ class _ProducerRing:
     def needs_wakeup(self) -> bool:
         return bool(self._flags_word[0] & XDP_RING_NEED_WAKEUP)
 
+    @property
+    def index(self) -> int:
+        """Our producer index: entries we have submitted, counted from 0 (mod 2**32)."""
+        return self._cached_producer
+
+    def index_after(self, count: int) -> int:
+        """The producer index once ``count`` more entries are submitted."""
+        return (self._cached_producer + count) & _U32
+
+    def republish(self) -> None:
+        """Store our producer index in the shared word again (finishes an interrupted submit)."""
+        self._producer_word[0] = self._cached_producer
+
+    def kernel_consumer(self) -> int:
+        """The consumer index the kernel has published (it may lag behind its real progress)."""
+        return self._consumer_word[0]
+
     def _store(self, entries: memoryview, words_per_entry: int, values: array[int]) -> None:
         """Copy ``values`` into the slots after the producer, then publish them."""
         count = len(values) // words_per_entry
@@ -120,6 +137,8 @@ class _ProducerRing:
         else:  # the batch wraps around the ring's end
             entries[base : base + first] = values[:first]
             entries[0 : len(values) - first] = values[first:]
+        # Our index first, then the shared word: an interruption between the two leaves the
+        # entries unpublished until ``republish`` (never published twice or overwritten).
         self._cached_producer = (self._cached_producer + count) & _U32
         self._producer_word[0] = self._cached_producer  # publish after the entries (TSO)
 
@@ -134,6 +153,11 @@ class FillRing(_ProducerRing):
         """Publish ``addresses``; the caller has ``reserve``d room for all of them."""
         if addresses:
             self._store(self._memory.entries_u64, 1, array("Q", addresses))
+
+    def recent(self, count: int) -> list[int]:
+        """The last ``count`` addresses submitted (``count`` <= size), oldest first."""
+        u64 = self._memory.entries_u64
+        return [u64[(self._cached_producer - count + i) & self._memory.mask] for i in range(count)]
 
 
 class TxRing(_ProducerRing):
@@ -171,9 +195,34 @@ class _ConsumerRing:
         return start, first, count - first
 
     def release(self, count: int) -> None:
-        """Give ``count`` peeked entries back to the kernel."""
+        """Give ``count`` peeked entries back to the kernel.
+
+        Our index first, then the shared word: an interruption between the two can only
+        delay the kernel's view (``republish`` completes it), never let us read an entry twice.
+        """
         self._cached_consumer = (self._cached_consumer + count) & _U32
         self._consumer_word[0] = self._cached_consumer
+
+    @property
+    def index(self) -> int:
+        """Our consumer index: entries we have taken, counted from 0 (mod 2**32)."""
+        return self._cached_consumer
+
+    def index_after(self, count: int) -> int:
+        """The consumer index once ``count`` more entries are released."""
+        return (self._cached_consumer + count) & _U32
+
+    def republish(self) -> None:
+        """Store our consumer index in the shared word again (finishes an interrupted release)."""
+        self._consumer_word[0] = self._cached_consumer
+
+    def kernel_producer(self) -> int:
+        """The producer index the kernel has published."""
+        return self._producer_word[0]
+
+    def unread(self, kernel_producer: int) -> int:
+        """Entries between our consumer and ``kernel_producer`` (a value of ``kernel_producer()``)."""
+        return (kernel_producer - self._cached_consumer) & _U32
 
     def close(self) -> None:
         self._memory.close()
@@ -198,17 +247,13 @@ class RxRing(_ConsumerRing):
 class CompletionRing(_ConsumerRing):
     """Sent frames the kernel is done with (UMEM addresses)."""
 
-    def drain(self, limit: int) -> list[int]:
-        """Take up to ``limit`` completed addresses off the ring."""
-        count = self.available(limit)
-        if not count:
-            return []
+    def peek(self, count: int) -> list[int]:
+        """The next ``count`` completed addresses (``count`` <= ``available``), not yet released."""
         start, first, rest = self._spans(count)
         u64 = self._memory.entries_u64
         addresses = u64[start : start + first].tolist()
         if rest:
             addresses += u64[0:rest].tolist()
-        self.release(count)
         return addresses
 
 

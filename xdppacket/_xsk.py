@@ -16,6 +16,8 @@ from . import _uapi as uapi
 from ._interface import network_namespace_id
 from ._libc import bind_raw
 from ._rings import CompletionRing, FillRing, RxRing, TxRing, map_ring, require_supported_machine
+from ._rx import RxPath
+from ._tx import TxPath
 from ._umem import Umem
 
 __all__ = ["XskSocket", "explain_os_error"]
@@ -84,11 +86,12 @@ def explain_os_error(error: OSError, action: str, ifname: str, queue_id: int) ->
 
 
 class XskSocket:
-    """Owns an AF_XDP socket, the UMEM registered with it and its four rings.
+    """Owns an AF_XDP socket, the UMEM registered with it, its four rings and the two
+    paths (``rx``: fill and rx rings; ``tx``: tx and completion rings) that own the frames.
 
-    Lifetime: ``close()`` (idempotent) unmaps the rings, closes the socket (which makes
-    the kernel drop the socket from any XSKMAP), then unmaps the UMEM. Not thread-safe:
-    one thread drives one socket.
+    Lifetime: ``close()`` (idempotent) ends the zero-copy loans that can end, unmaps the
+    rings, closes the socket (which makes the kernel drop the socket from any XSKMAP),
+    then unmaps the UMEM. Not thread-safe: its user serialises calls.
     """
 
     def __init__(self, ifname: str, ifindex: int, queue_id: int, num_frames: int, frame_size: int,
@@ -102,6 +105,8 @@ class XskSocket:
         self._sock: socket.socket | None = None
         self._rings: list[FillRing | CompletionRing | RxRing | TxRing] = []
         self.umem: Umem | None = None
+        self.rx: RxPath | None = None
+        self.tx: TxPath | None = None
         step = "creating the AF_XDP socket"
         try:
             self._sock = socket.socket(uapi.AF_XDP, socket.SOCK_RAW, 0)
@@ -122,18 +127,19 @@ class XskSocket:
             )
             step = "mapping the rings"
             fd = self._sock.fileno()
-            self.fill = FillRing(map_ring(fd, uapi.XDP_UMEM_PGOFF_FILL_RING, offsets.fill, ring_size, False))
-            self._rings.append(self.fill)
-            self.completion = CompletionRing(
+            fill = FillRing(map_ring(fd, uapi.XDP_UMEM_PGOFF_FILL_RING, offsets.fill, ring_size, False))
+            self._rings.append(fill)
+            completion = CompletionRing(
                 map_ring(fd, uapi.XDP_UMEM_PGOFF_COMPLETION_RING, offsets.completion, ring_size, False)
             )
-            self._rings.append(self.completion)
-            self.rx = RxRing(map_ring(fd, uapi.XDP_PGOFF_RX_RING, offsets.rx, ring_size, True))
-            self._rings.append(self.rx)
-            self.tx = TxRing(map_ring(fd, uapi.XDP_PGOFF_TX_RING, offsets.tx, ring_size, True))
-            self._rings.append(self.tx)
+            self._rings.append(completion)
+            rx = RxRing(map_ring(fd, uapi.XDP_PGOFF_RX_RING, offsets.rx, ring_size, True))
+            self._rings.append(rx)
+            tx = TxRing(map_ring(fd, uapi.XDP_PGOFF_TX_RING, offsets.tx, ring_size, True))
+            self._rings.append(tx)
             self._raise_tx_budget(ring_size)
-            self._give_rx_frames_to_kernel()
+            self.rx = RxPath(self.umem, fill, rx)  # fills the fill ring before the bind
+            self.tx = TxPath(self.umem, tx, completion)
             step = "binding the socket"
             self._bind(uapi.pack_sockaddr_xdp(bind_flags, ifindex, queue_id))
         except OSError as error:
@@ -170,13 +176,6 @@ class XskSocket:
             if error.errno not in (errno.ENOPROTOOPT, errno.EINVAL, errno.EACCES):
                 raise
 
-    def _give_rx_frames_to_kernel(self) -> None:
-        assert self.umem is not None
-        free = self.umem.rx_free
-        count = self.fill.reserve(len(free))
-        self.fill.submit(free[:count])
-        del free[:count]
-
     @property
     def closed(self) -> bool:
         return self._closed
@@ -201,6 +200,11 @@ class XskSocket:
             raise explain_os_error(error, "kicking tx (sendto)", self.ifname, self.queue_id) from error
         return 0
 
+    def pending_error(self) -> int:
+        """Take the socket's pending error (``SO_ERROR``): ENETDOWN once its interface is gone."""
+        assert self._sock is not None
+        return self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+
     def kernel_statistics(self) -> tuple[int, ...]:
         """The six ``struct xdp_statistics`` counters (zeros for fields an old kernel lacks)."""
         assert self._sock is not None
@@ -212,6 +216,8 @@ class XskSocket:
         if self._closed:
             return
         self._closed = True
+        if self.rx is not None:
+            self.rx.close()
         for ring in self._rings:
             ring.close()
         self._rings.clear()

@@ -1,4 +1,4 @@
-"""``XDPMultiQueue``: one ``XDPPacket`` per queue ``[0, n)`` of an interface, read together.
+"""``XDPMultiQueue``: one socket per queue ``[0, n)`` of an interface, read together.
 
 Memory: each queue has its own UMEM (no ``XDP_SHARED_UMEM``). Every socket stays an
 ordinary, independent ``XDPPacket`` (usable on its own, in its own thread), frame
@@ -12,30 +12,35 @@ between the queues that have frames, so a busy queue cannot starve the others.
 
 from __future__ import annotations
 
+import select
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import replace
 from types import TracebackType
 
 from ._interface import rx_queue_count
+from ._queue import BLOCKING_WAIT_SLICE_US, Packet, XskQueue, frames_for_writing
 from ._wait import wait_readable
 from .errors import XDPWriteError
 from .options import resolve_options
-from .packet import Packet, XDPPacket, _check_batch_size, _frames_for_writing
+from .packet import XDPPacket, check_batch_size, wrap_queue
 from .stats import CaptureInfo, XDPStats
 
 __all__ = ["XDPMultiQueue", "get_xdp_socket_from_multi_queue"]
 
 
 class XDPMultiQueue:
-    """Owns one ``XDPPacket`` per queue of ``ifname``, queues ``[0, OptQueueCount)``.
+    """Owns one ``XskQueue`` per queue of ``ifname``, queues ``[0, OptQueueCount)``.
 
-    ``close()`` closes them all. Not thread-safe; to read queues from several threads,
+    ``close()`` closes them all. Calls are serialised by a lock; ``close()`` from another
+    thread wakes a blocked call, which raises ``ValueError``. To read queues in parallel,
     take ``sockets`` and give one to each thread instead.
     """
 
     def __init__(self, ifname: str, *opts: object) -> None:
-        self._sockets: list[XDPPacket] = []
+        self._queues: list[XskQueue] = []
+        self._epoll: select.epoll | None = None
         options = resolve_options(opts, owner="XDPMultiQueue")
         available = rx_queue_count(ifname)
         if options.queue_count > available:
@@ -47,13 +52,15 @@ class XDPMultiQueue:
         self.options = options
         try:
             for queue_id in range(options.queue_count):
-                self._sockets.append(XDPPacket._for_queue(ifname, replace(options, queue_id=queue_id)))
+                self._queues.append(XskQueue(ifname, replace(options, queue_id=queue_id)))
         except BaseException:
             self.close()
             raise
-        self.ifindex = self._sockets[0].ifindex
-        self._fds = [sock.fileno() for sock in self._sockets]
+        self._sockets = [wrap_queue(queue) for queue in self._queues]
+        self.ifindex = self._queues[0].ifindex
+        self._fds = [fd for queue in self._queues for fd in queue.wait_fds]
         self._timeout_us = None if options.blocking else options.poll_timeout_us
+        self._lock = threading.RLock()
         self._next_read_queue = 0
         self._next_write_queue = 0
 
@@ -65,12 +72,30 @@ class XDPMultiQueue:
 
     @property
     def closed(self) -> bool:
-        return all(sock.closed for sock in self._sockets)
+        return all(queue.closed for queue in self._queues)
+
+    def fileno(self) -> int:
+        """An epoll descriptor, readable when any queue has frames (for ``select``/``asyncio``)."""
+        self._check_open()
+        if self._epoll is None:
+            epoll = select.epoll()
+            for queue in self._queues:
+                epoll.register(queue.fileno(), select.EPOLLIN)
+            self._epoll = epoll
+        return self._epoll.fileno()
 
     def close(self) -> None:
-        """Close every queue's socket (idempotent)."""
-        for sock in self._sockets:
-            sock.close()
+        """Close every queue's socket (idempotent), even when one fails; then raise the first error."""
+        first_error: BaseException | None = None
+        if self._epoll is not None:
+            self._epoll.close()
+        for queue in self._queues:
+            try:
+                queue.close()
+            except BaseException as error:  # noqa: PERF203 - every queue must be closed
+                first_error = first_error or error
+        if first_error is not None:
+            raise first_error
 
     def __enter__(self) -> XDPMultiQueue:
         return self
@@ -81,7 +106,12 @@ class XDPMultiQueue:
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
-        return f"<XDPMultiQueue {getattr(self, 'ifname', '?')} queues {len(self._sockets)} {state}>"
+        return f"<XDPMultiQueue {getattr(self, 'ifname', '?')} queues {len(self._queues)} {state}>"
+
+    def _check_open(self) -> None:
+        for queue in self._queues:
+            if queue.closed:
+                raise ValueError(f"I/O operation on a closed XDPMultiQueue (queue {queue.queue_id} is closed)")
 
     # ---------------------------------------------------------------- receiving
     def read_packet(self) -> tuple[list[bytes], list[CaptureInfo]]:
@@ -94,119 +124,138 @@ class XDPMultiQueue:
 
     def read_multi_packets(self, max_packets: int = 16) -> tuple[list[bytes], list[CaptureInfo]]:
         """Up to ``max_packets`` copied frames in all, shared fairly between the queues."""
-        return self._read(_check_batch_size(max_packets), copy=True)
+        return self._read(check_batch_size(max_packets), copy=True)  # type: ignore[return-value]
 
     def zero_copy_read_multi_packets(self, max_packets: int = 16) -> tuple[list[memoryview], list[CaptureInfo]]:
         """Like ``read_multi_packets`` but as views, valid until the next read or close()."""
-        return self._read(_check_batch_size(max_packets), copy=False)
+        return self._read(check_batch_size(max_packets), copy=False)  # type: ignore[return-value]
 
     def _read_one_per_queue(self, copy: bool) -> tuple[list[Packet], list[CaptureInfo]]:
         """One frame from every queue that has one: all ready queues are served, so no
-        fairness bookkeeping is needed, and each socket reads ahead as a single read does."""
-        self._check_open()
-        deadline: int | None = None  # set at the first wait: a ready queue needs no clock
-        while True:
-            packets: list[Packet] = []
-            infos: list[CaptureInfo] = []
-            for sock in self._sockets:
-                frame = sock._poll_one(copy)
-                if frame is not None:
-                    packets.append(frame[0])
-                    infos.append(frame[1])
-            if packets:
-                return packets, infos
-            if deadline is None:
-                deadline = self._deadline()
-            if not self._wait(deadline):
-                return [], []
-
-    def _check_open(self) -> None:
-        for sock in self._sockets:
-            if sock._closed:
-                raise ValueError(f"I/O operation on a closed XDPMultiQueue (queue {sock.queue_id} is closed)")
+        fairness bookkeeping is needed, and each queue reads ahead as a single read does."""
+        with self._lock:
+            self._check_open()
+            deadline: int | None = None
+            waited = False  # the deadline is set at the first wait: a ready queue needs no clock
+            while True:
+                packets: list[Packet] = []
+                infos: list[CaptureInfo] = []
+                for queue in self._queues:
+                    frame = queue.poll_one(copy)
+                    if frame is not None:
+                        packets.append(frame[0])
+                        infos.append(frame[1])
+                if packets:
+                    return packets, infos
+                if not waited:
+                    deadline = self._deadline()
+                    waited = True
+                if not self._wait(deadline):
+                    return [], []
 
     def _deadline(self) -> int | None:
         """When a non-blocking call must give up (one poll timeout for the whole call)."""
         return None if self._timeout_us is None else time.monotonic_ns() + self._timeout_us * 1000
 
     def _wait(self, deadline: int | None) -> bool:
-        """One wait over every queue; False once the deadline has passed."""
-        remaining = None if deadline is None else (deadline - time.monotonic_ns()) // 1000
-        if remaining is not None and remaining < 0:
-            return False
-        for sock in self._sockets:
-            sock._note_empty()
-            sock._note_poll()
-        wait_readable(self._fds, remaining)
+        """One wait over every queue; False once the deadline has passed.
+
+        Without a deadline (blocking mode) the wait lasts a slice, so that a queue whose
+        interface vanished is noticed; the caller loops.
+        """
+        if deadline is None:
+            remaining = BLOCKING_WAIT_SLICE_US
+        else:
+            remaining = (deadline - time.monotonic_ns()) // 1000
+            if remaining < 0:
+                for queue in self._queues:
+                    queue.check_alive()
+                return False
+        for queue in self._queues:
+            queue.note_empty()
+            queue.note_shared_wait()
+        if not wait_readable(self._fds, remaining):
+            for queue in self._queues:
+                queue.check_alive()
+        self._check_open()
         return True
 
-    def _read(self, limit: int, copy: bool) -> tuple[list, list[CaptureInfo]]:  # type: ignore[type-arg]
-        for sock in self._sockets:
-            sock._begin_read()
-        deadline = self._deadline()
-        while True:
-            order = self._rotated_sockets()
-            shares = _fair_shares([sock._ready(limit) for sock in order], limit)
-            if any(shares):
-                packets: list = []  # type: ignore[type-arg]
-                infos: list[CaptureInfo] = []
-                for sock, share in zip(order, shares):
-                    if share:
-                        taken, taken_infos = sock._take_ready(share, copy)
-                        packets += taken
-                        infos += taken_infos
-                return packets, infos
-            if not self._wait(deadline):
-                return [], []
+    def _read(self, limit: int, copy: bool) -> tuple[list[Packet], list[CaptureInfo]]:
+        with self._lock:
+            self._check_open()
+            for queue in self._queues:
+                queue.begin_read()
+            deadline = self._deadline()
+            while True:
+                order = self._rotated_queues()
+                shares = _fair_shares([queue.ready(limit) for queue in order], limit)
+                if any(shares):
+                    packets: list[Packet] = []
+                    infos: list[CaptureInfo] = []
+                    for queue, share in zip(order, shares):
+                        if share:
+                            taken, taken_infos = queue.take_ready(share, copy)
+                            packets += taken
+                            infos += taken_infos
+                    return packets, infos
+                if not self._wait(deadline):
+                    return [], []
 
-    def _rotated_sockets(self) -> list[XDPPacket]:
-        """All sockets, starting one further along at each call (fairness across calls)."""
+    def _rotated_queues(self) -> list[XskQueue]:
+        """All queues, starting one further along at each call (fairness across calls)."""
         start = self._next_read_queue
-        self._next_read_queue = (start + 1) % len(self._sockets)
-        return self._sockets[start:] + self._sockets[:start]
+        self._next_read_queue = (start + 1) % len(self._queues)
+        return self._queues[start:] + self._queues[:start]
 
     # ------------------------------------------------------------------ sending
-    def write_packet(self, pkts: Sequence[object]) -> int:
+    def write_packet(self, pkts: Iterable[object]) -> int:
         """Send ``pkts`` spread round-robin over the queues; return how many were queued.
 
         All frames are validated first, so a bad one raises before any is queued. If a
         queue cannot take its share (non-blocking timeout, kernel error), ``XDPWriteError``
         says in ``.sent`` how many frames had been queued in all.
         """
-        frames, sizes = _frames_for_writing(pkts, self._sockets[0]._frame_limit, call="XDPMultiQueue.write_packet")
-        frames = list(frames)
-        count = len(self._sockets)
-        first = self._next_write_queue
-        self._next_write_queue = (first + len(frames)) % count
-        sent = 0
-        for offset in range(count):
-            # Frames offset, offset + count, ... go to the queue after ``first`` by ``offset``.
-            sock = self._sockets[(first + offset) % count]
-            share = frames[offset::count]
-            if not share:
-                continue
-            try:
-                queued = sock._write(share, sizes[offset::count])
-            except OSError as error:
-                raise XDPWriteError(f"writing to {sock.ifname} queue {sock.queue_id} failed after "
-                                    f"{sent} frame(s): {error}", sent) from error
-            sent += queued
-            if queued < len(share):
-                raise XDPWriteError(
-                    f"{sock.ifname} queue {sock.queue_id} took {queued} of its {len(share)} frame(s) "
-                    f"within the poll timeout; {sent} of {len(frames)} frame(s) were queued in all",
-                    sent,
-                )
-        return sent
+        with self._lock:
+            self._check_open()
+            frames, sizes = frames_for_writing(pkts, self._queues[0].frame_limit,
+                                               call="XDPMultiQueue.write_packet")
+            frames = list(frames)
+            count = len(self._queues)
+            first = self._next_write_queue
+            self._next_write_queue = (first + len(frames)) % count
+            sent = 0
+            for offset in range(count):
+                # Frames offset, offset + count, ... go to the queue after ``first`` by ``offset``.
+                queue = self._queues[(first + offset) % count]
+                share = frames[offset::count]
+                if not share:
+                    continue
+                try:
+                    queued = queue.write(share, sizes[offset::count])
+                except OSError as error:
+                    raise XDPWriteError(f"writing to {queue.ifname} queue {queue.queue_id} failed after "
+                                        f"{sent} frame(s): {error}", sent) from error
+                sent += queued
+                if queued < len(share):
+                    raise XDPWriteError(
+                        f"{queue.ifname} queue {queue.queue_id} took {queued} of its {len(share)} frame(s) "
+                        f"within the poll timeout; {sent} of {len(frames)} frame(s) were queued in all",
+                        sent,
+                    )
+            return sent
 
     # -------------------------------------------------------------------- stats
     def get_stats(self) -> list[XDPStats]:
         """``[0]`` is the sum over all queues, ``[1 + i]`` is queue i (as in the Go library)."""
-        per_queue = [sock.get_stats() for sock in self._sockets]
+        per_queue = [queue.stats() for queue in self._queues]
         total = XDPStats()
         for stats in per_queue:
             total = total + stats
         return [total, *per_queue]
+
+    def check_frames(self) -> list[dict[str, dict[str, int]]]:
+        """``XDPPacket.check_frames`` for every queue (for tests and debugging)."""
+        return [queue.check_frames() for queue in self._queues]
 
 
 def get_xdp_socket_from_multi_queue(mq: XDPMultiQueue) -> list[XDPPacket]:

@@ -17,6 +17,7 @@ __all__ = [
     "IO_MODE_BLOCK",
     "IO_MODE_NONBLOCK",
     "IOMode",
+    "MAX_POLL_TIMEOUT_US",
     "MAX_QUEUE_COUNT",
     "OptFrameSize",
     "OptIoMode",
@@ -35,6 +36,8 @@ __all__ = [
 ]
 
 MAX_QUEUE_COUNT = 64
+#: One day: a longer non-blocking wait is a blocking one, and poll(2) takes an int of milliseconds.
+MAX_POLL_TIMEOUT_US = 86_400 * 1_000_000
 
 
 class XDPMode(enum.IntEnum):
@@ -121,9 +124,10 @@ class OptQueueID:
     value: int
 
     def __post_init__(self) -> None:
+        # The upper bound is the interface's queue count, checked when the socket opens.
         number = _require_int("OptQueueID", self.value)
-        if not 0 <= number < MAX_QUEUE_COUNT:
-            raise ValueError(f"OptQueueID({number}): must be from 0 to {MAX_QUEUE_COUNT - 1}")
+        if number < 0:
+            raise ValueError(f"OptQueueID({number}): must be 0 or more")
 
 
 @dataclass(frozen=True)
@@ -146,8 +150,11 @@ class OptPollTimeout:
 
     def __post_init__(self) -> None:
         number = _require_int("OptPollTimeout", self.value)
-        if number < 0:
-            raise ValueError(f"OptPollTimeout({number}): must be >= 0 microseconds")
+        if not 0 <= number <= MAX_POLL_TIMEOUT_US:
+            raise ValueError(
+                f"OptPollTimeout({number}): must be from 0 to {MAX_POLL_TIMEOUT_US} microseconds "
+                f"(one day); to wait without limit use OptIoMode(IO_MODE_BLOCK)"
+            )
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,8 @@ def test_own_object_captures_frames(veth_pair: VethPair, mode: XDPMode, tmp_path
     path = write_object(tmp_path, build_bpf_elf(legacy_spec()), "legacy.o")
     frames = frames_from_peer(veth_pair, 20)
     with XDPPacket(veth_pair.capture, OptXDPMode(mode), OptXDPProgram(path)) as sock:
-        assert prog_get_info_by_fd(sock._program.prog_fd).name == "legacy_prog"
-        assert attached_prog_id(veth_pair.capture_index) == prog_get_info_by_fd(sock._program.prog_fd).id
+        assert prog_get_info_by_fd(sock.program.prog_fd).name == "legacy_prog"
+        assert attached_prog_id(veth_pair.capture_index) == prog_get_info_by_fd(sock.program.prog_fd).id
         send_frames(veth_pair.peer, frames)
         assert read_frames(sock, len(frames), "read_multi_packets", batch=16)[0] == frames
     assert attached_prog_id(veth_pair.capture_index) == 0

@@ -123,11 +123,12 @@ def test_fill_ring_reserve_submit_and_wrap(addr_kernel: KernelSide) -> None:
 def test_fill_ring_reserve_uses_its_cached_consumer_while_it_suffices(addr_kernel: KernelSide) -> None:
     fill: FillRing = addr_kernel.ring(FillRing)
     fill.submit([1, 2, 3, 4])
+    # A consumer word no kernel could write (past the producer): reading it would make
+    # reserve() answer nonsense, so a sane answer shows the shared word was not read.
+    addr_kernel.consumer = 4 + 100
+    assert fill.reserve(4) == 4  # four slots known free from the cached consumer
     addr_kernel.consumer = 4
-    # Four slots are known free from the cached consumer, so the shared word is not re-read...
-    assert fill.reserve(4) == 4
-    # ...until more are wanted than the cache promises.
-    assert fill.reserve(8) == 8
+    assert fill.reserve(8) == 8  # more than the cache promises: the word is read now
 
 
 def test_producer_index_wraps_at_2_to_the_32(addr_kernel: KernelSide) -> None:
@@ -183,23 +184,50 @@ def test_rx_ring_sees_new_descriptors_only_when_it_needs_them(desc_kernel: Kerne
     desc_kernel.write_desc(1, 0x2000, 70)
     desc_kernel.producer = 1
     assert rx.available(1) == 1
+    # A producer word no kernel could write (behind the consumer's view): reading it
+    # would find nothing, so an answer of 1 shows the cached entry served the request.
+    desc_kernel.producer = 0
+    assert rx.available(1) == 1
     desc_kernel.producer = 2
-    assert rx.available(1) == 1  # one cached entry satisfies the request
-    assert rx.available(2) == 2  # asking for more re-reads the producer
+    assert rx.available(2) == 2  # more than the cache holds: the word is read now
     assert rx.peek(2) == ([0x1000, 0x2000], [60, 70])
 
 
-def test_completion_ring_drain_wraps_and_releases(addr_kernel: KernelSide) -> None:
+def test_completion_ring_peek_release_wraps(addr_kernel: KernelSide) -> None:
     completion: CompletionRing = addr_kernel.ring(CompletionRing, start=U32_MAX - 2)
-    assert completion.drain(SIZE) == []
+    assert completion.available(SIZE) == 0
     for i in range(5):
         addr_kernel.write_addr(U32_MAX - 2 + i, 0x100 * (i + 1))
     addr_kernel.producer = 2  # five entries, wrapping both the slots and the u32 index
-    assert completion.drain(3) == [0x100, 0x200, 0x300]
-    assert addr_kernel.consumer == 0
-    assert completion.drain(SIZE) == [0x400, 0x500]
-    assert addr_kernel.consumer == 2
-    assert completion.drain(SIZE) == []
+    assert completion.available(3) == 3
+    assert completion.peek(3) == [0x100, 0x200, 0x300]
+    assert addr_kernel.consumer == U32_MAX - 2  # peeking does not consume
+    assert completion.index_after(3) == 0
+    completion.release(3)
+    assert (completion.index, addr_kernel.consumer) == (0, 0)
+    assert completion.unread(completion.kernel_producer()) == 2
+    assert completion.peek(completion.available(SIZE)) == [0x400, 0x500]
+    completion.release(2)
+    assert (addr_kernel.consumer, completion.available(SIZE)) == (2, 0)
+
+
+def test_an_interrupted_release_is_completed_by_republish(desc_kernel: KernelSide) -> None:
+    rx: RxRing = desc_kernel.ring(RxRing)
+    desc_kernel.producer = 3
+    assert rx.available(3) == 3
+    rx._cached_consumer = 3  # as if an exception landed between the two stores of release()
+    assert desc_kernel.consumer == 0
+    rx.republish()
+    assert desc_kernel.consumer == 3
+
+
+def test_fill_ring_recent_reads_back_the_last_submitted_addresses(addr_kernel: KernelSide) -> None:
+    fill: FillRing = addr_kernel.ring(FillRing, start=U32_MAX - 1)
+    fill.submit([0x1000, 0x2000, 0x3000])
+    addr_kernel.consumer = U32_MAX + 1 - 0x100000000  # the kernel took all three
+    fill.submit([0x4000, 0x5000])
+    assert fill.recent(4) == [0x2000, 0x3000, 0x4000, 0x5000]
+    assert fill.index == 3
 
 
 def test_need_wakeup_follows_the_flags_word(addr_kernel: KernelSide) -> None:

@@ -1,0 +1,554 @@
+"""``XskQueue``: one AF_XDP socket on one queue, driven: waiting, reading, writing, counting.
+
+``XDPPacket`` is a thin public face over one ``XskQueue``; ``XDPMultiQueue`` drives several.
+Frames themselves are owned by the socket's rx and tx paths (``_rx``, ``_tx``): this
+module only asks them for frames and never touches a free list or a ring index.
+
+Receiving. Single reads read ahead: they take the ready frames at once into ``ahead``
+(copies) or ``ahead_views`` (zero-copy views of one lease) and hand them out one per
+call, which makes a single read several times cheaper. Read-ahead always leaves the
+last ready frame in the rx ring, so the socket stays readable (``select``/``asyncio``
+wake up) for as long as frames wait inside it. Views handed out by a read are released
+at the next read (SPEC's zero-copy rule).
+
+Threads. Reads are serialised by one lock, writes by another (a reader blocked in
+``poll`` never holds up a writer). ``close()`` may come from any thread: it wakes a
+blocked call, which raises ``ValueError``, then tears down.
+
+fork. Only the process that opened the socket removes it from the program's
+``xsks_map``; a child that inherited it just drops its own descriptors and mappings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Union
+
+from . import _netlink
+from . import _uapi as uapi
+from ._frames import FrameAccountingError
+from ._interface import interface_index, rx_queue_count
+from ._leases import release_views
+from ._program import XskProgram
+from ._tx import Frame
+from ._wait import wait_readable, wait_writable
+from ._xsk import XskSocket
+from .errors import XDPTimeoutError
+from .options import XDPMode, XDPOptions
+from .stats import CaptureInfo, XDPStats
+
+__all__ = ["BLOCKING_WAIT_SLICE_US", "Packet", "XskQueue", "audit_frames_at_close", "frames_for_writing"]
+
+_new_tuple = tuple.__new__
+#: A received frame: a copy or a zero-copy view.
+Packet = Union[bytes, memoryview]
+# Ethernet header and one VLAN tag: what a frame may carry beyond the MTU.
+_ETH_HLEN = 14
+_VLAN_HLEN = 4
+# Frames a single read takes off the ring at once.
+_READ_AHEAD = 64
+# A blocking wait re-checks the socket this often: the kernel reports a deleted
+# interface only in SO_ERROR, never through poll.
+BLOCKING_WAIT_SLICE_US = 250_000
+# A write short of free tx frames waits this long for completions between checks:
+# copy-mode completions arrive when the kernel frees the sent buffers, which does not
+# wake poll().
+_COMPLETION_WAIT_US = 100
+# Tx kicks per write: copy mode sends a limited batch per kick (32 frames, or the
+# whole ring where XDP_MAX_TX_SKB_BUDGET is available) and answers EAGAIN when more
+# remain; each EAGAIN earns one more kick, up to this many.
+_MAX_KICKS_PER_WRITE = 256
+# Containers whose order is undefined: sending from them would send in an arbitrary order.
+_UNORDERED: tuple[type, ...] = (set, frozenset, dict, type({}.keys()), type({}.values()), type({}.items()))
+
+
+class XskQueue:
+    """One AF_XDP socket bound to queue ``options.queue_id`` of ``ifname``, with its counters.
+
+    Owns the ``XskSocket`` (and through it the UMEM, rings and frames), one reference
+    to the interface's shared XDP program, and a pipe that wakes a blocked call when
+    another thread closes the queue. Thread-safe as described in the module docstring.
+    """
+
+    def __init__(self, ifname: str, options: XDPOptions) -> None:
+        ifindex = interface_index(ifname)
+        queues = rx_queue_count(ifname)
+        if options.queue_id >= queues:
+            raise ValueError(
+                f"OptQueueID({options.queue_id}): {ifname} has {queues} rx queue(s), "
+                f"so the queue id must be below {queues}"
+            )
+        self.ifname = ifname
+        self.ifindex = ifindex
+        self.queue_id = options.queue_id
+        self.options = options
+        self.frame_limit = _largest_frame(ifname, ifindex, options.frame_size)
+        program: XskProgram | None = None
+        xsk: XskSocket | None = None
+        wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            program = XskProgram.acquire(ifname, ifindex, options.xdp_mode, queues, options.program_path)
+            bind_flags = uapi.XDP_USE_NEED_WAKEUP
+            if options.xdp_mode is XDPMode.SKB:
+                bind_flags |= uapi.XDP_COPY
+            xsk = XskSocket(ifname, ifindex, options.queue_id, options.num_frames, options.frame_size,
+                            options.ring_size, bind_flags)
+            program.register(options.queue_id, xsk.fileno())
+        except BaseException:
+            if xsk is not None:
+                xsk.close()
+            if program is not None:
+                program.release()
+            os.close(wake_read)
+            os.close(wake_write)
+            raise
+        assert xsk.rx is not None
+        assert xsk.tx is not None
+        self.program = program
+        self._xsk = xsk
+        self._rx = xsk.rx
+        self._tx = xsk.tx
+        self._wake_read = wake_read
+        self._wake_write = wake_write
+        self._fds = [xsk.fileno(), wake_read]
+        self._owner_pid = os.getpid()
+        self._timeout_us: int | None = None if options.blocking else options.poll_timeout_us
+        self._read_lock = threading.RLock()
+        self._write_lock = threading.RLock()
+        #: Copies read ahead, handed out by the next reads.
+        self.ahead: deque[tuple[bytes, CaptureInfo]] = deque()
+        #: Zero-copy views of the current lease read ahead, handed out by the next reads.
+        self.ahead_views: deque[tuple[memoryview, CaptureInfo]] = deque()
+        #: Views the last read handed out; the next read releases them (emptied in place).
+        self.handed_views: list[memoryview] = []
+        # Read-ahead views keep their whole batch from the kernel until the batch is used
+        # up, so zero-copy read-ahead takes at most an eighth of the rx frames.
+        self._zero_copy_read_ahead = max(1, min(_READ_AHEAD, options.num_frames // 8))
+        self._rx_packets = self._rx_bytes = self._tx_packets = self._tx_bytes = 0
+        self._polls = self._rx_empty = self._send_busy = self._send_again = 0
+        self._gone = False  # the interface was deleted under the socket
+        self._last_kick_errno = 0  # names a down interface in timeout errors
+        self._closing = False
+        self.closed = False
+
+    # ----------------------------------------------------------------- lifetime
+    def fileno(self) -> int:
+        self.check_open()
+        return self._fds[0]
+
+    @property
+    def wait_fds(self) -> list[int]:
+        """What a wait on this queue watches: the socket and the close wake-up pipe."""
+        return self._fds
+
+    def check_open(self) -> None:
+        if self.closed or self._closing:
+            raise ValueError(f"I/O operation on a closed socket ({self.ifname} queue {self.queue_id})")
+
+    def close(self) -> None:
+        """Wake a blocked call, then release views, the socket, its memory and the program share."""
+        if self.closed or self._closing:
+            return
+        self._closing = True
+        with contextlib.suppress(BlockingIOError):  # already signalled
+            os.write(self._wake_write, b"x")
+        with self._read_lock, self._write_lock:
+            if _close_audit is not None and self.opened_here:
+                self._audit_frames(_close_audit)
+            self.closed = True
+            self.ahead.clear()
+            self.ahead_views.clear()
+            release_views(self.handed_views)
+            self.handed_views.clear()
+            try:
+                if os.getpid() == self._owner_pid:
+                    self.program.unregister(self.queue_id)
+            finally:
+                self._xsk.close()
+                self.program.release()
+                os.close(self._wake_read)
+                os.close(self._wake_write)
+
+    def _audit_frames(self, failures: list[str]) -> None:
+        try:
+            self._rx.end_loans()  # views of the caller's last read end with the socket anyway
+            self._check_frames()
+        except FrameAccountingError as error:
+            failures.append(f"{self.ifname} queue {self.queue_id} at close: {error}")
+
+    @property
+    def opened_here(self) -> bool:
+        """False in a child process that inherited the socket through fork."""
+        return os.getpid() == self._owner_pid
+
+    # ---------------------------------------------------------------- receiving
+    def read_one(self, copy: bool, call: str) -> tuple[Packet, CaptureInfo]:
+        """One frame, waiting per the I/O mode; ``XDPTimeoutError`` when the poll timeout passes."""
+        frame = self._read_one_until(copy, self._deadline())
+        if frame is None:
+            raise self.timeout(call)
+        return frame
+
+    def read_within(self, deadline: float | None) -> tuple[bytes, CaptureInfo] | None:
+        """One copied frame, waiting per the I/O mode but not past ``deadline`` (``time.monotonic()``)."""
+        mode_deadline = self._deadline()
+        if deadline is not None:
+            own = int(deadline * 1e9)
+            mode_deadline = own if mode_deadline is None else min(own, mode_deadline)
+        return self._read_one_until(True, mode_deadline)  # type: ignore[return-value]
+
+    def _read_one_until(self, copy: bool, deadline: int | None) -> tuple[Packet, CaptureInfo] | None:
+        with self._read_lock:
+            self.begin_read()
+            frame = self._next_ready(copy)
+            if frame is None:
+                self.note_empty()
+                while frame is None:
+                    if not self.wait_for_rx(deadline):
+                        return None
+                    frame = self._next_ready(copy)
+            return frame
+
+    def read_batch(self, max_packets: int, copy: bool) -> tuple[list[Packet], list[CaptureInfo]]:
+        """Up to ``max_packets`` frames; at least one in blocking mode, maybe none otherwise."""
+        with self._read_lock:
+            self.begin_read()
+            count = self.ready(max_packets)
+            if not count:
+                self.note_empty()
+                deadline = self._deadline()
+                while not count:
+                    if not self.wait_for_rx(deadline):
+                        return [], []
+                    count = self.ready(max_packets)
+            return self.take_ready(count, copy)
+
+    def poll_one(self, copy: bool) -> tuple[Packet, CaptureInfo] | None:
+        """One frame if there is one, without waiting: the step of a multi-queue read.
+
+        Takes the read-ahead fast path when it can, and skips an idle queue (nothing read
+        ahead, nothing lent, empty ring) without touching anything else.
+        """
+        ahead = self.ahead
+        if copy and ahead and not self.handed_views:
+            return ahead.popleft()
+        if not (ahead or self.ahead_views or self.handed_views or self._rx.loans_outstanding
+                or self._rx.ready(1)):
+            return None
+        with self._read_lock:
+            self.begin_read()
+            return self._next_ready(copy)
+
+    def begin_read(self) -> None:
+        """Every read starts here: zero-copy views handed out by the previous read end now."""
+        self.check_open()
+        handed = self.handed_views
+        if handed:
+            release_views(handed)  # one exported further keeps its frame via the lease
+            handed.clear()
+        if not self.ahead_views and self._rx.loans_outstanding:
+            with self._read_lock:
+                self._rx.end_loans()
+
+    def ready(self, limit: int) -> int:
+        """How many frames (up to ``limit``) a read could return now without waiting."""
+        read_ahead = len(self.ahead) + len(self.ahead_views)
+        if read_ahead >= limit:
+            return limit
+        return read_ahead + self._rx.ready(limit - read_ahead)
+
+    def take_ready(self, count: int, copy: bool) -> tuple[list[Packet], list[CaptureInfo]]:
+        """Take ``count`` frames that ``ready`` reported: read-ahead ones first, then the ring's."""
+        with self._read_lock:
+            read_ahead = len(self.ahead) + len(self.ahead_views)
+            if not read_ahead:
+                return self._take(count, copy)
+            pairs = [self._pop_ahead() for _ in range(min(count, read_ahead))]
+            packets = [self._hand_out(packet, copy) for packet, _ in pairs]
+            infos = [info for _, info in pairs]
+            if count > read_ahead:
+                more, more_infos = self._take(count - read_ahead, copy)
+                packets += more
+                infos += more_infos
+            return packets, infos
+
+    def _pop_ahead(self) -> tuple[Packet, CaptureInfo]:
+        return self.ahead.popleft() if self.ahead else self.ahead_views.popleft()
+
+    def _next_ready(self, copy: bool) -> tuple[Packet, CaptureInfo] | None:
+        """One frame, read ahead if need be, without waiting; None if the ring is empty."""
+        if not (self.ahead or self.ahead_views):
+            ready = self._rx.ready((_READ_AHEAD if copy else self._zero_copy_read_ahead) + 1)
+            if not ready:
+                return None
+            if ready == 1:  # the last frame: take it, read nothing ahead
+                packets, infos = self._take(1, copy)
+                if not copy:
+                    self.handed_views.append(packets[0])  # type: ignore[arg-type]
+                return packets[0], infos[0]
+            packets, infos = self._take(ready - 1, copy)  # leave one: the socket stays readable
+            if copy:
+                self.ahead.extend(zip(packets, infos))  # type: ignore[arg-type]
+            else:
+                self.ahead_views.extend(zip(packets, infos))  # type: ignore[arg-type]
+        packet, info = self._pop_ahead()
+        return self._hand_out(packet, copy), info
+
+    def _hand_out(self, packet: Packet, copy: bool) -> Packet:
+        """A read-ahead frame in the flavour the read promises; views are recorded for release."""
+        if copy:
+            return packet if isinstance(packet, bytes) else bytes(packet)
+        view = packet if isinstance(packet, memoryview) else memoryview(packet)
+        self.handed_views.append(view)
+        return view
+
+    def _take(self, count: int, copy: bool) -> tuple[list[Packet], list[CaptureInfo]]:
+        """Take ``count`` frames off the rx ring (the caller checked they are there)."""
+        packets: list[Packet]
+        if copy:
+            packets, lengths = self._rx.take_copies(count)  # type: ignore[assignment]
+        else:
+            packets, lengths = self._rx.lend_views(count)  # type: ignore[assignment]
+        self._rx_packets += count
+        self._rx_bytes += sum(lengths)
+        return packets, self._capture_infos(lengths)
+
+    def _capture_infos(self, lengths: list[int]) -> list[CaptureInfo]:
+        """One CaptureInfo per frame; frames of equal length share one (it is immutable).
+
+        Sharing makes them a third as costly on real traffic, where few lengths recur, and
+        a batch of one length (a flood of small frames) costs one tuple in all.
+        """
+        now = time.time_ns()
+        ifindex = self.ifindex
+        queue_id = self.queue_id
+        first = lengths[0]
+        if lengths.count(first) == len(lengths):
+            return [_new_tuple(CaptureInfo, (now, first, first, ifindex, queue_id))] * len(lengths)
+        shared: dict[int, CaptureInfo] = {}
+        return [
+            shared[n] if n in shared else shared.setdefault(n, _new_tuple(CaptureInfo, (now, n, n, ifindex, queue_id)))
+            for n in lengths
+        ]
+
+    # ------------------------------------------------------------------ waiting
+    def _deadline(self) -> int | None:
+        return None if self._timeout_us is None else time.monotonic_ns() + self._timeout_us * 1000
+
+    def note_empty(self) -> None:
+        """A read found nothing: count it, and never wait while free frames sit outside the fill ring."""
+        self._rx_empty += 1
+        if self._rx.has_idle_free_frames():
+            with self._read_lock:
+                self._rx.refill()
+
+    def wait_for_rx(self, deadline: int | None) -> bool:
+        """Wait once for frames, at most until ``deadline``; False once it has passed.
+
+        Without a deadline (blocking mode) the wait lasts a slice, so that a vanished
+        interface is noticed; the caller loops.
+        """
+        remaining = _remaining_us(deadline)
+        if remaining is not None and remaining < 0:
+            self.check_alive()
+            return False
+        self._polls += 1
+        wait_readable(self._fds, BLOCKING_WAIT_SLICE_US if remaining is None else remaining)
+        self.check_open()
+        if not self._rx.ready(1):
+            self.check_alive()
+        return True
+
+    def check_alive(self) -> None:
+        """Raise ``OSError`` if the interface vanished under the socket (SO_ERROR says ENETDOWN)."""
+        if not self._gone and self._xsk.pending_error() in (errno.ENETDOWN, errno.ENODEV):
+            self._gone = True
+        if self._gone:
+            raise OSError(
+                errno.ENODEV,
+                f"{self.ifname} queue {self.queue_id}: the interface is gone (deleted, or moved to "
+                f"another network namespace), so the kernel unbound the socket; close it and open "
+                f"a new socket once the interface exists again",
+            )
+
+    def timeout(self, call: str) -> XDPTimeoutError:
+        """The error of a non-blocking call that waited its whole poll timeout."""
+        cause = ""
+        if self._last_kick_errno == errno.ENETDOWN:
+            cause = f" (the kernel reports {self.ifname} is down: ip link set dev {self.ifname} up)"
+        return XDPTimeoutError(
+            f"{call} on {self.ifname} queue {self.queue_id}: nothing within the poll timeout "
+            f"of {self.options.poll_timeout_us} us{cause}"
+        )
+
+    # ------------------------------------------------------------------ sending
+    def write(self, frames: Sequence[Frame], sizes: list[int]) -> int:
+        """Queue validated ``frames`` (of ``sizes`` bytes) as the I/O mode allows; return the count."""
+        with self._write_lock:
+            self.check_open()
+            tx = self._tx
+            queued = 0
+            deadline = self._deadline()
+            while True:
+                queued += tx.queue(frames, sizes, queued)
+                down = self._kick() == errno.ENETDOWN
+                if queued == len(frames):
+                    break
+                if down and deadline is None:  # blocking: waiting would never end
+                    self._tx_packets += queued
+                    self._tx_bytes += sum(sizes[:queued])
+                    raise OSError(
+                        errno.ENETDOWN,
+                        f"writing to {self.ifname} queue {self.queue_id}: the interface is down "
+                        f"(ip link set dev {self.ifname} up); {queued} frame(s) of this call were "
+                        f"queued and go out once it is up, the other {len(frames) - queued} were not",
+                    )
+                remaining = _remaining_us(deadline)
+                if remaining is not None and remaining < 0:
+                    break
+                self._polls += 1
+                if tx.has_free_frames():  # the tx ring is full: poll says when it has room
+                    wait_us = BLOCKING_WAIT_SLICE_US if remaining is None else remaining
+                    wait_writable(self._fds, wait_us)
+                else:  # every frame is in flight: completions do not wake poll, so sleep
+                    wait_us = _COMPLETION_WAIT_US if remaining is None else min(remaining, _COMPLETION_WAIT_US)
+                    wait_readable(self._fds[1:], wait_us)
+                self.check_open()
+                self.check_alive()
+            self._tx_packets += queued
+            self._tx_bytes += sum(sizes[:queued])
+            return queued
+
+    def _kick(self) -> int:
+        """Make the kernel send what is queued; kick again only when it answers EAGAIN."""
+        tx = self._tx
+        err = 0
+        for _ in range(_MAX_KICKS_PER_WRITE):
+            if not tx.unsent() or not tx.needs_wakeup():
+                return 0
+            err = self._last_kick_errno = self._xsk.kick_tx()
+            if err != errno.EAGAIN:
+                break
+            self._send_again += 1
+            tx.reclaim_completed()
+        if err in (errno.EBUSY, errno.ENOBUFS):
+            self._send_busy += 1
+        return err
+
+    # -------------------------------------------------------------------- stats
+    def stats(self) -> XDPStats:
+        """User-space counters plus the kernel's ``XDP_STATISTICS`` for this socket."""
+        self.check_open()
+        return XDPStats(
+            self._rx_packets, self._rx_bytes, self._tx_packets, self._tx_bytes, self._polls,
+            self._rx_empty, self._tx.tx_ring_full, self._rx.fill_ring_full, self._tx.completions_empty,
+            self._send_busy, self._send_again, *self._xsk.kernel_statistics(),
+        )
+
+    def note_shared_wait(self) -> None:
+        """Count one wait that a multi-queue read made over this queue among others."""
+        self._polls += 1
+
+    def check_frames(self) -> dict[str, dict[str, int]]:
+        """Check that every UMEM frame is in exactly one place; return the counts by place.
+
+        Raises ``FrameAccountingError`` otherwise. Frames the kernel is moving at this
+        very moment are counted where the kernel last published them.
+        """
+        with self._read_lock, self._write_lock:
+            self.check_open()
+            return self._check_frames()
+
+    def _check_frames(self) -> dict[str, dict[str, int]]:
+        result = {}
+        for census in (self._rx.census(), self._tx.census()):
+            census.check()
+            result[census.half] = census.counts()
+        return result
+
+
+#: While not None, every close() checks the frame accounting first and appends failures here.
+_close_audit: list[str] | None = None
+
+
+def audit_frames_at_close(failures: list[str] | None) -> None:
+    """Check every socket's frame accounting when it closes (tests); None turns it off."""
+    global _close_audit
+    _close_audit = failures
+
+
+def _remaining_us(deadline: int | None) -> int | None:
+    """Microseconds left until ``deadline`` (negative once passed); None without a deadline."""
+    return None if deadline is None else (deadline - time.monotonic_ns()) // 1000
+
+
+def _largest_frame(ifname: str, ifindex: int, frame_size: int) -> tuple[int, str]:
+    """The longest frame a write may take, and how to allow longer ones.
+
+    The kernel silently drops frames beyond the MTU plus the Ethernet header and a VLAN
+    tag, so those are refused up front like frames that do not fit a UMEM frame.
+    """
+    mtu_limit = _netlink.get_link(ifindex).mtu + _ETH_HLEN + _VLAN_HLEN
+    if mtu_limit < frame_size:
+        return mtu_limit, f"raise the MTU of {ifname} (ip link set dev {ifname} mtu N)"
+    if frame_size < 4096:
+        return frame_size, "use OptFrameSize(4096)"
+    return frame_size, "frames cannot be larger than the 4096-byte UMEM frame"
+
+
+def frames_for_writing(pkts: object, limit: tuple[int, str],
+                       call: str = "write_multi_packets") -> tuple[Sequence[Frame], list[int]]:
+    """Validate every frame before any is queued; return them with their sizes.
+
+    Takes any iterable of bytes-like objects in a defined order (a generator is read
+    once, here). Lists of ``bytes`` (the usual case) are checked with C-level
+    ``map``/``min``/``max``; anything else, or any bad frame, goes through ``_as_frame``
+    for a precise error.
+    """
+    if isinstance(pkts, (bytes, bytearray, memoryview, str)):
+        raise TypeError(f"{call} takes a sequence of packets, not one packet: wrap it in a list")
+    if isinstance(pkts, _UNORDERED):
+        raise TypeError(f"{call} takes an ordered sequence of packets (a list or tuple), not a "
+                        f"{type(pkts).__name__}, whose order is undefined")
+    if not isinstance(pkts, (list, tuple)):
+        try:
+            pkts = list(pkts)  # type: ignore[call-overload]
+        except TypeError:
+            raise TypeError(f"{call} takes a list of packets, got {type(pkts).__name__}") from None
+    assert isinstance(pkts, (list, tuple))
+    if set(map(type, pkts)) <= {bytes, bytearray}:
+        sizes = list(map(len, pkts))
+        if not sizes or (min(sizes) >= _ETH_HLEN and max(sizes) <= limit[0]):
+            return pkts, sizes
+    frames = [_as_frame(data, limit) for data in pkts]
+    return frames, [len(frame) for frame in frames]
+
+
+def _as_frame(data: object, limit: tuple[int, str]) -> Frame:
+    """Accept any bytes-like frame; refuse runts and oversized ones before anything is queued."""
+    frame: Frame
+    if isinstance(data, (bytes, bytearray)):
+        frame = data
+    else:
+        try:
+            frame = memoryview(data).cast("B")  # type: ignore[arg-type]
+        except TypeError:
+            raise TypeError(f"a packet must be bytes-like (bytes, bytearray, memoryview), "
+                            f"got {type(data).__name__}") from None
+    size = len(frame)
+    if not size:
+        raise ValueError("cannot send an empty packet")
+    if size < _ETH_HLEN:
+        raise ValueError(f"packet of {size} bytes is shorter than an Ethernet header ({_ETH_HLEN} "
+                         f"bytes: destination, source, type); the kernel would drop it")
+    max_size, how_to_allow_more = limit
+    if size > max_size:
+        raise ValueError(f"packet of {size} bytes is longer than the {max_size} bytes this socket can "
+                         f"send; {how_to_allow_more}")
+    return frame

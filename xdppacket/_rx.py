@@ -1,0 +1,178 @@
+"""The receive half of a socket: where every rx frame goes, in one module.
+
+A frame's round trip: free list -> fill ring (``refill``) -> kernel -> rx ring ->
+either copied out and straight back to the free list (``take_copies``) or lent as a
+zero-copy view (``lend_views``) until the next read ends the loan (``end_loans``).
+Every move is written down first (``_frames.Move``) so that an exception landing in
+the middle of it is settled by the next call.
+"""
+
+from __future__ import annotations
+
+from ._frames import FrameAccountingError, FrameCensus, FreeFrames, Move, MoveKind
+from ._leases import ZeroCopyLeases
+from ._rings import FillRing, RxRing
+from ._umem import Umem
+
+__all__ = ["RxPath"]
+
+_U32 = 0xFFFFFFFF
+
+
+class RxPath:
+    """Owns the fill and rx rings, the free rx frames and the zero-copy leases.
+
+    Lifetime: that of its socket, which closes the rings. Not thread-safe: the socket
+    serialises calls.
+    """
+
+    def __init__(self, umem: Umem, fill: FillRing, rx: RxRing):
+        self._area = umem.map
+        self._fill = fill
+        self._rx = rx
+        self._all_frames = umem.rx_frames
+        self._to_frame = ~(umem.frame_size - 1)
+        self._free = FreeFrames(list(self._all_frames))
+        self._leases = ZeroCopyLeases(umem)
+        #: Refills that found the fill ring too full for every free frame (``fq_full``).
+        self.fill_ring_full = 0
+        self.refill()
+
+    # ------------------------------------------------------------------ verbs
+    def ready(self, limit: int) -> int:
+        """Frames waiting in the rx ring, up to ``limit``."""
+        return self._rx.available(limit)
+
+    def take_copies(self, count: int) -> tuple[list[bytes], list[int]]:
+        """Copy ``count`` ready frames out (``count`` <= ``ready``); their frames go back to the kernel.
+
+        A descriptor's address points past the kernel's headroom inside its frame. It
+        goes back to the fill ring as it is: in aligned mode the kernel rounds fill
+        addresses down to their frame (libxdp's xdpsock relies on the same).
+        """
+        free = self._free
+        if free.move is not None:
+            self._settle()
+        rx = self._rx
+        addresses, lengths = rx.peek(count)
+        area = self._area
+        packets = [area[a : a + n] for a, n in zip(addresses, lengths)]
+        free.move = Move(MoveKind.INTO_FREE, addresses, rx, rx.index_after(count))
+        rx.release(count)
+        free.frames += addresses
+        free.move = None
+        self.refill()
+        return packets, lengths
+
+    def lend_views(self, count: int) -> tuple[list[memoryview], list[int]]:
+        """Lend ``count`` ready frames as read-only views until ``end_loans``."""
+        free = self._free
+        if free.move is not None:
+            self._settle()
+        rx = self._rx
+        addresses, lengths = rx.peek(count)
+        free.move = Move(MoveKind.INTO_LEASE, addresses, rx, rx.index_after(count))
+        rx.release(count)
+        lease = self._leases.record(addresses)
+        free.move = None
+        return self._leases.views(lease, addresses, lengths), lengths
+
+    def end_loans(self) -> None:
+        """Take back every lent frame no view shows any more, and give it to the kernel."""
+        free = self._free
+        if free.move is not None:
+            self._settle()
+        ended = self._leases.ended()
+        if ended:
+            frames = [frame for lease in ended for frame in lease.frames]
+            free.move = Move(MoveKind.LEASE_TO_FREE, frames, None, 0)
+            self._leases.forget(ended)
+            free.frames += frames
+            free.move = None
+        self.refill()
+
+    @property
+    def loans_outstanding(self) -> bool:
+        return self._leases.outstanding
+
+    def refill(self) -> None:
+        """Hand every free frame the fill ring has room for to the kernel."""
+        free = self._free
+        if free.move is not None:
+            self._settle()
+        frames = free.frames
+        if not frames:
+            return
+        fill = self._fill
+        room = fill.reserve(len(frames))
+        if room < len(frames):
+            self.fill_ring_full += 1
+        if room:
+            batch = frames[-room:]
+            free.move = Move(MoveKind.OUT_OF_FREE, batch, fill, fill.index_after(room))
+            fill.submit(batch)
+            del frames[-room:]
+            free.move = None
+
+    def needs_wakeup(self) -> bool:
+        """The kernel asks for a poll/recvfrom to go on filling the rx ring."""
+        return self._fill.needs_wakeup()
+
+    def has_idle_free_frames(self) -> bool:
+        """Free frames wait outside the fill ring although it has room (never wait for rx then)."""
+        return bool(self._free.frames) and self._fill.reserve(1) > 0
+
+    # --------------------------------------------------------- interruptions
+    def _settle(self) -> None:
+        """Finish a move an exception interrupted (see ``_frames``)."""
+        free = self._free
+        move = free.move
+        assert move is not None
+        if move.kind is MoveKind.LEASE_TO_FREE:
+            # The views were released and checked before the move began: finish it.
+            self._leases.forget(self._leases.within(move.frames))
+            free.ensure_free(move.frames)
+            free.move = None
+        elif move.kind is MoveKind.INTO_LEASE:
+            if move.ring_step_done() and not self._leases.holds(move.frames):
+                free.ensure_free(move.frames)  # taken off the ring but never lent
+            free.move = None
+        else:
+            free.settle_ring_move()
+
+    # ----------------------------------------------------------------- check
+    def census(self) -> FrameCensus:
+        """Where every rx frame is now; an interrupted move is settled first.
+
+        The kernel holds ``fill producer - rx producer`` frames: those we gave it last,
+        read back from the fill ring, except any it is receiving right now beyond the
+        ring's size (counted, not named). Also checks that no address drifted within its
+        frame (addresses go back to the fill ring unrounded; the kernel rounds them down).
+        """
+        if self._free.move is not None:
+            self._settle()
+        produced = self._rx.kernel_producer()
+        unread = self._rx.unread(produced)
+        in_kernel = (self._fill.index - produced) & _U32
+        named_in_kernel = min(in_kernel, self._fill.size)
+        raw = {
+            "free": self._free.frames,
+            "fill ring or kernel": self._fill.recent(named_in_kernel),
+            "rx ring": self._rx.peek(unread)[0] if unread else [],
+            "lent": self._leases.lent_frames(),
+        }
+        frame_size = ~self._to_frame + 1
+        drifted = [hex(a) for addresses in raw.values() for a in addresses if a % frame_size >= frame_size // 2]
+        if drifted:
+            raise FrameAccountingError(f"rx addresses drifted within their frames: {drifted[:8]}")
+        to_frame = self._to_frame
+        return FrameCensus(
+            "rx",
+            self._all_frames,
+            {place: [a & to_frame for a in addresses] for place, addresses in raw.items()},
+            unidentified=("kernel, receiving", in_kernel - named_in_kernel),
+        )
+
+    def close(self) -> None:
+        """End the loans that can end (views raise ``ValueError`` from now on)."""
+        self._leases.close()

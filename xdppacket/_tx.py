@@ -1,0 +1,115 @@
+"""The transmit half of a socket: where every tx frame goes, in one module.
+
+A frame's round trip: free list -> data copied in -> tx ring (``queue``) -> kernel ->
+completion ring -> free list (``reclaim_completed``). Every move is written down first
+(``_frames.Move``) so that an exception landing in the middle of it is settled by the
+next call.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Sequence
+from typing import Union
+
+from ._frames import FrameCensus, FreeFrames, Move, MoveKind
+from ._rings import CompletionRing, TxRing
+from ._umem import Umem
+
+__all__ = ["Frame", "TxPath"]
+
+_U32 = 0xFFFFFFFF
+#: A frame ready to copy into the UMEM: validated, with ``len`` in bytes.
+Frame = Union[bytes, bytearray, memoryview]
+
+
+class TxPath:
+    """Owns the tx and completion rings and the free tx frames.
+
+    Lifetime: that of its socket, which closes the rings. Not thread-safe: the socket
+    serialises calls.
+    """
+
+    def __init__(self, umem: Umem, tx: TxRing, completion: CompletionRing):
+        self._area = umem.map
+        self._tx = tx
+        self._completion = completion
+        self._all_frames = umem.tx_frames
+        self._free = FreeFrames(list(self._all_frames))
+        #: Writes that found the tx ring without room for every frame (``tx_full``).
+        self.tx_ring_full = 0
+        #: Writes short of free frames with nothing completed to take back (``cq_empty``).
+        self.completions_empty = 0
+
+    def reclaim_completed(self) -> int:
+        """Take every frame the kernel has finished sending back into the free list."""
+        free = self._free
+        if free.move is not None:
+            free.settle_ring_move()
+        completion = self._completion
+        count = completion.available(completion.size)
+        if count:
+            addresses = completion.peek(count)
+            free.move = Move(MoveKind.INTO_FREE, addresses, completion, completion.index_after(count))
+            completion.release(count)
+            free.frames += addresses
+            free.move = None
+        return count
+
+    def queue(self, frames: Sequence[Frame], sizes: list[int], start: int) -> int:
+        """Copy as many of ``frames[start:]`` as fit into free frames and publish them; return how many."""
+        completed = self.reclaim_completed()
+        free = self._free.frames
+        wanted = len(frames) - start
+        count = wanted if wanted < len(free) else len(free)
+        if count < wanted and not completed:
+            self.completions_empty += 1
+        tx = self._tx
+        count = tx.reserve(count)
+        if count < wanted:
+            self.tx_ring_full += 1
+        if not count:
+            return 0
+        addresses = free[-count:]
+        batch_sizes = sizes[start : start + count]
+        area = self._area
+        for address, frame, size in zip(addresses, frames[start : start + count], batch_sizes):
+            area[address : address + size] = frame  # still a free frame: harmless if interrupted
+        descriptors = [0] * (2 * count)  # addr0, len0, addr1, len1, ... (options stay 0)
+        descriptors[0::2] = addresses
+        descriptors[1::2] = batch_sizes
+        self._free.move = Move(MoveKind.OUT_OF_FREE, addresses, tx, tx.index_after(count))
+        tx.submit(array("Q", descriptors))
+        del free[-count:]
+        self._free.move = None
+        return count
+
+    def unsent(self) -> int:
+        """Descriptors in the tx ring the kernel has not taken yet."""
+        return self._tx.outstanding()
+
+    def needs_wakeup(self) -> bool:
+        return self._tx.needs_wakeup()
+
+    def has_free_frames(self) -> bool:
+        return bool(self._free.frames)
+
+    def census(self) -> FrameCensus:
+        """Where every tx frame is now; an interrupted move is settled first.
+
+        Frames in the tx ring or inside the kernel are counted, not named: the kernel
+        may complete them out of order, so their addresses cannot be read back.
+        """
+        if self._free.move is not None:
+            self._free.settle_ring_move()
+        completed = self._completion.kernel_producer()
+        unread = self._completion.unread(completed)
+        return FrameCensus(
+            "tx",
+            self._all_frames,
+            {
+                "free": list(self._free.frames),
+                "completion ring": self._completion.peek(unread) if unread else [],
+            },
+            unidentified=("tx ring or kernel", (self._tx.index - completed) & _U32),
+        )
