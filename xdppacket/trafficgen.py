@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import warnings
 
+from .testing import trafficgen as _moved
 from .testing.trafficgen import *  # noqa: F403  (re-exports exactly its __all__)
-from .testing.trafficgen import __all__  # noqa: F401
+
+__all__ = _moved.__all__
 
 warnings.warn(
     "xdppacket.trafficgen is deprecated: import TrafficGenerator and GeneratorResult from "

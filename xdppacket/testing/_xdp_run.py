@@ -47,6 +47,9 @@ def run_xdp(
 ) -> tuple[XDPAction, bytes]:
     """Run an XDP program once on ``frame``; return its action and the frame it left.
 
+    The frame out is the packet as the program left it (moved head and tail included,
+    any metadata the program put before it left out).
+
     ``program`` is one of:
 
     - raw eBPF instructions (bytes-like, 8 bytes each), loaded for this run under the
@@ -108,6 +111,7 @@ def _test_run(prog_fd: int, data: bytes, ingress_ifindex: int, rx_queue_index: i
     context = _bpf.xdp_md(
         data_end=len(data), ingress_ifindex=ingress_ifindex, rx_queue_index=rx_queue_index
     )
+    context_out = _bpf.xdp_md()
     attr = _bpf.bpf_attr_test_run(
         prog_fd=prog_fd,
         data_size_in=len(data),
@@ -117,6 +121,8 @@ def _test_run(prog_fd: int, data: bytes, ingress_ifindex: int, rx_queue_index: i
         repeat=1,
         ctx_size_in=ctypes.sizeof(context),
         ctx_in=ctypes.addressof(context),
+        ctx_size_out=ctypes.sizeof(context_out),
+        ctx_out=ctypes.addressof(context_out),
     )
     try:
         bpf_syscall(_bpf.BPF_PROG_TEST_RUN, attr, f"run_xdp: bpf(BPF_PROG_TEST_RUN) of program fd {prog_fd}")
@@ -136,4 +142,6 @@ def _test_run(prog_fd: int, data: bytes, ingress_ifindex: int, rx_queue_index: i
         action = XDPAction(attr.retval)
     except ValueError:
         raise ValueError(f"the program returned {attr.retval}, which is no XDP action") from None
-    return action, data_out.raw[: attr.data_size_out]
+    # The kernel hands back metadata (bpf_xdp_adjust_meta) and frame together; the
+    # output context says where the frame starts.
+    return action, data_out.raw[context_out.data : attr.data_size_out]
