@@ -4,6 +4,7 @@ checked by the exact bytes of the frames on the other end."""
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import pytest
 from scapy.layers.l2 import Ether
@@ -63,6 +64,10 @@ def test_sniff_over_every_queue(make_veth: VethFactory) -> None:
         assert [frame for frame, seen in zip(received, queues_seen) if seen == queue] == queue_frames
 
 
+def _has_count(sniffer: AsyncSniffer, count: int) -> bool:
+    return bool(sniffer.count == count)
+
+
 def test_async_sniffer_wakes_for_frames_on_any_queue(make_veth: VethFactory) -> None:
     pair = make_multiqueue_veth(make_veth, XDP_MODE_SKB)
     with XDPSuperSocket(pair.capture, OptXDPMode(XDP_MODE_SKB), OptQueueCount(MULTI_QUEUES)) as sock:
@@ -76,8 +81,7 @@ def test_async_sniffer_wakes_for_frames_on_any_queue(make_veth: VethFactory) -> 
                 frames = frames_for_queue(pair, queue, 3)
                 senders.send(queue, frames)
                 expected += frames
-                wanted = len(expected)
-                assert wait_until(lambda wanted=wanted: sniffer.count == wanted, timeout=3.0), queue
+                assert wait_until(partial(_has_count, sniffer, len(expected)), timeout=3.0), queue
         packets = sniffer.stop()
     assert packets is not None
     assert [bytes(packet) for packet in packets] == expected
