@@ -3,6 +3,7 @@ checked by the exact bytes of the frames on the other end."""
 
 from __future__ import annotations
 
+import json
 import time
 from functools import partial
 
@@ -11,7 +12,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 from scapy.sendrecv import AsyncSniffer, sendp, sniff
 
-from tests.netns import AfPacketCapture, VethFactory, VethPair
+from tests.netns import AfPacketCapture, PrivateNetns, VethFactory, VethPair, start_script
 from tests.xdp_helpers import (
     BOTH_MODES,
     MULTI_QUEUES,
@@ -141,3 +142,17 @@ def test_bad_options_leave_nothing_open(veth_pair: VethPair) -> None:
         XDPSuperSocket(veth_pair.capture, batch_size=0)
     with pytest.raises(TypeError, match="unknown option"):
         XDPSuperSocket(veth_pair.capture, "not an option")
+
+
+def test_scapy_bench_runs_and_reports_both_sockets(private_netns: PrivateNetns) -> None:
+    script = start_script(
+        "cmd/scapy_bench.py", "--rounds", "1", "--seconds", "0.3", "--rate", "5000", "--json"
+    )
+    stdout, stderr = script.communicate(timeout=60)
+    assert script.returncode == 0, stderr
+    report = json.loads(stdout)
+    assert set(report["medians"]) == {"scapy L2 socket (AF_PACKET)", "XDPSuperSocket (AF_XDP)"}
+    for median in report["medians"].values():
+        assert median["rounds"] == 1
+        assert median["offered"] >= 1500  # 3 bursts of 500 frames at least
+        assert 0 < median["received"] <= median["offered"]
