@@ -226,3 +226,17 @@ def test_run_xdp_reports_a_program_the_verifier_rejects(require_kernel: None) ->
     no_exit = _insn(0xB7, 0x00, 0, 2)  # r0 = 2, then falls off the end
     with pytest.raises(BPFVerifierError, match="run_xdp"):
         run_xdp(no_exit, FRAME)
+
+
+# --------------------------------------------------------------------------------------------
+# The example suite users copy (README: "Testing your own XDP code")
+
+
+def test_the_example_suite_passes_as_a_user_would_run_it(pytest_netns: PrivateNetns) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "examples/test_my_xdp_program.py"],
+        cwd=_REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout
+    assert _interfaces() == {"lo"}  # its namespace and pair are gone, nothing leaked here
