@@ -3,8 +3,10 @@ the XDP action numbers, and the deprecation path of the traffic generator's old 
 
 from __future__ import annotations
 
+import re
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +109,15 @@ def test_old_module_warns_and_gives_the_same_objects() -> None:
 def test_unknown_attributes_still_raise_attribute_error() -> None:
     with pytest.raises(AttributeError, match="has no attribute 'NoSuchThing'"):
         xdppacket.NoSuchThing  # noqa: B018
+
+
+def test_readme_excerpts_come_from_the_tested_example() -> None:
+    # The example suite runs in tests/integration/test_testing_toolkit.py; the README quotes it.
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    section = readme.split("\n## Testing your own XDP code\n", 1)[1].split("\n## ", 1)[0]
+    excerpts = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    example = (root / "examples" / "test_my_xdp_program.py").read_text()
+    assert len(excerpts) == 3
+    for excerpt in excerpts:
+        assert excerpt in example
