@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol, TypeVar
 
-from xdppacket.testing import PrivateNetns, VethPair, in_private_netns, private_netns, veth_pair
+from xdppacket.testing import PrivateNetns, VethPair
 
 __all__ = [
     "ETH_P_TEST",
@@ -38,17 +38,14 @@ __all__ = [
     "VethFactory",
     "VethPair",
     "frame_seq",
-    "in_private_netns",
     "kernel_unavailable_reason",
     "make_test_frame",
     "mixed_sizes",
     "next_veth_names",
-    "private_netns",
     "run_command",
     "run_in_subprocess",
     "start_script",
     "start_subprocess",
-    "veth_pair",
 ]
 
 #: Ethertype reserved for local experiments (IEEE 802 "local experimental ethertype 1").

@@ -122,7 +122,9 @@ class XDPSuperSocket(SuperSocket):
         return self._last_info
 
     @staticmethod
-    def select(sockets: list[SuperSocket], remain: float | None = conf.recv_poll_rate) -> list[SuperSocket]:
+    def select(
+        sockets: list[SuperSocket], remain: float | None = conf.recv_poll_rate
+    ) -> list[SuperSocket]:
         """The sockets ready to ``recv``: those with frames waiting in user space at once,
         else whatever becomes readable within ``remain`` seconds (``None``: no limit)."""
         waiting: list[SuperSocket] = [

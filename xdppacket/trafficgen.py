@@ -1,4 +1,4 @@
-"""Deprecated: the traffic generator moved to ``xdppacket.testing`` (``xdppacket.testing.trafficgen``).
+"""Deprecated: the traffic generator moved to ``xdppacket.testing.trafficgen``.
 
 Importing this module still works and gives the same objects, with a ``DeprecationWarning``.
 """

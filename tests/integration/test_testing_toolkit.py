@@ -240,3 +240,12 @@ def test_the_example_suite_passes_as_a_user_would_run_it(pytest_netns: PrivateNe
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
     assert _interfaces() == {"lo"}  # its namespace and pair are gone, nothing leaked here
+
+
+def test_run_xdp_names_an_object_it_cannot_use(require_kernel: None, tmp_path: Path) -> None:
+    not_elf = tmp_path / "not_an_object.o"
+    not_elf.write_bytes(b"hello")
+    with pytest.raises(ValueError, match="not_an_object.o: "):
+        run_xdp(not_elf, FRAME)
+    with pytest.raises(FileNotFoundError):
+        run_xdp(tmp_path / "missing.o", FRAME)

@@ -147,7 +147,9 @@ def veth_pair(
     peer_queues = queues if peer_queues is None else peer_queues
     for what, name in (("capture", capture), ("peer", peer)):
         if not isinstance(name, str) or not 0 < len(name.encode()) < IFNAMSIZ:
-            raise ValueError(f"{what} must be an interface name of 1 to {IFNAMSIZ - 1} bytes, not {name!r}")
+            raise ValueError(
+                f"{what} must be an interface name of 1 to {IFNAMSIZ - 1} bytes, not {name!r}"
+            )
     if capture == peer:
         raise ValueError(f"the two ends need different names, both are {capture!r}")
     for what, count in (("queues", queues), ("peer_queues", peer_queues)):

@@ -72,7 +72,10 @@ def run_xdp(
             raise ValueError("program_name applies to an ELF object, not to a program fd")
         return _test_run(program, data, ingress_ifindex, rx_queue_index)
     if isinstance(program, (str, os.PathLike)):
-        bpf_object = BpfObject.parse(Path(program).read_bytes())
+        try:
+            bpf_object = BpfObject.parse(Path(program).read_bytes())
+        except ValueError as err:
+            raise ValueError(f"{os.fspath(program)}: {err}") from None
         with bpf_object.load(program_name=program_name) as loaded:
             return _test_run(loaded.prog_fd, data, ingress_ifindex, rx_queue_index)
     if isinstance(program, (bytes, bytearray, memoryview)):
@@ -100,11 +103,15 @@ def _frame_bytes(frame: object) -> bytes:
         raise TypeError(f"frame must be bytes-like, not {type(frame).__name__}")
     data = bytes(frame)
     if len(data) < 14:
-        raise ValueError(f"frame of {len(data)} bytes: the kernel needs at least an Ethernet header (14)")
+        raise ValueError(
+            f"frame of {len(data)} bytes: the kernel needs at least an Ethernet header (14)"
+        )
     return data
 
 
-def _test_run(prog_fd: int, data: bytes, ingress_ifindex: int, rx_queue_index: int) -> tuple[XDPAction, bytes]:
+def _test_run(
+    prog_fd: int, data: bytes, ingress_ifindex: int, rx_queue_index: int
+) -> tuple[XDPAction, bytes]:
     """One ``BPF_PROG_TEST_RUN`` of ``prog_fd`` that also asks for the output frame."""
     data_in = ctypes.create_string_buffer(data, len(data))
     data_out = ctypes.create_string_buffer(len(data) + _OUTPUT_ROOM)
@@ -125,10 +132,12 @@ def _test_run(prog_fd: int, data: bytes, ingress_ifindex: int, rx_queue_index: i
         ctx_out=ctypes.addressof(context_out),
     )
     try:
-        bpf_syscall(_bpf.BPF_PROG_TEST_RUN, attr, f"run_xdp: bpf(BPF_PROG_TEST_RUN) of program fd {prog_fd}")
+        what = f"run_xdp: bpf(BPF_PROG_TEST_RUN) of program fd {prog_fd}"
+        bpf_syscall(_bpf.BPF_PROG_TEST_RUN, attr, what)
     except PermissionError as err:
         raise PermissionError(
-            err.errno, f"{err.strerror} (running an XDP program needs root, or CAP_BPF and CAP_NET_ADMIN)"
+            err.errno,
+            f"{err.strerror} (running an XDP program needs root, or CAP_BPF and CAP_NET_ADMIN)",
         ) from None
     except OSError as err:
         if err.errno == errno.EINVAL:
