@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import xdppacket
-from xdppacket import TrafficGenerator
+from xdppacket.testing import TrafficGenerator
 
 if TYPE_CHECKING:  # cmd/ is no package at run time (stdlib has a `cmd`); mypy knows it as one
     from cmd import benchreport, drain, runloop

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from xdppacket import GeneratorResult, TrafficGenerator
+from xdppacket.testing import GeneratorResult, TrafficGenerator
 
 if TYPE_CHECKING:  # cmd/ is no package at run time (stdlib has a `cmd`); mypy knows it as one
     from cmd.benchnet import VethPair, link_counters, set_rps_cpus

@@ -39,10 +39,10 @@ from xdppacket import (
     OptPollTimeout,
     OptRingSize,
     OptXDPMode,
-    TrafficGenerator,
     XDPPacket,
     XDPTimeoutError,
 )
+from xdppacket.testing import TrafficGenerator
 
 if TYPE_CHECKING:  # cmd/ is no package at run time (stdlib has a `cmd`); mypy knows it as one
     from cmd.benchnet import VethPair, enter_private_netns

@@ -1,9 +1,9 @@
 """Shared pytest setup for unit and integration tests.
 
 As root, the whole pytest process moves into a private network namespace before any test
-runs (``pytest_configure``), so tests see only ``lo`` and the interfaces they create, and
-nothing they do can reach the machine's own interfaces. The namespace disappears when
-pytest exits.
+runs (``pytest_configure``, with ``xdppacket.testing.private_netns``), so tests see only
+``lo`` and the interfaces they create, and nothing they do can reach the machine's own
+interfaces. The process leaves it in ``pytest_unconfigure``, and it disappears.
 
 Integration tests (marker ``integration``, given automatically to everything under
 ``tests/integration/``) need root, AF_XDP and bpf(). Without them they are skipped with
@@ -27,12 +27,10 @@ from tests.netns import (
     PrivateNetns,
     VethFactory,
     VethPair,
-    create_veth_pair,
-    current_private_netns,
-    delete_veth_pair,
-    enter_private_netns,
     kernel_unavailable_reason,
+    next_veth_names,
 )
+from xdppacket import testing
 
 # pytester runs pytest inside a test: used to check that fixtures clean up after a failure.
 pytest_plugins = ["pytester"]
@@ -40,6 +38,9 @@ pytest_plugins = ["pytester"]
 _INTEGRATION_DIR = Path(__file__).resolve().parent / "integration"
 # Why pytest_configure could not move the process into a private namespace, if it could not.
 _netns_failure = "not root"
+# The namespace pytest_configure entered (left in pytest_unconfigure), and how to leave it.
+_netns: PrivateNetns | None = None
+_LEAVE_NETNS = pytest.StashKey[contextlib.ExitStack]()
 
 
 def _kernel_required() -> bool:
@@ -61,12 +62,24 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "integration: needs root, AF_XDP and bpf(); runs in the private netns"
     )
-    global _netns_failure
-    if os.geteuid() == 0:
+    global _netns_failure, _netns
+    # A pytest run inside a test (pytester, in process) keeps the namespace it is already in.
+    if os.geteuid() == 0 and _netns is None:
+        leave = contextlib.ExitStack()
         try:
-            enter_private_netns()  # only once per process: later calls return the same namespace
+            _netns = leave.enter_context(testing.private_netns())
         except OSError as exc:  # unit tests still run; integration tests say why they cannot
             _netns_failure = str(exc)
+        else:
+            config.stash[_LEAVE_NETNS] = leave
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    global _netns
+    leave = config.stash.get(_LEAVE_NETNS, None)
+    if leave is not None:
+        _netns = None
+        leave.close()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -113,17 +126,16 @@ def require_kernel() -> None:
         _skip_or_fail(reason)
 
 
-@pytest.fixture
-def private_netns(require_kernel: None) -> PrivateNetns:
+@pytest.fixture(name="private_netns")
+def private_netns_fixture(require_kernel: None) -> PrivateNetns:
     """The private network namespace the whole pytest process runs in.
 
     Created once in ``pytest_configure`` and gone when pytest exits; this fixture creates
     nothing. Skips or fails (see ``require_kernel``) if the process is not in it.
     """
-    netns = current_private_netns()
-    if netns is None:
+    if _netns is None:
         _skip_or_fail(f"the test process is not in a private network namespace: {_netns_failure}")
-    return netns
+    return _netns
 
 
 @pytest.fixture
@@ -138,9 +150,10 @@ def make_veth(private_netns: PrivateNetns) -> Iterator[VethFactory]:
     with contextlib.ExitStack() as cleanup:  # runs every deletion even if one of them fails
 
         def make(queues: int = 1, peer_queues: int | None = None) -> VethPair:
-            pair = create_veth_pair(queues, peer_queues)
-            cleanup.callback(delete_veth_pair, pair)
-            return pair
+            capture, peer = next_veth_names()
+            return cleanup.enter_context(
+                testing.veth_pair(capture, peer, queues=queues, peer_queues=peer_queues)
+            )
 
         yield make
 

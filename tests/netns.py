@@ -2,15 +2,15 @@
 
 Plain functions and classes with no pytest dependency, so that ``tests/conftest.py``
 wraps them in fixtures and the scripts in ``cmd/`` (demo, benchmark) build the same
-topology. Nothing here touches an interface it did not create: veth pairs are only
-made once this process has moved into its own network namespace.
+topology. The namespace and veth pairs themselves come from ``xdppacket.testing`` (the
+toolkit users get), re-exported here; it creates veth pairs only inside a private
+network namespace, so nothing here can touch an interface it did not create.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
-import fcntl
 import itertools
 import os
 import platform
@@ -22,10 +22,11 @@ import subprocess
 import sys
 import textwrap
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol, TypeVar
+
+from xdppacket.testing import PrivateNetns, VethPair
 
 __all__ = [
     "ETH_P_TEST",
@@ -36,14 +37,11 @@ __all__ = [
     "PrivateNetns",
     "VethFactory",
     "VethPair",
-    "create_veth_pair",
-    "current_private_netns",
-    "delete_veth_pair",
-    "enter_private_netns",
     "frame_seq",
     "kernel_unavailable_reason",
     "make_test_frame",
     "mixed_sizes",
+    "next_veth_names",
     "run_command",
     "run_in_subprocess",
     "start_script",
@@ -58,17 +56,10 @@ MAX_FRAME_SIZE = 1514
 
 _ETH_HEADER = struct.Struct("!6s6sH")
 _SEQ = struct.Struct("!I")
-_CLONE_NEWNET = 0x40000000
 _AF_XDP = 44
 _SOL_PACKET = 263
 _PACKET_IGNORE_OUTGOING = 23
 _SO_RCVBUFFORCE = 33
-_SIOCGIFFLAGS = 0x8913
-_SIOCSIFFLAGS = 0x8914
-_SIOCGIFHWADDR = 0x8927
-_IFF_UP = 0x1
-_IFREQ_FLAGS = struct.Struct("16sH14x")
-_IFREQ_HWADDR = struct.Struct("16sH6s8x")
 _BPF_SYSCALL_BY_MACHINE = {"x86_64": 321, "aarch64": 280, "arm64": 280}
 _BPF_PROG_LOAD = 5
 _BPF_PROG_TYPE_XDP = 6
@@ -239,84 +230,7 @@ def kernel_unavailable_reason() -> str | None:
 
 
 # --------------------------------------------------------------------------------------------
-# Private network namespace
-
-
-@dataclass(frozen=True)
-class PrivateNetns:
-    """Identity of the network namespace this process moved into, and of the one it left."""
-
-    inode: int
-    original_inode: int
-
-
-_private_netns: PrivateNetns | None = None
-
-
-def _netns_inode() -> int:
-    return os.stat("/proc/thread-self/ns/net").st_ino
-
-
-def _set_interface_up(ifname: str) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        request = _IFREQ_FLAGS.pack(ifname.encode(), 0)
-        (_, flags) = _IFREQ_FLAGS.unpack(fcntl.ioctl(sock, _SIOCGIFFLAGS, request))
-        fcntl.ioctl(sock, _SIOCSIFFLAGS, _IFREQ_FLAGS.pack(ifname.encode(), flags | _IFF_UP))
-
-
-def enter_private_netns() -> PrivateNetns:
-    """Move this process into a new, empty network namespace (once; later calls return it).
-
-    Needs root. Afterwards the process sees only ``lo`` (brought up here) and whatever it
-    creates; IPv6 is disabled so new interfaces send no router solicitations or MLD reports.
-    Subprocesses started later inherit the namespace, which disappears with the last of them.
-    Only the calling thread moves: call this before starting threads.
-    """
-    global _private_netns
-    if _private_netns is not None:
-        return _private_netns
-    original_inode = _netns_inode()
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(_CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"unshare(CLONE_NEWNET): {os.strerror(err)}")
-    for scope in ("default", "all"):
-        sysctl = Path(f"/proc/sys/net/ipv6/conf/{scope}/disable_ipv6")
-        if sysctl.exists():  # absent when the kernel has no IPv6 at all
-            sysctl.write_text("1\n")
-    _set_interface_up("lo")
-    _private_netns = PrivateNetns(inode=_netns_inode(), original_inode=original_inode)
-    return _private_netns
-
-
-def current_private_netns() -> PrivateNetns | None:
-    """The namespace ``enter_private_netns`` created, if this process is still in it."""
-    if _private_netns is None or _netns_inode() != _private_netns.inode:
-        return None
-    return _private_netns
-
-
-# --------------------------------------------------------------------------------------------
-# veth pairs
-
-
-@dataclass(frozen=True)
-class VethPair:
-    """Both ends of a veth pair: tests capture on ``capture`` and send from ``peer``.
-
-    A frame sent on one end arrives on the other. ``queues`` is the number of rx and tx
-    queues of the capture end, ``peer_queues`` that of the peer (the same unless the pair
-    was made asymmetric, see ``create_veth_pair``).
-    """
-
-    capture: str
-    peer: str
-    capture_index: int
-    peer_index: int
-    capture_mac: bytes
-    peer_mac: bytes
-    queues: int
-    peer_queues: int
+# Private network namespace and veth pairs: xdppacket.testing's, which users get too
 
 
 class VethFactory(Protocol):
@@ -328,11 +242,10 @@ class VethFactory(Protocol):
 _veth_numbers = itertools.count(1)
 
 
-def _mac_address(ifname: str) -> bytes:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        reply = fcntl.ioctl(sock, _SIOCGIFHWADDR, _IFREQ_HWADDR.pack(ifname.encode(), 0, b""))
-    mac: bytes = _IFREQ_HWADDR.unpack(reply)[2]
-    return mac
+def next_veth_names() -> tuple[str, str]:
+    """Names ``xa<N>``/``xb<N>`` for a new pair (capture end, peer), unused in this namespace."""
+    number = next(n for n in _veth_numbers if not _interface_exists(f"xa{n}"))
+    return f"xa{number}", f"xb{number}"
 
 
 def _interface_exists(ifname: str) -> bool:
@@ -341,55 +254,6 @@ def _interface_exists(ifname: str) -> bool:
     except OSError:
         return False
     return True
-
-
-def create_veth_pair(queues: int = 1, peer_queues: int | None = None) -> VethPair:
-    """Create a veth pair ``xa<N>``/``xb<N>``, both up.
-
-    The capture end ``xa<N>`` gets ``queues`` rx and tx queues, the peer ``xb<N>`` gets
-    ``peer_queues`` (default: the same). An asymmetric pair is for generic-mode tests that
-    steer frames to every capture queue (see ``tests.xdp_helpers.peer_tx_queue_reaching``);
-    native XDP on veth refuses a capture end with fewer rx queues than its peer has tx queues.
-
-    Refuses to run outside the namespace of ``enter_private_netns``, so it can never add
-    interfaces to the machine's own network. The caller deletes it with ``delete_veth_pair``.
-    """
-    if current_private_netns() is None:
-        raise RuntimeError("refusing to create a veth pair outside a private network namespace")
-    if peer_queues is None:
-        peer_queues = queues
-    for name, count in (("queues", queues), ("peer_queues", peer_queues)):
-        if not 1 <= count <= 4096:
-            raise ValueError(f"{name} must be in 1..4096, not {count}")
-    number = next(n for n in _veth_numbers if not _interface_exists(f"xa{n}"))
-    capture, peer = f"xa{number}", f"xb{number}"
-    capture_args = ("numrxqueues", str(queues), "numtxqueues", str(queues))
-    peer_args = ("numrxqueues", str(peer_queues), "numtxqueues", str(peer_queues))
-    run_command(
-        "ip", "link", "add", capture, *capture_args, "type", "veth", "peer", "name", peer, *peer_args
-    )
-    try:
-        for ifname in (capture, peer):
-            _set_interface_up(ifname)
-        return VethPair(
-            capture=capture,
-            peer=peer,
-            capture_index=socket.if_nametoindex(capture),
-            peer_index=socket.if_nametoindex(peer),
-            capture_mac=_mac_address(capture),
-            peer_mac=_mac_address(peer),
-            queues=queues,
-            peer_queues=peer_queues,
-        )
-    except BaseException:
-        run_command("ip", "link", "delete", capture)
-        raise
-
-
-def delete_veth_pair(pair: VethPair) -> None:
-    """Delete both ends of ``pair``; a pair the test already deleted is fine."""
-    if _interface_exists(pair.capture):
-        run_command("ip", "link", "delete", pair.capture)
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,6 +5,10 @@ Pure Python over the standard library. ``XDPPacket`` drives one queue of an inte
 contract.
 """
 
+from __future__ import annotations
+
+import warnings
+
 from ._program import clear_iface_residue_xdp_resources
 from .errors import BPFVerifierError, XDPError, XDPProgramBusyError, XDPTimeoutError, XDPWriteError
 from .multiqueue import XDPMultiQueue, get_xdp_socket_from_multi_queue
@@ -28,14 +32,12 @@ from .options import (
 )
 from .packet import XDPPacket
 from .stats import CaptureInfo, XDPStats
-from .trafficgen import GeneratorResult, TrafficGenerator
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BPFVerifierError",
     "CaptureInfo",
-    "GeneratorResult",
     "IOMode",
     "IO_MODE_BLOCK",
     "IO_MODE_NONBLOCK",
@@ -48,7 +50,6 @@ __all__ = [
     "OptRingSize",
     "OptXDPMode",
     "OptXDPProgram",
-    "TrafficGenerator",
     "XDPError",
     "XDPMode",
     "XDPMultiQueue",
@@ -63,3 +64,20 @@ __all__ = [
     "clear_iface_residue_xdp_resources",
     "get_xdp_socket_from_multi_queue",
 ]
+
+
+# Moved to xdppacket.testing; the old names keep working with a DeprecationWarning.
+_MOVED_TO_TESTING = ("GeneratorResult", "TrafficGenerator")
+
+
+def __getattr__(name: str) -> object:
+    if name in _MOVED_TO_TESTING:
+        warnings.warn(
+            f"xdppacket.{name} is deprecated: import it from xdppacket.testing",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from . import testing
+
+        return getattr(testing, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

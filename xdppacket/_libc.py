@@ -26,6 +26,8 @@ __all__ = [
     "check_call",
     "ioctl_ptr",
     "os_error",
+    "setns",
+    "unshare",
 ]
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -60,6 +62,14 @@ _ioctl = _libc.ioctl
 _ioctl.restype = ctypes.c_int
 _ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
 
+# Namespaces (xdppacket.testing): os.unshare and os.setns exist only from Python 3.12.
+_unshare = _libc.unshare
+_unshare.restype = ctypes.c_int
+_unshare.argtypes = [ctypes.c_int]
+_setns = _libc.setns
+_setns.restype = ctypes.c_int
+_setns.argtypes = [ctypes.c_int, ctypes.c_int]
+
 
 def os_error(err: int, what: str) -> OSError:
     """Build an ``OSError`` whose subclass follows errno (PermissionError, ...)."""
@@ -82,6 +92,16 @@ def bpf_syscall(cmd: int, attr: ctypes.Structure, what: str) -> int:
     return check_call(
         lambda: _syscall(SYS_bpf, cmd, ctypes.addressof(attr), ctypes.sizeof(attr)), what
     )
+
+
+def unshare(flags: int, what: str) -> None:
+    """``unshare(flags)``: move the calling thread into new namespaces."""
+    check_call(lambda: _unshare(flags), what)
+
+
+def setns(fd: int, nstype: int, what: str) -> None:
+    """``setns(fd, nstype)``: move the calling thread into the namespace ``fd`` refers to."""
+    check_call(lambda: _setns(fd, nstype), what)
 
 
 def bind_raw(fd: int, address: bytes, what: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.netns import VethPair, make_test_frame, run_command
-from xdppacket import TrafficGenerator
+from xdppacket.testing import TrafficGenerator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUN_SECONDS = 1.2  # one per-second line, and short enough for the suite

@@ -39,7 +39,7 @@ from xdppacket import (
     OptXDPMode,
     XDPPacket,
 )
-from xdppacket.trafficgen import MAX_FRAME_SIZE, TrafficGenerator
+from xdppacket.testing.trafficgen import MAX_FRAME_SIZE, TrafficGenerator
 
 FRAMES = 1000
 RECEIVE_TIMEOUT = 5.0
@@ -196,7 +196,7 @@ def test_without_privileges_the_error_says_what_is_needed(make_veth: VethFactory
     child = run_in_subprocess(
         """
         import os, sys
-        from xdppacket.trafficgen import TrafficGenerator
+        from xdppacket.testing.trafficgen import TrafficGenerator
         os.setuid(65534)  # nobody: no capabilities left
         try:
             TrafficGenerator(sys.argv[1], bytes(60))
@@ -214,7 +214,7 @@ def test_ctrl_c_interrupts_send_for_and_restores_the_affinity(make_veth: VethFac
     child = start_subprocess(
         """
         import os, sys, time
-        from xdppacket.trafficgen import TrafficGenerator
+        from xdppacket.testing.trafficgen import TrafficGenerator
         affinity = os.sched_getaffinity(0)
         with TrafficGenerator(sys.argv[1], bytes(60), cpu=0) as gen:
             print("sending", flush=True)

@@ -13,7 +13,7 @@ import mmap
 import dpkt
 import pytest
 
-from xdppacket.trafficgen import (
+from xdppacket.testing.trafficgen import (
     MAX_FRAME_SIZE,
     MIN_FRAME_SIZE,
     GeneratorResult,
