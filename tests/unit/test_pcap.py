@@ -168,7 +168,8 @@ def test_unbuffered_file_io_is_written_with_writev(tmp_path: Path, monkeypatch: 
     with open(tmp_path / "a.pcap", "wb", buffering=0) as raw:
         with PcapWriter(raw) as writer:
             writer.write_batch(*frames_and_infos(3))
-        assert calls == [raw.fileno(), raw.fileno()] and not raw.closed
+        assert calls == [raw.fileno(), raw.fileno()]
+        assert not raw.closed
     assert len(read_all(tmp_path / "a.pcap")) == 3
 
 
