@@ -162,9 +162,14 @@ def test_partial_writes_and_more_buffers_than_iov_max(tmp_path: Path, monkeypatc
 
 def test_unbuffered_file_io_is_written_with_writev(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``-w -`` hands the writer ``open(1, "wb", buffering=0)``: writev, and it stays open."""
-    calls = []
+    calls: list[int] = []
     real_writev = os.writev
-    monkeypatch.setattr(os, "writev", lambda fd, bufs: calls.append(fd) or real_writev(fd, bufs))
+
+    def recording_writev(fd: int, buffers: list[bytes]) -> int:
+        calls.append(fd)
+        return real_writev(fd, buffers)
+
+    monkeypatch.setattr(os, "writev", recording_writev)
     with open(tmp_path / "a.pcap", "wb", buffering=0) as raw:
         with PcapWriter(raw) as writer:
             writer.write_batch(*frames_and_infos(3))
@@ -231,7 +236,7 @@ def isb_interface(block: bytes) -> int:
 
 def isb_options(block: bytes) -> dict[int, bytes]:
     """Option code -> value of an interface statistics block, parsed by hand."""
-    options = {}
+    options: dict[int, bytes] = {}
     offset = 20  # type, length, interface id, timestamp high and low
     while True:
         code, length = struct.unpack_from("<HH", block, offset)
