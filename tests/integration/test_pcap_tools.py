@@ -10,17 +10,12 @@ the microsecond.
 
 from __future__ import annotations
 
-import json
-import re
-import shutil
-import subprocess
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-import dpkt
 import pytest
 
+from tests.capture_files import Record, dpkt_records, tcpdump_records, tshark_records
 from tests.netns import VethFactory, make_test_frame, mixed_sizes
 from tests.xdp_helpers import (
     MULTI_QUEUES,
@@ -42,70 +37,6 @@ from xdppacket import (
 from xdppacket.pcap import PcapNgWriter, PcapWriter
 
 IFINDEX = 1  # lo: every namespace has it, so pcapng interface names are "lo:q<N>"
-
-
-@dataclass(frozen=True)
-class Record:
-    """One frame as a reader reports it."""
-
-    timestamp_ns: int
-    data: bytes
-    length: int
-    interface: str = ""
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed: run `make setup` (the Makefile's TEST_TOOLS)")
-    return path
-
-
-def run(*argv: str) -> str:
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def epoch_ns(text: str) -> int:
-    seconds, _, fraction = text.partition(".")
-    return int(seconds) * 10**9 + int(fraction.ljust(9, "0")[:9])
-
-
-def tcpdump_records(path: Path) -> list[Record]:
-    """tcpdump's view: a header line (time, MACs, length) then hex lines of the stored bytes."""
-    output = run(tool("tcpdump"), "-r", str(path), "-nn", "-e", "-tt", "--time-stamp-precision=nano", "-xx")
-    records: list[tuple[int, int, list[str]]] = []
-    for line in output.splitlines():
-        if line.startswith("\t0x"):
-            records[-1][2].append(line.split(":", 1)[1].replace(" ", ""))
-        else:
-            length = re.search(r", length (\d+)", line)
-            assert length is not None, line
-            records.append((epoch_ns(line.split()[0]), int(length.group(1)), []))
-    return [Record(ts, bytes.fromhex("".join(hex_lines)), length) for ts, length, hex_lines in records]
-
-
-def tshark_records(path: Path) -> list[Record]:
-    """tshark's view: every frame's raw bytes, epoch time, wire length and interface name."""
-    packets = json.loads(run(tool("tshark"), "-r", str(path), "-T", "json", "-x"))
-    records = []
-    for packet in packets:
-        layers = packet["_source"]["layers"]
-        frame = layers["frame"]
-        records.append(Record(
-            epoch_ns(frame["frame.time_epoch"]),
-            bytes.fromhex(layers["frame_raw"][0]),
-            int(frame["frame.len"]),
-            frame.get("frame.interface_id_tree", {}).get("frame.interface_name", ""),
-        ))
-    return records
-
-
-def dpkt_records(path: Path) -> list[tuple[Decimal | float, bytes]]:
-    with path.open("rb") as file:
-        reader = dpkt.pcapng.Reader(file) if path.suffix == ".pcapng" else dpkt.pcap.Reader(file)
-        return [(timestamp, bytes(data)) for timestamp, data in reader]
 
 
 def check_every_reader(path: Path, expected: list[Record], *, nanosecond: bool = True) -> None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import io
 import os
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import dpkt
 import pytest
 
+from tests.capture_files import isb_interface, isb_options, pcapng_blocks
 from xdppacket import CaptureInfo, XDPStats
 from xdppacket.pcap import PcapNgWriter, PcapReader, PcapWriter, isb_counters
 
@@ -37,16 +37,6 @@ def frames_and_infos(count: int, ifindex: int = IFINDEX, queues: int = 1) -> tup
 def read_all(path: Path | io.BytesIO) -> list[tuple[bytes, int]]:
     with PcapReader(path) as reader:
         return list(reader)
-
-
-def pcapng_blocks(data: bytes) -> Iterator[tuple[int, bytes]]:
-    """(block type, whole block) of a little-endian pcapng file."""
-    offset = 0
-    while offset < len(data):
-        block_type, length = struct.unpack_from("<II", data, offset)
-        assert struct.unpack_from("<I", data, offset + length - 4)[0] == length  # trailer
-        yield block_type, data[offset : offset + length]
-        offset += length
 
 
 # --------------------------------------------------------------------------- pcap
@@ -227,24 +217,6 @@ def test_pcapng_snaplen_pads_and_keeps_the_original_length(tmp_path: Path) -> No
     assert len(epb_block) == 32 + 64  # 61 bytes padded to 64
     assert struct.unpack_from("<II", epb_block, 20) == (61, 100)
     assert epb_block[28 : 28 + 64] == bytes(range(61)) + bytes(3)
-
-
-def isb_interface(block: bytes) -> int:
-    """The interface id of an interface statistics block (dpkt has no parser for these)."""
-    return int(struct.unpack_from("<I", block, 8)[0])
-
-
-def isb_options(block: bytes) -> dict[int, bytes]:
-    """Option code -> value of an interface statistics block, parsed by hand."""
-    options: dict[int, bytes] = {}
-    offset = 20  # type, length, interface id, timestamp high and low
-    while True:
-        code, length = struct.unpack_from("<HH", block, offset)
-        if code == 0:
-            assert offset + 4 + 4 == len(block)  # end of options, then the trailer
-            return options
-        options[code] = block[offset + 4 : offset + 4 + length]
-        offset += 4 + length + (-length % 4)
 
 
 def test_write_stats_of_a_multiqueue_writes_one_block_per_queue(tmp_path: Path) -> None:
