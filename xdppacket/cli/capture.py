@@ -9,6 +9,7 @@ SIGTERM end the capture cleanly: the file is completed and tcpdump's closing lin
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 import time
@@ -132,19 +133,20 @@ def _filter_options(expression: str) -> list[object]:
 
 
 @contextmanager
-def _writer(request: CaptureRequest, stdout: BinaryIO) -> Iterator[PcapWriter | PcapNgWriter | None]:
+def _writer(request: CaptureRequest) -> Iterator[PcapWriter | PcapNgWriter | None]:
+    """The file writer -w asks for (None: print summaries), closed at the end."""
     if request.write_to is None:
         yield None
         return
-    target: str | BinaryIO = stdout if request.write_to == "-" else request.write_to
-    if request.pcapng:
-        writer: PcapWriter | PcapNgWriter = PcapNgWriter(target, snaplen=request.snaplen)
-    else:
-        writer = PcapWriter(target, snaplen=request.snaplen)
-    try:
-        yield writer
-    finally:
-        writer.close()
+    with contextlib.ExitStack() as stack:
+        target: str | BinaryIO = request.write_to
+        if request.write_to == "-":  # unbuffered, on fd 1: the writer then uses writev
+            target = stack.enter_context(open(sys.stdout.fileno(), "wb", buffering=0, closefd=False))
+        writer: PcapWriter | PcapNgWriter = (
+            PcapNgWriter(target, snaplen=request.snaplen) if request.pcapng
+            else PcapWriter(target, snaplen=request.snaplen))
+        with writer:
+            yield writer
 
 
 def run_capture(request: CaptureRequest) -> CaptureResult:
@@ -152,9 +154,7 @@ def run_capture(request: CaptureRequest) -> CaptureResult:
     queues = request.queues if request.queues is not None else rx_queue_count(request.ifname)
     options = [OptQueueCount(queues), OptXDPMode(request.mode), OptIoMode(IO_MODE_NONBLOCK),
                OptPollTimeout(_POLL_TIMEOUT_US), *_filter_options(request.expression)]
-    # -w - writes through an unbuffered file on fd 1: the pcap writer then uses writev.
-    raw_stdout = open(sys.stdout.fileno(), "wb", buffering=0, closefd=False)  # noqa: SIM115
-    with raw_stdout, XDPMultiQueue(request.ifname, *options) as mq, _writer(request, raw_stdout) as writer:
+    with XDPMultiQueue(request.ifname, *options) as mq, _writer(request) as writer:
         mode = "native" if request.mode is XDPMode.DRV else "generic"
         queue_text = "queue 0" if queues == 1 else f"queues 0-{queues - 1}"
         sys.stderr.write(f"xdppacket: listening on {request.ifname} {queue_text} ({mode} XDP), "
