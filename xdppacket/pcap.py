@@ -77,6 +77,10 @@ _BLOCK_HEADER = struct.Struct("<II")  # type, total length
 _SHB_BODY = struct.Struct("<IHHq")  # byte-order magic, major, minor, section length (-1: unknown)
 _IDB_BODY = struct.Struct("<HHI")  # link type, reserved, snaplen
 _EPB_HEAD = struct.Struct("<IIIIIII")  # type, length, interface id, ts high, ts low, caplen, origlen
+#: The previous packet block's padding (0..3 zero bytes) and trailer, then a packet block head.
+_EPB_HEAD_AFTER = [struct.Struct(f"<{pad}xI" + _EPB_HEAD.format[1:]) for pad in range(4)]
+#: The last packet block's padding and trailer.
+_EPB_TAIL = [struct.Struct(f"<{pad}xI") for pad in range(4)]
 _ISB_BODY = struct.Struct("<III")  # interface id, ts high, ts low
 _OPTION_HEADER = struct.Struct("<HH")
 _U32 = struct.Struct("<I")
@@ -159,22 +163,25 @@ class _Output:
 
 
 def _writev_all(fd: int, buffers: list[FrameData]) -> None:
-    """``os.writev`` the buffers, at most IOV_MAX at a time, resuming after partial writes."""
+    """``os.writev`` the buffers, at most IOV_MAX at a time, resuming after partial writes.
+
+    Buffers are bytes or byte-format memoryviews, so ``len`` is their size in bytes.
+    """
     start = 0
     while start < len(buffers):
         chunk = buffers[start : start + _IOV_MAX]
         written = os.writev(fd, chunk)
+        if written == sum(map(len, chunk)):  # the usual case: all of it
+            start += len(chunk)
+            continue
         # Skip the buffers written completely; cut the first one written in part.
         for buffer in chunk:
-            size = len(buffer) if not isinstance(buffer, memoryview) else buffer.nbytes
-            if written < size:
+            if written < len(buffer):
                 break
-            written -= size
+            written -= len(buffer)
             start += 1
-        else:
-            continue
         if written:
-            buffers[start] = memoryview(buffers[start]).cast("B")[written:]
+            buffers[start] = memoryview(buffers[start])[written:]
 
 
 _W = TypeVar("_W", bound="_Writer")
@@ -237,15 +244,6 @@ class _Writer:
     ) -> None:
         self.close()
 
-    def _captured(self, data: FrameData, info: CaptureInfo) -> tuple[FrameData, int, int]:
-        """The stored part of a frame, its stored length and its original length."""
-        length = data.nbytes if isinstance(data, memoryview) else len(data)
-        original = info.length if info.length > length else length
-        if length > self.snaplen:
-            data = memoryview(data).cast("B")[: self.snaplen]
-            length = self.snaplen
-        return data, length, original
-
 
 class PcapWriter(_Writer):
     """Writes classic pcap, link type Ethernet, to a path or a binary file object.
@@ -263,15 +261,23 @@ class PcapWriter(_Writer):
         self._out.write([_PCAP_HEADER.pack(magic, 2, 4, 0, 0, self.snaplen, LINKTYPE_ETHERNET)])
 
     def _records(self, datas: Sequence[FrameData], infos: Sequence[CaptureInfo]) -> list[FrameData]:
+        # The per-frame work of the whole writer: kept to one pack and a few int operations.
         divisor = 1 if self.nanosecond else 1000
+        snaplen = self.snaplen
         pack = _PCAP_RECORD.pack
         buffers: list[FrameData] = []
         append = buffers.append
         for data, info in zip(datas, infos):
-            stored, length, original = self._captured(data, info)
-            seconds, fraction = divmod(info.timestamp_ns, 1_000_000_000)
-            append(pack(seconds, fraction // divisor, length, original))
-            append(stored)
+            length = len(data)
+            original = info.length
+            if original < length:
+                original = length
+            if length > snaplen:
+                data = memoryview(data)[:snaplen]
+                length = snaplen
+            timestamp = info.timestamp_ns
+            append(pack(timestamp // 1_000_000_000, timestamp % 1_000_000_000 // divisor, length, original))
+            append(data)
         return buffers
 
 
@@ -324,24 +330,45 @@ class PcapNgWriter(_Writer):
         return interface_id, _block(BT_IDB, body)
 
     def _records(self, datas: Sequence[FrameData], infos: Sequence[CaptureInfo]) -> list[FrameData]:
-        pack = _EPB_HEAD.pack
+        # Each frame's padding and block trailer are packed in front of the next block's
+        # header (``_EPB_HEAD_AFTER``), so a frame costs one pack and two buffers.
+        nanosecond = self.nanosecond
+        snaplen = self.snaplen
+        interfaces = self._interfaces
         buffers: list[FrameData] = []
         append = buffers.append
-        # Each frame's padding and block trailer go in front of the next header: 2 buffers a frame.
-        pending = b""
+        head = _EPB_HEAD.pack
+        previous_total = 0
+        previous_padding = 0
         for data, info in zip(datas, infos):
-            stored, length, original = self._captured(data, info)
-            interface_id, idb = self._interface_block(info.interface_index, info.queue_id)
+            length = len(data)
+            original = info.length
+            if original < length:
+                original = length
+            if length > snaplen:
+                data = memoryview(data)[:snaplen]
+                length = snaplen
+            interface_id = interfaces.get((info.interface_index, info.queue_id))
+            if interface_id is None:
+                interface_id, idb = self._interface_block(info.interface_index, info.queue_id)
+                if previous_total:
+                    append(_EPB_TAIL[previous_padding].pack(previous_total))
+                    previous_total = 0
+                append(idb)
+            timestamp = info.timestamp_ns if nanosecond else info.timestamp_ns // 1000
             padding = -length % 4
             total = _EPB_HEAD.size + length + padding + 4
-            timestamp = self._timestamp(info.timestamp_ns)
-            header = pack(BT_EPB, total, interface_id, timestamp >> 32, timestamp & 0xFFFFFFFF,
-                          length, original)
-            append(pending + idb + header)
-            append(stored)
-            pending = bytes(padding) + _U32.pack(total)
-        if pending:
-            append(pending)
+            if previous_total:
+                append(_EPB_HEAD_AFTER[previous_padding].pack(
+                    previous_total, BT_EPB, total, interface_id, timestamp >> 32, timestamp & 0xFFFFFFFF,
+                    length, original))
+            else:
+                append(head(BT_EPB, total, interface_id, timestamp >> 32, timestamp & 0xFFFFFFFF,
+                            length, original))
+            append(data)
+            previous_total, previous_padding = total, padding
+        if previous_total:
+            append(_EPB_TAIL[previous_padding].pack(previous_total))
         return buffers
 
     def write_stats(
