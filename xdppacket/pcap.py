@@ -6,8 +6,8 @@ seen, named like ``eth0:q3``, and interface statistics blocks carrying the kerne
 counters. ``PcapReader`` iterates ``(bytes, timestamp_ns)`` over either format.
 
 Both writers take what the sockets return: ``write(data, info)`` and
-``write_batch(datas, infos)`` with ``bytes`` or zero-copy ``memoryview`` frames and their
-``CaptureInfo``. Frames are read during the call only; no reference is kept, so views may
+``write_batch(datas, infos)`` with ``bytes`` or zero-copy ``memoryview`` frames (byte format,
+as the sockets return them) and their ``CaptureInfo``. Frames are read during the call only; no reference is kept, so views may
 be released right after. ``write_batch`` makes a handful of system calls per batch: to a
 path (or an unbuffered ``io.FileIO``) it hands record headers and the frames themselves to
 ``os.writev``, copying nothing; to any other binary file object it joins the batch into one
@@ -215,7 +215,16 @@ class _Writer:
         finally:
             buffers.clear()  # drop every reference to the caller's frames
 
+    def _write_header(self, header: bytes) -> None:
+        """Start the file; if that fails, close what was opened before raising."""
+        try:
+            self._out.write([header])
+        except BaseException:
+            self.close()
+            raise
+
     def _records(self, datas: Sequence[FrameData], infos: Sequence[CaptureInfo]) -> list[FrameData]:
+        """The buffers of a batch: record headers and the frames (or their first snaplen bytes)."""
         raise NotImplementedError
 
     def flush(self) -> None:
@@ -258,7 +267,7 @@ class PcapWriter(_Writer):
     ) -> None:
         super().__init__(file, nanosecond, snaplen)
         magic = PCAP_MAGIC_NANOSECONDS if self.nanosecond else PCAP_MAGIC_MICROSECONDS
-        self._out.write([_PCAP_HEADER.pack(magic, 2, 4, 0, 0, self.snaplen, LINKTYPE_ETHERNET)])
+        self._write_header(_PCAP_HEADER.pack(magic, 2, 4, 0, 0, self.snaplen, LINKTYPE_ETHERNET))
 
     def _records(self, datas: Sequence[FrameData], infos: Sequence[CaptureInfo]) -> list[FrameData]:
         # The per-frame work of the whole writer: kept to one pack and a few int operations.
@@ -307,7 +316,7 @@ class PcapNgWriter(_Writer):
         self._interfaces: dict[tuple[int, int], int] = {}  # (ifindex, queue) -> interface id
         self._started_ns = time.time_ns()
         shb = _block(BT_SHB, _SHB_BODY.pack(BYTE_ORDER_MAGIC, 1, 0, -1) + _END_OF_OPTIONS)
-        self._out.write([shb])
+        self._write_header(shb)
 
     def _timestamp(self, timestamp_ns: int) -> int:
         return timestamp_ns if self.nanosecond else timestamp_ns // 1000

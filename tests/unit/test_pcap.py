@@ -322,3 +322,12 @@ def test_reader_rejects_what_is_not_a_whole_capture_file(tmp_path: Path) -> None
     assert next(it) == (frames[0], infos[0].timestamp_ns)
     with pytest.raises(ValueError, match="truncated capture file: a record's data"):
         next(it)
+
+
+@pytest.mark.parametrize("writer_class", [PcapWriter, PcapNgWriter])
+def test_a_failing_file_leaves_no_descriptor_open(writer_class: type[PcapWriter]) -> None:
+    """/dev/full refuses every write (ENOSPC): the writer says so and closes what it opened."""
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(OSError, match="No space left on device"):
+        writer_class("/dev/full")
+    assert len(os.listdir("/proc/self/fd")) == before
