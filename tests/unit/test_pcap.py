@@ -328,6 +328,8 @@ def test_reader_rejects_what_is_not_a_whole_capture_file(tmp_path: Path) -> None
 def test_a_failing_file_leaves_no_descriptor_open(writer_class: type[PcapWriter]) -> None:
     """/dev/full refuses every write (ENOSPC): the writer says so and closes what it opened."""
     before = len(os.listdir("/proc/self/fd"))
-    with pytest.raises(OSError, match="No space left on device"):
+    with pytest.raises(OSError, match="No space left on device") as failure:
         writer_class("/dev/full")
+    # The traceback keeps the half-built writer alive: its file must be closed all the same.
+    assert failure.tb is not None
     assert len(os.listdir("/proc/self/fd")) == before
