@@ -4,8 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 # Commands the tests use, as command:Debian-package. The tests need no compiler: the XDP
-# program ships built, and test programs are loaded from raw instructions.
-TEST_TOOLS := ip:iproute2 ethtool:ethtool unshare:util-linux
+# program ships built, and test programs are loaded from raw instructions. tcpdump and
+# tshark read the pcap files the library writes (wireshark-common's debconf question about
+# non-root capture is answered with its default under DEBIAN_FRONTEND=noninteractive).
+TEST_TOOLS := ip:iproute2 ethtool:ethtool unshare:util-linux tcpdump:tcpdump tshark:tshark
 # Rebuilding the shipped XDP program (`make ebpf`) needs clang as well.
 EBPF_TOOLS := clang:clang
 # What `system-packages` installs when missing (`make ebpf` passes EBPF_TOOLS instead).

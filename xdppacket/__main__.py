@@ -1,0 +1,8 @@
+"""``python -m xdppacket``: the ``xdppacket`` command (see ``xdppacket.cli``)."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""``xdppacket capture``: tcpdump over AF_XDP, on every queue of an interface.
+
+Every rx queue is captured unless ``--queues`` says otherwise: a socket on one queue of a
+multi-queue NIC silently misses the frames the NIC steers to the others. Frames go to a
+pcap/pcapng file (``-w``) or become one summary line each on stdout. SIGINT (Ctrl-C) and
+SIGTERM end the capture cleanly: the file is completed and tcpdump's closing lines
+("N packets captured", ...) go to stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import BinaryIO, Callable, Protocol, TextIO
+
+from .._interface import rx_queue_count
+from ..multiqueue import XDPMultiQueue
+from ..options import (
+    IO_MODE_NONBLOCK,
+    OptIoMode,
+    OptPollTimeout,
+    OptQueueCount,
+    OptXDPMode,
+    XDPMode,
+)
+from ..pcap import PcapNgWriter, PcapWriter
+from ..stats import CaptureInfo, XDPStats
+from .signals import StopSignals
+from .summary import summarize
+
+__all__ = ["CaptureRequest", "CaptureResult", "run_capture"]
+
+#: How long one read may wait: the longest delay before a signal or --duration is noticed.
+_POLL_TIMEOUT_US = 100_000
+_BATCH = 64
+_STATUS_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True)
+class CaptureRequest:
+    """What the command line asked for, checked and resolved."""
+
+    ifname: str
+    queues: int | None  # None: all of the interface's rx queues
+    mode: XDPMode
+    write_to: str | None  # a path, "-" for stdout, None to print summaries
+    pcapng: bool
+    count: int | None
+    duration: float | None
+    snaplen: int
+    expression: str
+
+
+@dataclass(frozen=True)
+class CaptureResult:
+    """tcpdump's closing figures, from the sockets' counters."""
+
+    captured: int
+    received: int
+    dropped: int
+
+    def closing_lines(self) -> str:
+        return (f"{self.captured} packets captured\n"
+                f"{self.received} packets received by filter\n"
+                f"{self.dropped} packets dropped by kernel\n")
+
+
+class _Sink(Protocol):
+    def write_batch(self, datas: Sequence[memoryview], infos: Sequence[CaptureInfo]) -> None: ...
+
+
+class _SummaryPrinter:
+    """Prints a tcpdump line per frame to stdout (copying each view before decoding it)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+
+    def write_batch(self, datas: Sequence[memoryview], infos: Sequence[CaptureInfo]) -> None:
+        self._out.write("".join(summarize(bytes(data), info) + "\n" for data, info in zip(datas, infos)))
+        self._out.flush()
+
+
+class _StatusLine:
+    """Once a second while writing a file: packets, rate and kernel drops, on stderr.
+
+    On a terminal the line rewrites itself; otherwise each update is a line of its own.
+    """
+
+    def __init__(self, err: TextIO) -> None:
+        self._err = err
+        self._tty = err.isatty()
+        self._last_time = time.monotonic()
+        self._last_count = 0
+        self._shown = False
+
+    def update(self, captured: int, stats: Callable[[], XDPStats]) -> None:
+        """Show the line if a second has passed (``stats`` is only called then)."""
+        now = time.monotonic()
+        elapsed = now - self._last_time
+        if elapsed < _STATUS_INTERVAL_S:
+            return
+        rate = (captured - self._last_count) / elapsed
+        self._last_time, self._last_count = now, captured
+        text = f"{captured} packets captured, {rate:.0f} pps, {_dropped(stats())} dropped by kernel"
+        self._err.write(f"\r{text}\x1b[K" if self._tty else text + "\n")
+        self._err.flush()
+        self._shown = True
+
+    def finish(self) -> None:
+        if self._tty and self._shown:
+            self._err.write("\n")
+
+
+def _dropped(stats: XDPStats) -> int:
+    """Frames the kernel had for the sockets but dropped (see ``pcap.isb_counters``)."""
+    return stats.rx_dropped + stats.rx_ring_full
+
+
+def _filter_options(expression: str) -> list[object]:
+    """``OptFilter(expression)`` when one is given; the filter module loads only then."""
+    if not expression:
+        return []
+    package = importlib.import_module("xdppacket")
+    if not hasattr(package, "OptFilter"):
+        raise ValueError("this version of xdppacket has no capture filters (OptFilter); "
+                         "capture without an expression")
+    return [package.OptFilter(expression)]
+
+
+@contextmanager
+def _writer(request: CaptureRequest) -> Iterator[PcapWriter | PcapNgWriter | None]:
+    """The file writer -w asks for (None: print summaries), closed at the end."""
+    if request.write_to is None:
+        yield None
+        return
+    with contextlib.ExitStack() as stack:
+        target: str | BinaryIO = request.write_to
+        if request.write_to == "-":  # unbuffered, on fd 1: the writer then uses writev
+            target = stack.enter_context(open(sys.stdout.fileno(), "wb", buffering=0, closefd=False))
+        writer: PcapWriter | PcapNgWriter = (
+            PcapNgWriter(target, snaplen=request.snaplen) if request.pcapng
+            else PcapWriter(target, snaplen=request.snaplen))
+        with writer:
+            yield writer
+
+
+def run_capture(request: CaptureRequest) -> CaptureResult:
+    """Capture until ``count`` frames, ``duration`` seconds, SIGINT or SIGTERM."""
+    queues = request.queues if request.queues is not None else rx_queue_count(request.ifname)
+    options = [OptQueueCount(queues), OptXDPMode(request.mode), OptIoMode(IO_MODE_NONBLOCK),
+               OptPollTimeout(_POLL_TIMEOUT_US), *_filter_options(request.expression)]
+    with XDPMultiQueue(request.ifname, *options) as mq, _writer(request) as writer:
+        mode = "native" if request.mode is XDPMode.DRV else "generic"
+        queue_text = "queue 0" if queues == 1 else f"queues 0-{queues - 1}"
+        sys.stderr.write(f"xdppacket: listening on {request.ifname} {queue_text} ({mode} XDP), "
+                         f"link-type EN10MB (Ethernet), snapshot length {request.snaplen} bytes\n")
+        sys.stderr.flush()
+        sink: _Sink = writer if writer is not None else _SummaryPrinter(sys.stdout)
+        status = _StatusLine(sys.stderr) if writer is not None else None
+        captured = _capture_loop(mq, sink, request, status)
+        stats = mq.get_stats()
+        if isinstance(writer, PcapNgWriter):
+            writer.write_stats(stats, interface_index=mq.ifindex)
+        if status is not None:
+            status.finish()
+    dropped = _dropped(stats[0])
+    return CaptureResult(captured=captured, received=stats[0].rx_packets + dropped, dropped=dropped)
+
+
+def _capture_loop(mq: XDPMultiQueue, sink: _Sink, request: CaptureRequest,
+                  status: _StatusLine | None) -> int:
+    captured = 0
+    deadline = None if request.duration is None else time.monotonic() + request.duration
+    with StopSignals() as stop:
+        while not stop.requested:
+            if request.count is not None and captured >= request.count:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            wanted = _BATCH if request.count is None else min(_BATCH, request.count - captured)
+            views, infos = mq.zero_copy_read_multi_packets(wanted)
+            if views:
+                sink.write_batch(views, infos)
+                captured += len(views)
+            if status is not None:
+                status.update(captured, lambda: mq.get_stats()[0])
+    return captured
