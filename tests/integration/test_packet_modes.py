@@ -201,7 +201,7 @@ def test_a_blocking_write_to_a_down_interface_raises_enetdown_and_keeps_what_it_
     frames = frames_to_peer(veth_pair, 100)
     with XDPPacket(veth_pair.capture, OptXDPMode(mode), *SMALL_UMEM) as sock:
         run_command("ip", "link", "set", veth_pair.capture, "down")
-        with watchdog(10), pytest.raises(OSError) as caught:
+        with watchdog(10), pytest.raises(OSError, match="the interface is down") as caught:
             sock.write_multi_packets(frames)
         assert caught.value.errno == errno.ENETDOWN
         assert str(caught.value) == (
