@@ -62,6 +62,7 @@ __all__ = [
     "link_get_fd_by_id",
     "link_get_info_by_fd",
     "link_get_next_id",
+    "link_fds_of_program",
     "map_create",
     "map_delete_elem",
     "map_get_fd_by_id",
@@ -104,6 +105,9 @@ BPF_OBJ_NAME_LEN = 16
 #: Verifier log buffer for the retry after a rejection; big enough for small programs.
 VERIFIER_LOG_SIZE = 1 << 20
 _VERIFIER_LOG_LEVEL = 1
+# Load failures that say nothing about the code: missing privileges, no descriptor left
+# (the verifier would accept the program, and a retry with a log would fail the same way).
+_NOT_A_VERDICT = frozenset({errno.EPERM, errno.EMFILE, errno.ENFILE})
 _BPF_INSN_SIZE = 8
 
 _u32 = ctypes.c_uint32
@@ -486,7 +490,7 @@ def prog_load(
     try:
         return _bpf_call(BPF_PROG_LOAD, load_attr(), what)
     except OSError as rejection:
-        if rejection.errno == errno.EPERM:  # missing privileges, not a verdict on the code
+        if rejection.errno in _NOT_A_VERDICT:  # the code was not the problem: no log to fetch
             raise
         first_error = rejection
     log_buffer = ctypes.create_string_buffer(VERIFIER_LOG_SIZE)
@@ -687,3 +691,25 @@ def prog_test_run(
     )
     _bpf_call(BPF_PROG_TEST_RUN, attr, f"bpf(BPF_PROG_TEST_RUN) of program fd {prog_fd}")
     return int(attr.retval), int(attr.duration)
+
+
+def link_fds_of_program(prog_id: int) -> list[int]:
+    """This process's fds on BPF links that run program ``prog_id`` (read from /proc).
+
+    The way to find a link fd whose number was lost: an exception (a ``KeyboardInterrupt``
+    from a signal handler) can land after ``BPF_LINK_CREATE`` returned and before its
+    result was stored anywhere, and a lost link fd keeps the program attached.
+    """
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if _FD_KIND_BY_INODE.get(os.readlink(f"/proc/self/fd/{fd}")) != "link":
+                continue
+            with open(f"/proc/self/fdinfo/{fd}") as fdinfo:
+                fields = dict(line.split(":", 1) for line in fdinfo if ":" in line)
+        except OSError:
+            continue  # closed meanwhile (or the fd listing /proc/self/fd itself)
+        if fields.get("prog_id", "").strip() == str(prog_id):
+            found.append(fd)
+    return found

@@ -165,8 +165,18 @@ class LoadedBpfObject:
 
     @property
     def closed(self) -> bool:
-        """Whether :meth:`close` has run."""
+        """Whether :meth:`close` or :meth:`take_fds` has run."""
         return self._prog_fd is None
+
+    def take_fds(self) -> tuple[int, dict[str, int]]:
+        """Hand the program's fd and the map fds over to the caller, who closes them.
+
+        Afterwards this object is closed and :meth:`close` does nothing.
+        """
+        prog_fd, map_fds = self.prog_fd, self._map_fds
+        self._prog_fd = None
+        self._map_fds = {}
+        return prog_fd, map_fds
 
     def close(self) -> None:
         """Close the program's and the maps' fds; a second call does nothing."""
@@ -407,6 +417,8 @@ def _xdp_programs(
             raise ValueError(f"section {section.name!r} is not a whole number of BPF instructions")
         relocations = _relocations_of(elf, section)
         functions = [s for s in _symbols_in(symbols, section) if s.type == STT_FUNC and s.size]
+        for function in functions:
+            _check_function_bounds(function, section)
         # An object without function symbols holds one program spanning the section.
         spans = [(f.name, f.value, f.value + f.size) for f in functions] or [
             (section.name, 0, len(section.data))
@@ -426,6 +438,21 @@ def _xdp_programs(
             "(or starting with 'xdp/' or 'xdp.'), e.g. SEC(\"xdp\")"
         )
     return tuple(programs)
+
+
+def _check_function_bounds(function: ElfSymbol, section: ElfSection) -> None:
+    """A function symbol must cover whole instructions inside its section."""
+    if function.value % _INSN_SIZE or function.size % _INSN_SIZE:
+        raise ValueError(
+            f"function {function.name!r} in section {section.name!r} starts at byte "
+            f"{function.value} and is {function.size} bytes long: not whole {_INSN_SIZE}-byte "
+            "BPF instructions (a corrupt object)"
+        )
+    if function.value + function.size > len(section.data):
+        raise ValueError(
+            f"function {function.name!r} runs past the end of section {section.name!r} "
+            f"({function.value} + {function.size} > {len(section.data)} bytes; a corrupt object)"
+        )
 
 
 def _relocations_of(elf: ElfFile, section: ElfSection) -> list[ElfRelocation]:

@@ -309,17 +309,25 @@ class Btf:
             btf_type = self.type(btf_type.size_or_type)
         return btf_type
 
-    def resolve_size(self, type_id: int) -> int:
-        """The size in bytes of a type, following modifiers, VARs and arrays."""
+    def resolve_size(self, type_id: int, _resolving: frozenset[int] = frozenset()) -> int:
+        """The size in bytes of a type, following modifiers, VARs and arrays.
+
+        A type that contains itself (an array of itself, a VAR of itself) is malformed
+        BTF: ``ValueError``, not endless recursion.
+        """
+        if type_id in _resolving:
+            raise ValueError(f"malformed BTF: type {type_id} contains itself")
+        resolving = _resolving | {type_id}
         btf_type = self.skip_modifiers(type_id)
         if btf_type.kind == BTF_KIND_VAR:
-            return self.resolve_size(btf_type.size_or_type)
+            return self.resolve_size(btf_type.size_or_type, resolving | {btf_type.type_id})
         if btf_type.kind in _SIZED_KINDS:
             return btf_type.size_or_type
         if btf_type.kind == BTF_KIND_PTR:
             return _POINTER_SIZE
         if btf_type.array is not None:
-            return btf_type.array.element_count * self.resolve_size(btf_type.array.element_type_id)
+            element = self.resolve_size(btf_type.array.element_type_id, resolving | {btf_type.type_id})
+            return btf_type.array.element_count * element
         raise ValueError(f"BTF type {type_id} ({btf_type.kind_name} {btf_type.name!r}) has no size")
 
     def find_datasec(self, name: str) -> BtfType | None:

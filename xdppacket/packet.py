@@ -77,7 +77,8 @@ class XDPPacket:
         self.queue_id = options.queue_id
         self.options = options
         self._frame_limit = _largest_frame(ifname, ifindex, options.frame_size)
-        self._program = XskProgram.acquire(ifname, ifindex, options.xdp_mode, queues, options.program_path)
+        self._program = XskProgram.acquire(ifname, ifindex, options.xdp_mode, queues, options.program_path,
+                                           options.queue_id)
         try:
             bind_flags = uapi.XDP_USE_NEED_WAKEUP
             if options.xdp_mode is XDPMode.SKB:

@@ -687,3 +687,75 @@ def test_bpf_structure_layout_matches_the_kernel(structure: type[ctypes.Structur
 def test_bpf_attr_unused_bytes_are_zero() -> None:
     attr = _bpf.bpf_attr_map_elem(map_fd=0xFFFFFFFF)
     assert bytes(attr)[4:] == bytes(28)  # including the padding after map_fd
+
+
+# --- Self-referencing BTF and corrupt function symbols ---------------------------------
+
+
+def _map_whose_value_is(builder: BtfBuilder, value_type: int) -> bytes:
+    return btf_with_map(
+        [
+            ("type", builder.uint_member(BPF_MAP_TYPE_ARRAY)),
+            ("key", builder.pointer(builder.int_id)),
+            ("value", builder.pointer(value_type)),
+            ("max_entries", builder.uint_member(1)),
+        ],
+        builder,
+    )
+
+
+def _array_of_itself(builder: BtfBuilder) -> int:
+    # ARRAY trailer: element type, index type, count; the element is the array itself.
+    return builder.add(3, "", 0, trailer=struct.pack("<III", builder.count + 1, builder.int_id, 2))
+
+
+def _typedef_loop(builder: BtfBuilder) -> int:
+    first = builder.count + 1
+    builder.add(8, "a_t", first + 1)
+    builder.add(8, "b_t", first)
+    return first
+
+
+def _var_of_itself(builder: BtfBuilder) -> int:
+    return builder.add(14, "v", builder.count + 1, trailer=struct.pack("<I", 1))
+
+
+@pytest.mark.parametrize(
+    ("make_type", "message"),
+    [
+        (_array_of_itself, "contains itself"),
+        (_typedef_loop, "refers to itself"),
+        (_var_of_itself, "contains itself"),
+    ],
+    ids=["array-of-itself", "typedef-loop", "var-of-itself"],
+)
+def test_self_referencing_btf_is_a_value_error(make_type, message: str) -> None:
+    builder = BtfBuilder()
+    btf = Btf.parse(_map_whose_value_is(builder, make_type(builder)))
+    with pytest.raises(ValueError, match=f"malformed BTF: type [0-9]+ {message}"):
+        parse_map_definitions(btf)
+
+
+def test_self_referencing_btf_in_an_object_names_the_object(tmp_path: Path) -> None:
+    builder = BtfBuilder()
+    btf = _map_whose_value_is(builder, _array_of_itself(builder))
+    spec = legacy_spec()
+    spec.sections += [Section(".maps", flags=SHF_WRITE_ALLOC, data=bytes(32)), Section(".BTF", data=btf)]
+    spec.symbols.append(Symbol("my_map", ".maps", size=32))
+    path = tmp_path / "looping-btf.o"
+    path.write_bytes(build_bpf_elf(spec))
+    with pytest.raises(ValueError, match=f"{path}: malformed BTF: type [0-9]+ contains itself"):
+        load_xsk_program(path, 1)
+
+
+@pytest.mark.parametrize(("value", "size"), [(0, 12), (4, 16), (0, 4096)],
+                         ids=["size-not-whole", "start-not-whole", "past-the-end"])
+def test_function_symbol_not_covering_whole_instructions_is_refused(
+    tmp_path: Path, value: int, size: int
+) -> None:
+    spec = legacy_spec()
+    spec.symbols[0].value, spec.symbols[0].size = value, size
+    path = tmp_path / "odd-function.o"
+    path.write_bytes(build_bpf_elf(spec))
+    with pytest.raises(ValueError, match=f"{path}: function 'legacy_prog' .*corrupt object"):
+        load_xsk_program(path, 1)
