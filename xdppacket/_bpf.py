@@ -32,6 +32,9 @@ __all__ = [
     "BPF_LINK_TYPE_XDP",
     "BPF_MAP_CREATE",
     "BPF_MAP_DELETE_ELEM",
+    "BPF_MAP_FREEZE",
+    "BPF_MAP_GET_NEXT_KEY",
+    "BPF_MAP_LOOKUP_ELEM",
     "BPF_MAP_GET_FD_BY_ID",
     "BPF_MAP_TYPE_XSKMAP",
     "BPF_MAP_UPDATE_ELEM",
@@ -64,7 +67,12 @@ __all__ = [
     "link_get_next_id",
     "link_fds_of_program",
     "map_create",
+    "map_delete",
     "map_delete_elem",
+    "map_freeze",
+    "map_get_next_key",
+    "map_lookup",
+    "map_update",
     "map_get_fd_by_id",
     "map_get_info_by_fd",
     "map_update_elem",
@@ -78,8 +86,10 @@ __all__ = [
 
 # enum bpf_cmd
 BPF_MAP_CREATE = 0
+BPF_MAP_LOOKUP_ELEM = 1
 BPF_MAP_UPDATE_ELEM = 2
 BPF_MAP_DELETE_ELEM = 3
+BPF_MAP_GET_NEXT_KEY = 4
 BPF_PROG_LOAD = 5
 BPF_PROG_TEST_RUN = 10
 BPF_PROG_GET_FD_BY_ID = 13
@@ -88,6 +98,7 @@ BPF_OBJ_GET_INFO_BY_FD = 15
 BPF_LINK_CREATE = 28
 BPF_LINK_GET_FD_BY_ID = 30
 BPF_LINK_GET_NEXT_ID = 31
+BPF_MAP_FREEZE = 22
 
 BPF_MAP_TYPE_XSKMAP = 17  # enum bpf_map_type
 BPF_PROG_TYPE_XDP = 6  # enum bpf_prog_type
@@ -450,6 +461,70 @@ def map_delete_elem(map_fd: int, key: int) -> None:
     _bpf_call(
         BPF_MAP_DELETE_ELEM, attr, f"bpf(BPF_MAP_DELETE_ELEM) of key {key} in map fd {map_fd}"
     )
+
+
+def _bytes_buffer(data: bytes | None, size: int, what: str) -> ctypes.Array[ctypes.c_char] | None:
+    if data is None:
+        return None
+    if len(data) != size:
+        raise ValueError(f"{what} must be {size} bytes, got {len(data)}")
+    return ctypes.create_string_buffer(bytes(data), size)
+
+
+def _address(buffer: ctypes.Array[ctypes.c_char] | None) -> int:
+    return ctypes.addressof(buffer) if buffer is not None else 0
+
+
+def map_lookup(map_fd: int, key: bytes, value_size: int) -> bytes | None:
+    """``map[key]`` as ``value_size`` bytes (``BPF_MAP_LOOKUP_ELEM``), ``None`` if absent.
+
+    ``key`` must be exactly the map's key size; for per-CPU maps ``value_size`` is the
+    value size rounded up to 8, times the number of possible CPUs.
+    """
+    key_buffer = _bytes_buffer(key, len(key), "key")
+    value_buffer = ctypes.create_string_buffer(value_size)
+    attr = bpf_attr_map_elem(map_fd=map_fd, key=_address(key_buffer),
+                             value=ctypes.addressof(value_buffer))
+    try:
+        _bpf_call(BPF_MAP_LOOKUP_ELEM, attr, f"bpf(BPF_MAP_LOOKUP_ELEM) of key {key.hex()} in map fd {map_fd}")
+    except FileNotFoundError:
+        return None
+    return value_buffer.raw
+
+
+def map_update(map_fd: int, key: bytes, value: bytes, flags: int = BPF_ANY) -> None:
+    """Set ``map[key] = value`` (``BPF_MAP_UPDATE_ELEM``); both as raw bytes."""
+    key_buffer = _bytes_buffer(key, len(key), "key")
+    value_buffer = _bytes_buffer(value, len(value), "value")
+    attr = bpf_attr_map_elem(map_fd=map_fd, key=_address(key_buffer), value=_address(value_buffer),
+                             flags=flags)
+    _bpf_call(BPF_MAP_UPDATE_ELEM, attr, f"bpf(BPF_MAP_UPDATE_ELEM) of key {key.hex()} in map fd {map_fd}")
+
+
+def map_delete(map_fd: int, key: bytes) -> None:
+    """Remove ``map[key]`` (``BPF_MAP_DELETE_ELEM``); ``FileNotFoundError`` if absent."""
+    key_buffer = _bytes_buffer(key, len(key), "key")
+    attr = bpf_attr_map_elem(map_fd=map_fd, key=_address(key_buffer))
+    _bpf_call(BPF_MAP_DELETE_ELEM, attr, f"bpf(BPF_MAP_DELETE_ELEM) of key {key.hex()} in map fd {map_fd}")
+
+
+def map_get_next_key(map_fd: int, key: bytes | None, key_size: int) -> bytes | None:
+    """The key after ``key`` (the first key for ``None``), or ``None`` after the last one."""
+    key_buffer = _bytes_buffer(key, key_size, "key")
+    next_buffer = ctypes.create_string_buffer(key_size)
+    # The key pointer and the next-key pointer share the union slot named value here.
+    attr = bpf_attr_map_elem(map_fd=map_fd, key=_address(key_buffer), value=ctypes.addressof(next_buffer))
+    try:
+        _bpf_call(BPF_MAP_GET_NEXT_KEY, attr, f"bpf(BPF_MAP_GET_NEXT_KEY) in map fd {map_fd}")
+    except FileNotFoundError:
+        return None
+    return next_buffer.raw
+
+
+def map_freeze(map_fd: int) -> None:
+    """Make a map read-only for user space (``BPF_MAP_FREEZE``); programs may still read it."""
+    attr = bpf_attr_map_elem(map_fd=map_fd)
+    _bpf_call(BPF_MAP_FREEZE, attr, f"bpf(BPF_MAP_FREEZE) of map fd {map_fd}")
 
 
 def prog_load(
