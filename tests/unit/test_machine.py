@@ -9,8 +9,8 @@ import, as it would answer on that machine.
 from __future__ import annotations
 
 import errno
-import re
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path

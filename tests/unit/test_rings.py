@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from xdppacket import _rings
 from xdppacket._rings import CompletionRing, FillRing, RxRing, TxRing, map_ring
 from xdppacket._uapi import RingOffsets
 
