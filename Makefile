@@ -3,6 +3,8 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+# `make demo` installs only the package and dpkt, so a newcomer's first command is quick.
+DEMO_STAMP := $(VENV)/.demo-installed
 # Commands the tests use, as command:Debian-package. The tests need no compiler: the XDP
 # program ships built, and test programs are loaded from raw instructions.
 TEST_TOOLS := ip:iproute2 ethtool:ethtool unshare:util-linux
@@ -38,13 +40,18 @@ $(STAMP): setup.cfg pyproject.toml
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
+$(DEMO_STAMP): setup.cfg pyproject.toml
+	[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[demo]'
+	touch $@
+
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k veth -x"`.
 PYTEST_ARGS ?=
 
 test: setup
 	$(VENV)/bin/pytest -ra tests $(PYTEST_ARGS)
 
-demo: setup
+demo: system-packages $(DEMO_STAMP)
 	$(VENV)/bin/python cmd/demo.py
 
 # Extra bench arguments, e.g. `make bench BENCH_ARGS=--quick` (about a minute) or "--rounds 5".
