@@ -99,7 +99,7 @@ def test_wheel_ships_the_program_and_both_licenses(built: tuple[Path, Path]) -> 
     assert not [name for name in names if name.startswith(("tests/", "cmd/", "examples/"))]
     assert metadata["Version"] == xdppacket.__version__
     assert metadata["License"] == "MIT AND GPL-2.0-only"
-    classifiers = metadata.get_all("Classifier")
+    classifiers = metadata.get_all("Classifier") or []
     assert "Programming Language :: Python :: Implementation :: CPython" in classifiers
     assert "Programming Language :: Python :: 3.9" in classifiers
     assert "Programming Language :: Python :: 3.13" in classifiers
