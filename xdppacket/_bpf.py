@@ -36,6 +36,17 @@ __all__ = [
     "BPF_MAP_GET_NEXT_KEY",
     "BPF_MAP_LOOKUP_ELEM",
     "BPF_MAP_GET_FD_BY_ID",
+    "BPF_F_MMAPABLE",
+    "BPF_F_RDONLY_PROG",
+    "BPF_F_XDP_HAS_FRAGS",
+    "BPF_MAP_TYPE_ARRAY",
+    "BPF_MAP_TYPE_DEVMAP",
+    "BPF_MAP_TYPE_DEVMAP_HASH",
+    "BPF_MAP_TYPE_HASH",
+    "BPF_MAP_TYPE_LRU_HASH",
+    "BPF_MAP_TYPE_LRU_PERCPU_HASH",
+    "BPF_MAP_TYPE_PERCPU_ARRAY",
+    "BPF_MAP_TYPE_PERCPU_HASH",
     "BPF_MAP_TYPE_XSKMAP",
     "BPF_MAP_UPDATE_ELEM",
     "BPF_NOEXIST",
@@ -46,6 +57,7 @@ __all__ = [
     "BPF_PROG_TEST_RUN",
     "BPF_PROG_TYPE_XDP",
     "BPF_PSEUDO_MAP_FD",
+    "BPF_PSEUDO_MAP_VALUE",
     "BPF_XDP",
     "BpfLinkInfo",
     "BpfMapInfo",
@@ -61,6 +73,7 @@ __all__ = [
     "bpf_link_info",
     "bpf_map_info",
     "bpf_prog_info",
+    "kernel_object_name",
     "link_create",
     "link_get_fd_by_id",
     "link_get_info_by_fd",
@@ -100,7 +113,16 @@ BPF_LINK_GET_FD_BY_ID = 30
 BPF_LINK_GET_NEXT_ID = 31
 BPF_MAP_FREEZE = 22
 
-BPF_MAP_TYPE_XSKMAP = 17  # enum bpf_map_type
+# enum bpf_map_type
+BPF_MAP_TYPE_HASH = 1
+BPF_MAP_TYPE_ARRAY = 2
+BPF_MAP_TYPE_PERCPU_HASH = 5
+BPF_MAP_TYPE_PERCPU_ARRAY = 6
+BPF_MAP_TYPE_LRU_HASH = 9
+BPF_MAP_TYPE_LRU_PERCPU_HASH = 10
+BPF_MAP_TYPE_DEVMAP = 14
+BPF_MAP_TYPE_XSKMAP = 17
+BPF_MAP_TYPE_DEVMAP_HASH = 25
 BPF_PROG_TYPE_XDP = 6  # enum bpf_prog_type
 BPF_XDP = 37  # enum bpf_attach_type
 BPF_LINK_TYPE_XDP = 6  # enum bpf_link_type
@@ -110,6 +132,10 @@ BPF_NOEXIST = 1
 BPF_EXIST = 2
 
 BPF_PSEUDO_MAP_FD = 1  # ld_imm64 src_reg: the immediate is a map fd
+BPF_PSEUDO_MAP_VALUE = 2  # ld_imm64 src_reg: map fd, then an offset into its value
+BPF_F_RDONLY_PROG = 1 << 7  # map flags: programs may only read the map
+BPF_F_MMAPABLE = 1 << 10  # map flags: user space may mmap an array map's values
+BPF_F_XDP_HAS_FRAGS = 1 << 5  # prog flags: the program handles multi-buffer frames
 BPF_F_TEST_XDP_LIVE_FRAMES = 2  # BPF_PROG_TEST_RUN flag (kernel >= 5.18)
 BPF_OBJ_NAME_LEN = 16
 
@@ -381,6 +407,7 @@ class BpfMapInfo:
     value_size: int
     max_entries: int
     name: str
+    map_flags: int = 0
 
 
 @dataclass(frozen=True)
@@ -405,6 +432,11 @@ def _bpf_call(command: int, attr: ctypes.Structure, what: str) -> int:
             f"{err.strerror} (bpf() needs root, or CAP_BPF and CAP_NET_ADMIN; kernels "
             "before 5.11 also charge maps to RLIMIT_MEMLOCK)",
         ) from None
+
+
+def kernel_object_name(name: str) -> str:
+    """The name the kernel keeps for a map or program called ``name`` (see ``_object_name``)."""
+    return _object_name(name).decode("ascii")
 
 
 def _object_name(name: str) -> bytes:
@@ -703,6 +735,7 @@ def map_get_info_by_fd(map_fd: int) -> BpfMapInfo:
         value_size=info.value_size,
         max_entries=info.max_entries,
         name=info.name.decode("ascii", "replace"),
+        map_flags=info.map_flags,
     )
 
 
