@@ -52,6 +52,7 @@ __all__ = [
     "LoadedBpfObject",
     "MapDefinition",
     "MapRelocation",
+    "is_data_section",
     "load_xsk_program",
     "read_bpf_object",
     "relocate",
@@ -89,7 +90,7 @@ def _is_xdp_section(name: str) -> bool:
     return name == "xdp" or name.startswith(("xdp/", "xdp."))
 
 
-def _is_data_section(name: str) -> bool:
+def is_data_section(name: str) -> bool:
     """``.data``, ``.bss``, ``.rodata`` and their variants (``.rodata.str1.1``, ``.data.mine``)."""
     return any(name == base or name.startswith(base + ".") for base in _GLOBAL_DATA_SECTIONS)
 
@@ -202,10 +203,13 @@ class LoadedBpfObject:
     thread-safe: close it from one thread.
     """
 
-    __slots__ = ("_map_fds", "_prog_fd", "program_name")
+    __slots__ = ("_map_fds", "_prog_fd", "bpf_object", "program_name")
 
-    def __init__(self, program_name: str, prog_fd: int, map_fds: Mapping[str, int]) -> None:
+    def __init__(self, program_name: str, prog_fd: int, map_fds: Mapping[str, int],
+                 bpf_object: BpfObject) -> None:
         self.program_name = program_name
+        #: What was loaded: the parsed object (maps' key/value types, global variables).
+        self.bpf_object = bpf_object
         self._prog_fd: int | None = prog_fd
         self._map_fds = dict(map_fds)
 
@@ -391,7 +395,7 @@ class BpfObject:
         except BaseException:
             _close_all(map_fds.values())  # the load's own error is the one worth reporting
             raise
-        return LoadedBpfObject(program.name, prog_fd, map_fds)
+        return LoadedBpfObject(program.name, prog_fd, map_fds, self)
 
 
 def _license(elf: ElfFile) -> str:
@@ -459,7 +463,7 @@ def _global_data(
     maps: list[MapDefinition] = []
     variables: list[GlobalVariable] = []
     for section in elf.sections:
-        if section.type not in (SHT_PROGBITS, SHT_NOBITS) or not _is_data_section(section.name):
+        if section.type not in (SHT_PROGBITS, SHT_NOBITS) or not is_data_section(section.name):
             continue
         if section.size == 0:
             continue
@@ -638,7 +642,7 @@ def _map_relocation(
     )
     target_name = target_section.name if target_section else f"special index {symbol.section_index}"
     instruction_index = (offset - program_start) // _INSN_SIZE
-    if target_section is not None and _is_data_section(target_section.name):
+    if target_section is not None and is_data_section(target_section.name):
         # A variable's address: the symbol's offset in its section, plus the immediate
         # (which holds the offset when the relocation names the section symbol).
         if not 0 <= symbol.value + imm < max(target_section.size, 1):

@@ -26,9 +26,10 @@ from collections.abc import Iterable
 from typing import ClassVar
 
 from . import _bpf, _netlink
-from ._bpf_object import load_xsk_program
+from ._bpf_object import BpfObject, load_xsk_program, read_bpf_object
 from ._interface import interface_index, network_namespace_id
 from ._machine import require_supported_machine
+from ._maps import LoadedProgram
 from .errors import BPFVerifierError, XDPProgramBusyError
 from .options import XDPMode
 
@@ -56,31 +57,42 @@ class XskProgram:
     _registry: ClassVar[dict[tuple[int, int], XskProgram]] = {}
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, key: tuple[int, int], ifname: str, mode: XDPMode, link_fd: int, prog_fd: int,
-                 map_fds: dict[str, int], map_entries: int, attached_here: bool,
-                 program_path: str | None = None):
+    def __init__(self, key: tuple[int, int], ifname: str, mode: XDPMode, link_fd: int,
+                 program: LoadedProgram, map_entries: int, attached_here: bool,
+                 program_path: str | None = None, program_name: str | None = None):
         self._key = key
         self.program_path = program_path
+        self.program_name = program_name
         self.ifname = ifname
         self.mode = mode
         self.link_fd = link_fd
-        self.prog_fd = prog_fd
-        #: Every map the program uses, by name (``xsks_map`` among them).
-        self.map_fds = map_fds
-        self.map_fd = map_fds[XSKS_MAP_NAME]
+        #: The program, its maps and global variables (what ``sock.program`` shows users).
+        self.program = program
         self.map_entries = map_entries
         #: False when this process joined a program another process attached.
         self.attached_here = attached_here
         self._users = 0
 
+    @property
+    def prog_fd(self) -> int:
+        """The program's fd."""
+        return self.program.prog_fd
+
+    @property
+    def map_fd(self) -> int:
+        """The fd of ``xsks_map``."""
+        return self.program.map_fd(XSKS_MAP_NAME)
+
     @classmethod
     def acquire(cls, ifname: str, ifindex: int, mode: XDPMode, queue_count: int,
-                program_path: str | None, queue_id: int) -> XskProgram:
+                program_path: str | None, queue_id: int,
+                program_name: str | None = None) -> XskProgram:
         """A shared reference to the interface's program, attaching or joining it if needed.
 
-        ``program_path`` None means the shipped program; it only matters when this
-        process is the one that loads and attaches the program. ``queue_id`` is the
-        queue the caller opens, named in error messages.
+        ``program_path`` None means the shipped program; ``program_name`` chooses one
+        program of an object holding several. Joining a program another process attached,
+        the object is still read, for the types of its maps and variables. ``queue_id``
+        is the queue the caller opens, named in error messages.
         """
         require_supported_machine()  # before any bpf() call: the socket could not run anyway
         # ifindexes are per network namespace, and each thread may be in its own.
@@ -89,10 +101,14 @@ class XskProgram:
             program = cls._registry.get(key)
             if program is None:
                 try:
-                    program = _attach_or_join(key, ifname, ifindex, mode, queue_count, program_path)
+                    program = _attach_or_join(key, ifname, ifindex, mode, queue_count, program_path,
+                                              program_name)
                 except (XDPProgramBusyError, BPFVerifierError):
                     raise  # their messages name the interface or program already
                 except OSError as error:
+                    if ifname in str(error.strerror):
+                        raise
+                    # A bare kernel call's error (bpf(BPF_MAP_CREATE) ...): say what it was for.
                     raise OSError(error.errno, f"opening {ifname} queue {queue_id}: "
                                                f"{error.strerror}") from error
                 cls._registry[key] = program
@@ -101,10 +117,13 @@ class XskProgram:
                     f"{ifname} already runs the XDP program in {_MODE_NAME[program.mode]} mode for "
                     f"other sockets of this process; open this socket with OptXDPMode in the same mode"
                 )
-            elif program.program_path != program_path:
+            elif (program.program_path, program.program_name) != (program_path, program_name):
+                running = program.program_path or "the shipped program"
+                if program.program_name is not None:
+                    running += f" (program {program.program_name!r})"
                 raise ValueError(
-                    f"{ifname} already runs {program.program_path or 'the shipped program'} for other "
-                    f"sockets of this process; all its sockets must use the same OptXDPProgram"
+                    f"{ifname} already runs {running} for other sockets of this process; all its "
+                    f"sockets must use the same OptXDPProgram"
                 )
             program._users += 1
             return program
@@ -134,19 +153,24 @@ class XskProgram:
             if self._users > 0:
                 return
             del self._registry[self._key]
-        first_error = _close_all([self.link_fd, *self.map_fds.values(), self.prog_fd])
+        first_error = _close_all([self.link_fd])
+        try:
+            self.program.close()
+        except OSError as error:
+            first_error = first_error or error
         if first_error is not None:
             raise first_error
 
 
 def _attach_or_join(key: tuple[int, int], ifname: str, ifindex: int, mode: XDPMode,
-                    queue_count: int, program_path: str | None) -> XskProgram:
+                    queue_count: int, program_path: str | None,
+                    program_name: str | None) -> XskProgram:
     for _ in range(_ATTACH_ATTEMPTS):
         link = _netlink.get_link(ifindex)
         if link.xdp_attached == _netlink.XDP_ATTACHED_NONE:
-            program = _attach(key, ifname, ifindex, mode, queue_count, program_path)
+            program = _attach(key, ifname, ifindex, mode, queue_count, program_path, program_name)
         else:
-            program = _join(key, ifname, link, mode, program_path)
+            program = _join(key, ifname, link, mode, program_path, program_name)
         if program is not None:
             return program
     raise OSError(errno.EBUSY, f"could not attach to or join the XDP program of {ifname}: other "
@@ -154,9 +178,10 @@ def _attach_or_join(key: tuple[int, int], ifname: str, ifindex: int, mode: XDPMo
 
 
 def _attach(key: tuple[int, int], ifname: str, ifindex: int, mode: XDPMode,
-            queue_count: int, program_path: str | None) -> XskProgram | None:
+            queue_count: int, program_path: str | None,
+            program_name: str | None) -> XskProgram | None:
     """Load and attach our program; ``None`` if another process attached one first."""
-    with load_xsk_program(program_path, queue_count) as loaded:
+    with load_xsk_program(program_path, queue_count, program_name) as loaded:
         prog_id = _bpf.prog_get_info_by_fd(loaded.prog_fd).id
         try:
             try:
@@ -165,9 +190,11 @@ def _attach(key: tuple[int, int], ifname: str, ifindex: int, mode: XDPMode,
                 if error.errno in (errno.EBUSY, errno.EEXIST):
                     return None  # lost a race with another process: join its program instead
                 raise _attach_error(error, ifname, mode) from error
+            bpf_object, name = loaded.bpf_object, loaded.program_name
             prog_fd, map_fds = loaded.take_fds()
-            return XskProgram(key, ifname, mode, link_fd, prog_fd, map_fds, queue_count,
-                              attached_here=True, program_path=program_path)
+            program = _loaded_program(name, prog_fd, map_fds, bpf_object)
+            return XskProgram(key, ifname, mode, link_fd, program, queue_count, attached_here=True,
+                              program_path=program_path, program_name=program_name)
         except BaseException:
             # Found through /proc rather than by link_fd: an exception (KeyboardInterrupt from
             # a signal handler) may land after the kernel made the link and before its fd
@@ -193,9 +220,20 @@ def _attach_error(error: OSError, ifname: str, mode: XDPMode) -> OSError:
                                 f"failed: {error.strerror}" + (f" ({hint})" if hint else ""))
 
 
+def _loaded_program(name: str, prog_fd: int, map_fds: dict[str, int],
+                    bpf_object: BpfObject | None) -> LoadedProgram:
+    """A ``LoadedProgram`` owning these fds; they are closed if it cannot be built."""
+    try:
+        return LoadedProgram(name, prog_fd, map_fds, bpf_object)
+    except BaseException:
+        _close_all([*map_fds.values(), prog_fd])
+        raise
+
+
 def _join(key: tuple[int, int], ifname: str, link: _netlink.LinkInfo, mode: XDPMode,
-          program_path: str | None) -> XskProgram | None:
+          program_path: str | None, program_name: str | None) -> XskProgram | None:
     """Join the xdppacket program another process attached; ``None`` if it just went away."""
+    bpf_object = read_bpf_object(program_path)  # what its maps and variables hold
     try:
         link_fd = _find_xdp_link(link.ifindex, link.xdp_prog_id)
     except PermissionError as error:
@@ -230,14 +268,17 @@ def _join(key: tuple[int, int], ifname: str, link: _netlink.LinkInfo, mode: XDPM
         map_fds = _open_maps(prog_fd)
         fds.extend(map_fds.values())
         map_entries = _xsks_map_entries(map_fds, ifname, link.xdp_prog_id)
+        name = _bpf.prog_get_info_by_fd(prog_fd).name
+        del fds[1:]  # the LoadedProgram owns the program and map fds from here on
+        program = _loaded_program(name, prog_fd, map_fds, bpf_object)
     except FileNotFoundError:
         _close_all(fds)
         return None  # the program was detached while we looked: start over
     except BaseException:
         _close_all(fds)
         raise
-    return XskProgram(key, ifname, mode, link_fd, prog_fd, map_fds, map_entries, attached_here=False,
-                      program_path=program_path)
+    return XskProgram(key, ifname, mode, link_fd, program, map_entries, attached_here=False,
+                      program_path=program_path, program_name=program_name)
 
 
 def _find_xdp_link(ifindex: int, prog_id: int) -> int | None:

@@ -568,13 +568,26 @@ def test_pseudo_call_leaving_the_program_asks_for_inlining() -> None:
         BpfObject.parse(build_bpf_elf(legacy_spec(program=program, relocations=[])))
 
 
-def test_global_data_is_refused_with_advice() -> None:
+def test_global_data_becomes_a_map_and_its_address_a_map_value() -> None:
+    # r1 = &.rodata + 4 (a section symbol: the offset is in the immediate), the legacy map
+    # reference to xsks_map kept at instruction 1.
     spec = legacy_spec()
-    spec.sections.append(Section(".rodata", data=b"hello\0"))
-    spec.relocations.append(Relocation("xdp/legacy", 8, "section:.rodata"))
-    spec.relocations = spec.relocations[1:]
-    with pytest.raises(ValueError, match=r"global data in section '.rodata'.*use local variables"):
-        BpfObject.parse(build_bpf_elf(spec))
+    spec.sections.append(Section(".rodata", data=b"\x2a\0\0\0hello\0"))
+    spec.sections[0].data = spec.sections[0].data[:24] + ld_imm64(4, imm=4) + spec.sections[0].data[40:]
+    spec.relocations[1] = Relocation("xdp/legacy", 24, "section:.rodata")
+    bpf_object = BpfObject.parse(build_bpf_elf(spec))
+    rodata = bpf_object.map(".rodata")
+    assert (rodata.map_type, rodata.key_size, rodata.value_size, rodata.max_entries) == (2, 4, 10, 1)
+    assert rodata.initial_value == b"\x2a\0\0\0hello\0"
+    assert rodata.read_only
+    assert rodata.map_flags == _bpf.BPF_F_MMAPABLE | _bpf.BPF_F_RDONLY_PROG
+    (program,) = bpf_object.programs
+    assert program.map_relocations[1] == MapRelocation(3, ".rodata", value_offset=4)
+    patched = relocate(program.instructions, program.map_relocations, {"xsks_map": 7, ".rodata": 9})
+    # src_reg BPF_PSEUDO_MAP_VALUE (2), dst r4, the fd, then the offset in the second slot.
+    assert struct.unpack_from("<BBhi", patched, 24) == (0x18, 0x24, 0, 9)
+    assert struct.unpack_from("<BBhi", patched, 32) == (0, 0, 0, 4)
+    assert struct.unpack_from("<BBhi", patched, 8) == (0x18, 0x11, 0, 7)  # the map itself
 
 
 def test_extern_symbol_is_refused() -> None:
