@@ -23,11 +23,12 @@ import pytest
 from tests.netns import VethPair
 from tests.xdp_helpers import attached_prog_id, open_fd_count
 from xdppacket import XDPMode, XDPPacket, _bpf, _interface, _program
-from xdppacket._bpf_object import LoadedBpfObject, load_xsk_program
+from xdppacket._bpf_object import LoadedBpfObject, load_xsk_program, read_bpf_object
 from xdppacket._program import XskProgram
 from xdppacket.errors import BPFVerifierError
 
 SKB = XDPMode.SKB
+XDP_PASS = 2
 REPOSITORY = Path(__file__).resolve().parents[2]
 CLONE_NEWNET = 0x40000000
 # r0 = XDP_PASS; exit
@@ -294,3 +295,36 @@ def test_without_capabilities_the_error_names_interface_and_queue(veth_pair: Vet
     assert "Operation not permitted" in result.stdout
     assert "CAP_BPF" in result.stdout
     assert attached_prog_id(veth_pair.capture_index) == 0
+
+
+# --- Joining a custom program: its maps and variables are the other process's -------------
+
+GLOBALS = str(REPOSITORY / "tests" / "bpf" / "globals.o")
+
+
+def test_joined_program_shows_the_maps_and_variables_of_the_one_attached(
+    veth_pair: VethPair,
+) -> None:
+    bpf_object = read_bpf_object(GLOBALS)
+    with bpf_object.load({"xsks_map": 2}) as other:
+        link_fd = _bpf.link_create(other.prog_fd, veth_pair.capture_index, _bpf.BPF_XDP, SKB)
+        try:
+            _bpf.prog_test_run(other.prog_fd, bytes(80), repeat=4)  # the other process's traffic
+            before = open_fd_count()
+            program = XskProgram.acquire(veth_pair.capture, veth_pair.capture_index, SKB, 1, GLOBALS, 0)
+            try:
+                assert not program.attached_here
+                # The link, the program and the 6 maps its code uses: a map the code never
+                # references (flows) is not the program's as far as the kernel knows.
+                assert open_fd_count() == before + 1 + 1 + 6
+                assert sorted(program.program.maps) == ["lengths", "per_cpu_frames", "xsks_map"]
+                variables = program.program.global_variables
+                assert (variables["frames"], variables["bytes_seen"], variables["verdict"]) == (4, 7 + 320, XDP_PASS)
+                assert program.program.maps["lengths"][80] == 4
+                variables["bytes_seen"] = 0  # the same memory the other process's program uses
+                assert _bpf.map_lookup(other.map_fds[".data"], bytes(4), 16)[8:] == bytes(8)  # type: ignore[index]
+            finally:
+                program.release()
+            assert open_fd_count() == before
+        finally:
+            os.close(link_fd)
