@@ -6,9 +6,9 @@ STAMP := $(VENV)/.installed
 # `make demo` installs only the package and dpkt, so a newcomer's first command is quick.
 DEMO_STAMP := $(VENV)/.demo-installed
 # Commands the tests use, as command:Debian-package. The tests need no compiler: the XDP
-# program ships built, and test programs are loaded from raw instructions.
-TEST_TOOLS := ip:iproute2 ethtool:ethtool unshare:util-linux
-# Rebuilding the shipped XDP program (`make ebpf`) needs clang as well.
+# program and the test programs (tests/bpf) ship built, others are raw instructions.
+TEST_TOOLS := ip:iproute2 ethtool:ethtool unshare:util-linux setpriv:util-linux
+# Rebuilding the shipped XDP program and the test programs (`make ebpf`) needs clang as well.
 EBPF_TOOLS := clang:clang
 # What `system-packages` installs when missing (`make ebpf` passes EBPF_TOOLS instead).
 SYSTEM_TOOLS := $(TEST_TOOLS)
@@ -68,6 +68,7 @@ lint: setup
 ebpf:
 	$(MAKE) system-packages SYSTEM_TOOLS="$(EBPF_TOOLS)"
 	$(MAKE) -C ebpf
+	$(MAKE) -C tests/bpf
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .tox .pytest_cache .mypy_cache .ruff_cache

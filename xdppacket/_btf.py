@@ -1,8 +1,10 @@
-"""A small BTF parser: enough to read the map definitions of a BPF object's ``.maps``.
+"""A small BTF parser: enough to read a BPF object's map definitions and global variables.
 
 Pure: it works on the bytes of a ``.BTF`` section and does no I/O. It decodes the whole
 type table (every kind the kernel defines, so it can walk past the ones it does not
-otherwise use) and resolves the kinds a map definition is built from.
+otherwise use) and resolves the kinds a map definition is built from, and which types
+are integers (so Python can read a key, value or variable as ``int``). Malformed input,
+self-referencing types included, raises ``ValueError``.
 
 A map declared the modern way::
 

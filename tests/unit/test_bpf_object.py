@@ -21,7 +21,7 @@ from xdppacket._bpf_object import (
     load_xsk_program,
     relocate,
 )
-from xdppacket._btf import Btf, parse_map_definitions
+from xdppacket._btf import Btf, BtfInteger, parse_map_definitions
 from xdppacket._elf import ElfFile
 
 SHIPPED_OBJECT = Path(__file__).resolve().parents[2] / "xdppacket" / "xdpsock_kern.o"
@@ -772,3 +772,102 @@ def test_function_symbol_not_covering_whole_instructions_is_refused(
     path.write_bytes(build_bpf_elf(spec))
     with pytest.raises(ValueError, match=f"{path}: function 'legacy_prog' .*corrupt object"):
         load_xsk_program(path, 1)
+
+
+# --- Objects built from C in tests/bpf ---------------------------------------------------
+
+BPF_DIR = Path(__file__).resolve().parents[1] / "bpf"
+
+
+def parse_test_object(name: str) -> BpfObject:
+    return BpfObject.parse((BPF_DIR / name).read_bytes())
+
+
+def test_global_data_sections_become_one_element_arrays() -> None:
+    bpf_object = parse_test_object("globals.o")
+    data_maps = {m.name: m for m in bpf_object.maps if m.holds_global_variables}
+    # Section sizes: .data holds an __s32 and, 8-byte aligned, a __u64; .rodata a __u32 and
+    # char[6]; .bss a __u64.
+    assert {name: (m.map_type, m.key_size, m.value_size, m.max_entries, m.read_only)
+            for name, m in data_maps.items()} == {
+        ".data": (BPF_MAP_TYPE_ARRAY, 4, 16, 1, False),
+        ".rodata": (BPF_MAP_TYPE_ARRAY, 4, 10, 1, True),
+        ".bss": (BPF_MAP_TYPE_ARRAY, 4, 8, 1, False),
+    }
+    assert data_maps[".data"].initial_value == (-1).to_bytes(4, "little", signed=True) + bytes(4) + (7).to_bytes(8, "little")
+    assert data_maps[".rodata"].initial_value == (2).to_bytes(4, "little") + b"hello\0"
+    assert data_maps[".bss"].initial_value == bytes(8)
+    assert data_maps[".rodata"].map_flags == _bpf.BPF_F_MMAPABLE | _bpf.BPF_F_RDONLY_PROG
+    assert data_maps[".bss"].map_flags == _bpf.BPF_F_MMAPABLE
+
+
+def test_global_variables_and_their_types_come_from_btf_and_symbols() -> None:
+    variables = {v.name: v for v in parse_test_object("globals.o").global_variables}
+    assert {name: (v.map_name, v.offset, v.size, v.integer, v.read_only) for name, v in variables.items()} == {
+        "frames": (".bss", 0, 8, BtfInteger(8, signed=False), False),
+        "last_length": (".data", 0, 4, BtfInteger(4, signed=True), False),
+        "bytes_seen": (".data", 8, 8, BtfInteger(8, signed=False), False),
+        "verdict": (".rodata", 0, 4, BtfInteger(4, signed=False), True),
+        "banner": (".rodata", 4, 6, None, True),
+    }
+
+
+def test_variable_references_become_map_value_relocations() -> None:
+    (program,) = parse_test_object("globals.o").programs
+    by_target = {(r.map_name, r.value_offset) for r in program.map_relocations}
+    assert {(".bss", 0), (".data", 0), (".data", 8), (".rodata", 0)} <= by_target
+    assert {("lengths", None), ("per_cpu_frames", None), ("xsks_map", None)} <= by_target
+    assert not program.frags
+
+
+def test_map_key_and_value_types_come_from_btf() -> None:
+    maps = {m.name: m for m in parse_test_object("globals.o").maps}
+    assert (maps["lengths"].key_integer, maps["lengths"].value_integer) == (
+        BtfInteger(4, signed=False), BtfInteger(8, signed=False))
+    assert maps["flows"].value_integer is None  # a struct: bytes
+    assert (maps["per_cpu_frames"].map_type, maps["per_cpu_frames"].max_entries) == (6, 2)
+
+
+def test_two_programs_share_the_object_s_variables() -> None:
+    bpf_object = parse_test_object("two_programs.o")
+    assert [p.name for p in bpf_object.programs] == ["first", "second"]
+    with pytest.raises(ValueError, match=r"several XDP programs \['first', 'second'\]"):
+        bpf_object.program()
+    second = bpf_object.program("second")
+    assert (".bss", 4) in {(r.map_name, r.value_offset) for r in second.map_relocations}
+
+
+def test_xdp_frags_section_marks_the_program() -> None:
+    assert parse_test_object("frags.o").program().frags
+
+
+@pytest.mark.parametrize(
+    ("encoding", "bits", "size", "expected"),
+    [
+        (1, 32, 4, BtfInteger(4, signed=True)),
+        (0, 64, 8, BtfInteger(8, signed=False)),
+        (4, 8, 1, BtfInteger(1, signed=False)),  # _Bool
+        (0, 3, 4, None),  # a bitfield's width: not whole bytes
+        (0, 128, 16, None),  # __int128: stays bytes
+    ],
+)
+def test_btf_integers(encoding: int, bits: int, size: int, expected: BtfInteger | None) -> None:
+    builder = BtfBuilder()
+    integer = builder.add(1, "n", size, trailer=struct.pack("<I", encoding << 24 | bits))
+    typedef = builder.add(8, "n_t", integer)
+    btf = Btf.parse(builder.build())
+    assert btf.integer(typedef) == expected
+
+
+def test_btf_enums_are_integers_signed_by_their_kind_flag() -> None:
+    builder = BtfBuilder()
+    unsigned = builder.add(6, "e", 4)  # an ENUM with no enumerators, kind_flag clear
+    # The same with kind_flag (bit 31 of info) set: a signed enum.
+    builder.types.extend(struct.pack("<III", builder._name("s"), (1 << 31) | (6 << 24), 4))
+    builder.count += 1
+    signed = builder.count
+    structure = builder.structure("pair", 8, [("a", builder.int_id), ("b", builder.int_id)])
+    btf = Btf.parse(builder.build())
+    assert btf.integer(unsigned) == BtfInteger(4, signed=False)
+    assert btf.integer(signed) == BtfInteger(4, signed=True)
+    assert btf.integer(structure) is None
