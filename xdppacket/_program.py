@@ -47,7 +47,8 @@ _ATTACH_ATTEMPTS = 5
 
 
 class XskProgram:
-    """Owns descriptors of one attached XDP program: its link, the program and its maps.
+    """One attached XDP program: owns its link's fd and the :class:`LoadedProgram` (the
+    program's and its maps' fds, which Python reaches through ``program``).
 
     Lifetime: ``acquire`` hands out shared references; each ``release`` drops one and
     the last closes the descriptors, which detaches the program unless another process
