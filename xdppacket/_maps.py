@@ -19,6 +19,7 @@ import errno
 import functools
 import mmap
 import os
+import threading
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from types import MappingProxyType, TracebackType
 from typing import Union
@@ -217,8 +218,13 @@ class GlobalVariables(Mapping[str, Union[bytes, int]]):
         self._program = program
         self._variables = {variable.name: variable for variable in variables}
         self._mappings: dict[str, mmap.mmap] = {}
+        self._lock = threading.Lock()  # one mapping per section, whichever thread asks first
 
     def _memory(self, variable: GlobalVariable) -> mmap.mmap:
+        with self._lock:
+            return self._mapping_of(variable)
+
+    def _mapping_of(self, variable: GlobalVariable) -> mmap.mmap:
         memory = self._mappings.get(variable.map_name)
         if memory is None:
             fd = self._program.map_fd(variable.map_name)
@@ -267,9 +273,10 @@ class GlobalVariables(Mapping[str, Union[bytes, int]]):
 
     def close(self) -> None:
         """Unmap every section mapped so far."""
-        for memory in self._mappings.values():
-            memory.close()
-        self._mappings.clear()
+        with self._lock:
+            for memory in self._mappings.values():
+                memory.close()
+            self._mappings.clear()
 
     def __repr__(self) -> str:
         return f"<GlobalVariables {sorted(self._variables)}>"
