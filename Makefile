@@ -3,12 +3,14 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+# `make demo` installs only the package and dpkt, so a newcomer's first command is quick.
+DEMO_STAMP := $(VENV)/.demo-installed
 # Commands the tests use, as command:Debian-package. The tests need no compiler: the XDP
-# program ships built, and test programs are loaded from raw instructions. tcpdump and
-# tshark read the pcap files the library writes (wireshark-common's debconf question about
+# program and the test programs (tests/bpf) ship built, others are raw instructions. tcpdump
+# and tshark read the pcap files the library writes (wireshark-common's debconf question about
 # non-root capture is answered with its default under DEBIAN_FRONTEND=noninteractive).
-TEST_TOOLS := ip:iproute2 ethtool:ethtool unshare:util-linux tcpdump:tcpdump tshark:tshark
-# Rebuilding the shipped XDP program (`make ebpf`) needs clang as well.
+TEST_TOOLS := ip:iproute2 ethtool:ethtool unshare:util-linux setpriv:util-linux tcpdump:tcpdump tshark:tshark
+# Rebuilding the shipped XDP program and the test programs (`make ebpf`) needs clang as well.
 EBPF_TOOLS := clang:clang
 # What `system-packages` installs when missing (`make ebpf` passes EBPF_TOOLS instead).
 SYSTEM_TOOLS := $(TEST_TOOLS)
@@ -40,13 +42,18 @@ $(STAMP): setup.cfg pyproject.toml
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
+$(DEMO_STAMP): setup.cfg pyproject.toml
+	[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[demo]'
+	touch $@
+
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k veth -x"`.
 PYTEST_ARGS ?=
 
 test: setup
 	$(VENV)/bin/pytest -ra tests $(PYTEST_ARGS)
 
-demo: setup
+demo: system-packages $(DEMO_STAMP)
 	$(VENV)/bin/python cmd/demo.py
 
 # Extra bench arguments, e.g. `make bench BENCH_ARGS=--quick` (about a minute) or "--rounds 5".
@@ -63,6 +70,7 @@ lint: setup
 ebpf:
 	$(MAKE) system-packages SYSTEM_TOOLS="$(EBPF_TOOLS)"
 	$(MAKE) -C ebpf
+	$(MAKE) -C tests/bpf
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .tox .pytest_cache .mypy_cache .ruff_cache

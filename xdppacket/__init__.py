@@ -1,8 +1,7 @@
 """xdppacket: capture and inject raw Ethernet frames through Linux AF_XDP sockets.
 
 Pure Python over the standard library. ``XDPPacket`` drives one queue of an interface;
-``XDPMultiQueue`` several. See README.md for a tour and ``../shared/SPEC.md`` for the
-contract.
+``XDPMultiQueue`` several. README.md has a tour of the API and its guarantees.
 """
 
 from __future__ import annotations

@@ -32,7 +32,21 @@ __all__ = [
     "BPF_LINK_TYPE_XDP",
     "BPF_MAP_CREATE",
     "BPF_MAP_DELETE_ELEM",
+    "BPF_MAP_FREEZE",
+    "BPF_MAP_GET_NEXT_KEY",
+    "BPF_MAP_LOOKUP_ELEM",
     "BPF_MAP_GET_FD_BY_ID",
+    "BPF_F_MMAPABLE",
+    "BPF_F_RDONLY_PROG",
+    "BPF_F_XDP_HAS_FRAGS",
+    "BPF_MAP_TYPE_ARRAY",
+    "BPF_MAP_TYPE_DEVMAP",
+    "BPF_MAP_TYPE_DEVMAP_HASH",
+    "BPF_MAP_TYPE_HASH",
+    "BPF_MAP_TYPE_LRU_HASH",
+    "BPF_MAP_TYPE_LRU_PERCPU_HASH",
+    "BPF_MAP_TYPE_PERCPU_ARRAY",
+    "BPF_MAP_TYPE_PERCPU_HASH",
     "BPF_MAP_TYPE_XSKMAP",
     "BPF_MAP_UPDATE_ELEM",
     "BPF_NOEXIST",
@@ -43,6 +57,7 @@ __all__ = [
     "BPF_PROG_TEST_RUN",
     "BPF_PROG_TYPE_XDP",
     "BPF_PSEUDO_MAP_FD",
+    "BPF_PSEUDO_MAP_VALUE",
     "BPF_XDP",
     "BpfLinkInfo",
     "BpfMapInfo",
@@ -58,12 +73,19 @@ __all__ = [
     "bpf_link_info",
     "bpf_map_info",
     "bpf_prog_info",
+    "kernel_object_name",
     "link_create",
     "link_get_fd_by_id",
     "link_get_info_by_fd",
     "link_get_next_id",
+    "link_fds_of_program",
     "map_create",
+    "map_delete",
     "map_delete_elem",
+    "map_freeze",
+    "map_get_next_key",
+    "map_lookup",
+    "map_update",
     "map_get_fd_by_id",
     "map_get_info_by_fd",
     "map_update_elem",
@@ -77,8 +99,10 @@ __all__ = [
 
 # enum bpf_cmd
 BPF_MAP_CREATE = 0
+BPF_MAP_LOOKUP_ELEM = 1
 BPF_MAP_UPDATE_ELEM = 2
 BPF_MAP_DELETE_ELEM = 3
+BPF_MAP_GET_NEXT_KEY = 4
 BPF_PROG_LOAD = 5
 BPF_PROG_TEST_RUN = 10
 BPF_PROG_GET_FD_BY_ID = 13
@@ -87,8 +111,18 @@ BPF_OBJ_GET_INFO_BY_FD = 15
 BPF_LINK_CREATE = 28
 BPF_LINK_GET_FD_BY_ID = 30
 BPF_LINK_GET_NEXT_ID = 31
+BPF_MAP_FREEZE = 22
 
-BPF_MAP_TYPE_XSKMAP = 17  # enum bpf_map_type
+# enum bpf_map_type
+BPF_MAP_TYPE_HASH = 1
+BPF_MAP_TYPE_ARRAY = 2
+BPF_MAP_TYPE_PERCPU_HASH = 5
+BPF_MAP_TYPE_PERCPU_ARRAY = 6
+BPF_MAP_TYPE_LRU_HASH = 9
+BPF_MAP_TYPE_LRU_PERCPU_HASH = 10
+BPF_MAP_TYPE_DEVMAP = 14
+BPF_MAP_TYPE_XSKMAP = 17
+BPF_MAP_TYPE_DEVMAP_HASH = 25
 BPF_PROG_TYPE_XDP = 6  # enum bpf_prog_type
 BPF_XDP = 37  # enum bpf_attach_type
 BPF_LINK_TYPE_XDP = 6  # enum bpf_link_type
@@ -98,12 +132,19 @@ BPF_NOEXIST = 1
 BPF_EXIST = 2
 
 BPF_PSEUDO_MAP_FD = 1  # ld_imm64 src_reg: the immediate is a map fd
+BPF_PSEUDO_MAP_VALUE = 2  # ld_imm64 src_reg: map fd, then an offset into its value
+BPF_F_RDONLY_PROG = 1 << 7  # map flags: programs may only read the map
+BPF_F_MMAPABLE = 1 << 10  # map flags: user space may mmap an array map's values
+BPF_F_XDP_HAS_FRAGS = 1 << 5  # prog flags: the program handles multi-buffer frames
 BPF_F_TEST_XDP_LIVE_FRAMES = 2  # BPF_PROG_TEST_RUN flag (kernel >= 5.18)
 BPF_OBJ_NAME_LEN = 16
 
 #: Verifier log buffer for the retry after a rejection; big enough for small programs.
 VERIFIER_LOG_SIZE = 1 << 20
 _VERIFIER_LOG_LEVEL = 1
+# Load failures that say nothing about the code: missing privileges, no descriptor left
+# (the verifier would accept the program, and a retry with a log would fail the same way).
+_NOT_A_VERDICT = frozenset({errno.EPERM, errno.EMFILE, errno.ENFILE})
 _BPF_INSN_SIZE = 8
 
 _u32 = ctypes.c_uint32
@@ -366,6 +407,7 @@ class BpfMapInfo:
     value_size: int
     max_entries: int
     name: str
+    map_flags: int = 0
 
 
 @dataclass(frozen=True)
@@ -378,9 +420,18 @@ class BpfLinkInfo:
     ifindex: int | None
 
 
+#: The verifier gives up with EAGAIN when a signal arrives while it works; it is retried.
+_PROG_LOAD_SIGNAL_RETRIES = 1000
+
+
 def _bpf_call(command: int, attr: ctypes.Structure, what: str) -> int:
     """``bpf_syscall`` whose EPERM says which privileges are missing."""
     try:
+        for _ in range(_PROG_LOAD_SIGNAL_RETRIES if command == BPF_PROG_LOAD else 0):
+            try:
+                return bpf_syscall(command, attr, what)
+            except BlockingIOError:
+                continue  # a signal interrupted the verifier: a handler that returned, so verify again
         return bpf_syscall(command, attr, what)
     except PermissionError as err:
         if err.errno != errno.EPERM:
@@ -390,6 +441,11 @@ def _bpf_call(command: int, attr: ctypes.Structure, what: str) -> int:
             f"{err.strerror} (bpf() needs root, or CAP_BPF and CAP_NET_ADMIN; kernels "
             "before 5.11 also charge maps to RLIMIT_MEMLOCK)",
         ) from None
+
+
+def kernel_object_name(name: str) -> str:
+    """The name the kernel keeps for a map or program called ``name`` (see ``_object_name``)."""
+    return _object_name(name).decode("ascii")
 
 
 def _object_name(name: str) -> bytes:
@@ -448,6 +504,70 @@ def map_delete_elem(map_fd: int, key: int) -> None:
     )
 
 
+def _bytes_buffer(data: bytes | None, size: int, what: str) -> ctypes.Array[ctypes.c_char] | None:
+    if data is None:
+        return None
+    if len(data) != size:
+        raise ValueError(f"{what} must be {size} bytes, got {len(data)}")
+    return ctypes.create_string_buffer(bytes(data), size)
+
+
+def _address(buffer: ctypes.Array[ctypes.c_char] | None) -> int:
+    return ctypes.addressof(buffer) if buffer is not None else 0
+
+
+def map_lookup(map_fd: int, key: bytes, value_size: int) -> bytes | None:
+    """``map[key]`` as ``value_size`` bytes (``BPF_MAP_LOOKUP_ELEM``), ``None`` if absent.
+
+    ``key`` must be exactly the map's key size; for per-CPU maps ``value_size`` is the
+    value size rounded up to 8, times the number of possible CPUs.
+    """
+    key_buffer = _bytes_buffer(key, len(key), "key")
+    value_buffer = ctypes.create_string_buffer(value_size)
+    attr = bpf_attr_map_elem(map_fd=map_fd, key=_address(key_buffer),
+                             value=ctypes.addressof(value_buffer))
+    try:
+        _bpf_call(BPF_MAP_LOOKUP_ELEM, attr, f"bpf(BPF_MAP_LOOKUP_ELEM) of key {key.hex()} in map fd {map_fd}")
+    except FileNotFoundError:
+        return None
+    return value_buffer.raw
+
+
+def map_update(map_fd: int, key: bytes, value: bytes, flags: int = BPF_ANY) -> None:
+    """Set ``map[key] = value`` (``BPF_MAP_UPDATE_ELEM``); both as raw bytes."""
+    key_buffer = _bytes_buffer(key, len(key), "key")
+    value_buffer = _bytes_buffer(value, len(value), "value")
+    attr = bpf_attr_map_elem(map_fd=map_fd, key=_address(key_buffer), value=_address(value_buffer),
+                             flags=flags)
+    _bpf_call(BPF_MAP_UPDATE_ELEM, attr, f"bpf(BPF_MAP_UPDATE_ELEM) of key {key.hex()} in map fd {map_fd}")
+
+
+def map_delete(map_fd: int, key: bytes) -> None:
+    """Remove ``map[key]`` (``BPF_MAP_DELETE_ELEM``); ``FileNotFoundError`` if absent."""
+    key_buffer = _bytes_buffer(key, len(key), "key")
+    attr = bpf_attr_map_elem(map_fd=map_fd, key=_address(key_buffer))
+    _bpf_call(BPF_MAP_DELETE_ELEM, attr, f"bpf(BPF_MAP_DELETE_ELEM) of key {key.hex()} in map fd {map_fd}")
+
+
+def map_get_next_key(map_fd: int, key: bytes | None, key_size: int) -> bytes | None:
+    """The key after ``key`` (the first key for ``None``), or ``None`` after the last one."""
+    key_buffer = _bytes_buffer(key, key_size, "key")
+    next_buffer = ctypes.create_string_buffer(key_size)
+    # The key pointer and the next-key pointer share the union slot named value here.
+    attr = bpf_attr_map_elem(map_fd=map_fd, key=_address(key_buffer), value=ctypes.addressof(next_buffer))
+    try:
+        _bpf_call(BPF_MAP_GET_NEXT_KEY, attr, f"bpf(BPF_MAP_GET_NEXT_KEY) in map fd {map_fd}")
+    except FileNotFoundError:
+        return None
+    return next_buffer.raw
+
+
+def map_freeze(map_fd: int) -> None:
+    """Make a map read-only for user space (``BPF_MAP_FREEZE``); programs may still read it."""
+    attr = bpf_attr_map_elem(map_fd=map_fd)
+    _bpf_call(BPF_MAP_FREEZE, attr, f"bpf(BPF_MAP_FREEZE) of map fd {map_fd}")
+
+
 def prog_load(
     prog_type: int,
     instructions: bytes,
@@ -486,7 +606,7 @@ def prog_load(
     try:
         return _bpf_call(BPF_PROG_LOAD, load_attr(), what)
     except OSError as rejection:
-        if rejection.errno == errno.EPERM:  # missing privileges, not a verdict on the code
+        if rejection.errno in _NOT_A_VERDICT:  # the code was not the problem: no log to fetch
             raise
         first_error = rejection
     log_buffer = ctypes.create_string_buffer(VERIFIER_LOG_SIZE)
@@ -624,6 +744,7 @@ def map_get_info_by_fd(map_fd: int) -> BpfMapInfo:
         value_size=info.value_size,
         max_entries=info.max_entries,
         name=info.name.decode("ascii", "replace"),
+        map_flags=info.map_flags,
     )
 
 
@@ -687,3 +808,25 @@ def prog_test_run(
     )
     _bpf_call(BPF_PROG_TEST_RUN, attr, f"bpf(BPF_PROG_TEST_RUN) of program fd {prog_fd}")
     return int(attr.retval), int(attr.duration)
+
+
+def link_fds_of_program(prog_id: int) -> list[int]:
+    """This process's fds on BPF links that run program ``prog_id`` (read from /proc).
+
+    The way to find a link fd whose number was lost: an exception (a ``KeyboardInterrupt``
+    from a signal handler) can land after ``BPF_LINK_CREATE`` returned and before its
+    result was stored anywhere, and a lost link fd keeps the program attached.
+    """
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if _FD_KIND_BY_INODE.get(os.readlink(f"/proc/self/fd/{fd}")) != "link":
+                continue
+            with open(f"/proc/self/fdinfo/{fd}") as fdinfo:
+                fields = dict(line.split(":", 1) for line in fdinfo if ":" in line)
+        except OSError:
+            continue  # closed meanwhile (or the fd listing /proc/self/fd itself)
+        if fields.get("prog_id", "").strip() == str(prog_id):
+            found.append(fd)
+    return found

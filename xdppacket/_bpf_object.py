@@ -1,11 +1,21 @@
 """xdppacket's own BPF object loader: no libbpf, just the ELF and BTF parsers and bpf(2).
 
-:meth:`BpfObject.parse` is pure: it finds the XDP program(s), the license, the map
-definitions (BTF ``.maps`` or a legacy ``maps`` section) and the map relocations.
-:meth:`BpfObject.load` then creates the maps, patches the program's map references
-with the new map fds and loads it. It deliberately supports only what a small XDP
-program needs; anything else (calls to non-inlined functions, global variables,
-externs) is refused at parse time with a message saying how to change the program.
+:meth:`BpfObject.parse` is pure: it finds the XDP programs, the license, the map
+definitions (BTF ``.maps`` or a legacy ``maps`` section), the global variables and the
+relocations. :meth:`BpfObject.load` then creates the maps, patches the program's map
+references with the new map fds and loads it, as libbpf would:
+
+* global variables: each of ``.data``, ``.bss`` and ``.rodata`` (and their ``.name``
+  variants) becomes an array map of one element holding the section, created
+  mmap-able so user space can reach one variable without rewriting its neighbours;
+  ``.rodata`` is frozen (``BPF_MAP_FREEZE``) and read-only for the program, so the
+  verifier may treat it as constant. A reference to a variable loads its address
+  (``BPF_PSEUDO_MAP_VALUE`` with the variable's offset).
+* several programs in one object: one is chosen by name.
+* ``SEC("xdp.frags")``: loaded with ``BPF_F_XDP_HAS_FRAGS`` (multi-buffer frames).
+
+Anything else (calls to non-inlined functions, externs) is refused at parse time with a
+message saying how to change the program.
 """
 
 from __future__ import annotations
@@ -19,11 +29,13 @@ from pathlib import Path
 from types import TracebackType
 
 from . import _bpf
-from ._btf import Btf, parse_map_definitions
+from ._btf import Btf, BtfInteger, datasec_variables, parse_map_definitions
 from ._elf import (
     SHN_LORESERVE,
+    SHT_NOBITS,
     SHT_PROGBITS,
     STT_FUNC,
+    STT_OBJECT,
     STT_SECTION,
     ElfFile,
     ElfRelocation,
@@ -36,10 +48,13 @@ __all__ = [
     "XSKS_MAP_NAME",
     "BpfObject",
     "BpfProgram",
+    "GlobalVariable",
     "LoadedBpfObject",
     "MapDefinition",
     "MapRelocation",
+    "is_data_section",
     "load_xsk_program",
+    "read_bpf_object",
     "relocate",
 ]
 
@@ -62,7 +77,9 @@ _BPF_PSEUDO_CALL = 1  # call src_reg: imm is a relative instruction offset
 _LEGACY_MAP_DEF = struct.Struct("<5I")  # struct bpf_map_def: type, key/value size, entries, flags
 _BTF_MAPS_SECTION = ".maps"
 _LEGACY_MAPS_SECTION = "maps"
-_GLOBAL_DATA_PREFIXES = (".data", ".rodata", ".bss")
+_GLOBAL_DATA_SECTIONS = (".data", ".rodata", ".bss")
+_READ_ONLY_DATA_SECTION = ".rodata"
+_FRAGS_SECTION = "xdp.frags"
 _INLINE_ADVICE = (
     "xdppacket's loader supports single-function programs: mark helper functions "
     "'static __always_inline'"
@@ -71,6 +88,11 @@ _INLINE_ADVICE = (
 
 def _is_xdp_section(name: str) -> bool:
     return name == "xdp" or name.startswith(("xdp/", "xdp."))
+
+
+def is_data_section(name: str) -> bool:
+    """``.data``, ``.bss``, ``.rodata`` and their variants (``.rodata.str1.1``, ``.data.mine``)."""
+    return any(name == base or name.startswith(base + ".") for base in _GLOBAL_DATA_SECTIONS)
 
 
 @dataclass(frozen=True)
@@ -85,14 +107,43 @@ class MapDefinition:
     map_flags: int
     section_index: int
     offset: int
+    #: Where BTF says the key or value is an integer (Python then reads and writes ``int``).
+    key_integer: BtfInteger | None = None
+    value_integer: BtfInteger | None = None
+    #: A global data section's map: its one value, set before the program loads.
+    initial_value: bytes | None = None
+    #: ``.rodata``: frozen once set, so neither user space nor the program can change it.
+    read_only: bool = False
+
+    @property
+    def holds_global_variables(self) -> bool:
+        """Whether this map is a global data section rather than a map the source declares."""
+        return self.initial_value is not None
+
+
+@dataclass(frozen=True)
+class GlobalVariable:
+    """A global or static variable: ``size`` bytes at ``offset`` of map ``map_name``'s value."""
+
+    name: str
+    map_name: str
+    offset: int
+    size: int
+    integer: BtfInteger | None
+    read_only: bool
 
 
 @dataclass(frozen=True)
 class MapRelocation:
-    """The ``ld_imm64`` at ``instruction_index`` must load the fd of map ``map_name``."""
+    """The ``ld_imm64`` at ``instruction_index`` must load map ``map_name``.
+
+    ``value_offset`` None: the map itself (its fd, ``BPF_PSEUDO_MAP_FD``); otherwise the
+    address of that byte of the map's value (a global variable, ``BPF_PSEUDO_MAP_VALUE``).
+    """
 
     instruction_index: int
     map_name: str
+    value_offset: int | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +156,11 @@ class BpfProgram:
     map_relocations: tuple[MapRelocation, ...]
 
     @property
+    def frags(self) -> bool:
+        """Whether the program handles multi-buffer frames (``SEC("xdp.frags")``)."""
+        return self.section_name == _FRAGS_SECTION or self.section_name.startswith(_FRAGS_SECTION + "/")
+
+    @property
     def instruction_count(self) -> int:
         """Instruction slots (an ``ld_imm64`` takes two)."""
         return len(self.instructions) // _INSN_SIZE
@@ -115,8 +171,9 @@ def relocate(
 ) -> bytes:
     """A copy of ``instructions`` whose map references load the given map fds.
 
-    Each relocated ``ld_imm64`` gets ``src_reg = BPF_PSEUDO_MAP_FD`` and the fd as its
-    64-bit immediate; the destination register is kept.
+    Each relocated ``ld_imm64`` keeps its destination register and gets the map fd in its
+    first immediate, with ``src_reg = BPF_PSEUDO_MAP_FD`` (the map) or
+    ``BPF_PSEUDO_MAP_VALUE`` and the value offset in its second immediate (a variable).
     """
     patched = bytearray(instructions)
     for relocation in relocations:
@@ -127,9 +184,13 @@ def relocate(
                 f"instruction {relocation.instruction_index} is not an ld_imm64; "
                 f"cannot make it load map {relocation.map_name!r}"
             )
-        registers = (registers & 0x0F) | (_bpf.BPF_PSEUDO_MAP_FD << 4)
+        if relocation.value_offset is None:
+            pseudo, second_immediate = _bpf.BPF_PSEUDO_MAP_FD, 0
+        else:
+            pseudo, second_immediate = _bpf.BPF_PSEUDO_MAP_VALUE, relocation.value_offset
+        registers = (registers & 0x0F) | (pseudo << 4)
         _INSN.pack_into(patched, at, code, registers, offset, map_fds[relocation.map_name])
-        struct.pack_into("<i", patched, at + _INSN_SIZE + 4, 0)  # upper half of the immediate
+        struct.pack_into("<i", patched, at + _INSN_SIZE + 4, second_immediate)
     return bytes(patched)
 
 
@@ -142,10 +203,13 @@ class LoadedBpfObject:
     thread-safe: close it from one thread.
     """
 
-    __slots__ = ("_map_fds", "_prog_fd", "program_name")
+    __slots__ = ("_map_fds", "_prog_fd", "bpf_object", "program_name")
 
-    def __init__(self, program_name: str, prog_fd: int, map_fds: Mapping[str, int]) -> None:
+    def __init__(self, program_name: str, prog_fd: int, map_fds: Mapping[str, int],
+                 bpf_object: BpfObject) -> None:
         self.program_name = program_name
+        #: What was loaded: the parsed object (maps' key/value types, global variables).
+        self.bpf_object = bpf_object
         self._prog_fd: int | None = prog_fd
         self._map_fds = dict(map_fds)
 
@@ -165,8 +229,18 @@ class LoadedBpfObject:
 
     @property
     def closed(self) -> bool:
-        """Whether :meth:`close` has run."""
+        """Whether :meth:`close` or :meth:`take_fds` has run."""
         return self._prog_fd is None
+
+    def take_fds(self) -> tuple[int, dict[str, int]]:
+        """Hand the program's fd and the map fds over to the caller, who closes them.
+
+        Afterwards this object is closed and :meth:`close` does nothing.
+        """
+        prog_fd, map_fds = self.prog_fd, self._map_fds
+        self._prog_fd = None
+        self._map_fds = {}
+        return prog_fd, map_fds
 
     def close(self) -> None:
         """Close the program's and the maps' fds; a second call does nothing."""
@@ -212,11 +286,15 @@ def _close_all(fds: Iterable[int]) -> OSError | None:
 
 @dataclass(frozen=True)
 class BpfObject:
-    """The parsed contents of a BPF ELF object: XDP programs, maps and license."""
+    """The parsed contents of a BPF ELF object: XDP programs, maps, global variables, license.
+
+    ``maps`` includes one map per global data section (``holds_global_variables``).
+    """
 
     programs: tuple[BpfProgram, ...]
     maps: tuple[MapDefinition, ...]
     license: str
+    global_variables: tuple[GlobalVariable, ...] = ()
 
     @classmethod
     def parse(cls, data: bytes) -> BpfObject:
@@ -228,13 +306,16 @@ class BpfObject:
                 "the BPF object has no symbol table; do not strip it (llvm-strip -g "
                 "is fine, it keeps the symbols)"
             )
-        maps = _btf_maps(elf, symbols) + _legacy_maps(elf, symbols)
+        btf_section = elf.section_by_name(".BTF")
+        btf = Btf.parse(btf_section.data) if btf_section is not None else None
+        data_maps, variables = _global_data(elf, symbols, btf)
+        maps = _btf_maps(elf, symbols, btf) + _legacy_maps(elf, symbols) + data_maps
         names = [definition.name for definition in maps]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"the BPF object declares map(s) {duplicates} more than once")
         programs = _xdp_programs(elf, symbols, maps)
-        return cls(programs=programs, maps=maps, license=_license(elf))
+        return cls(programs=programs, maps=maps, license=_license(elf), global_variables=variables)
 
     def map(self, name: str) -> MapDefinition:
         """The map called ``name``; ``KeyError`` naming the maps there are otherwise."""
@@ -270,8 +351,9 @@ class BpfObject:
     ) -> LoadedBpfObject:
         """Create every map, relocate and load the XDP program; the caller owns the result.
 
-        ``max_entries_overrides`` resizes maps by name. If anything fails part way, every
-        fd created so far is closed before the error propagates.
+        ``max_entries_overrides`` resizes maps by name. Global data maps get their section's
+        contents, and ``.rodata`` is frozen, before the program loads. If anything fails part
+        way, every fd created so far is closed before the error propagates.
         """
         program = self.program(program_name)
         overrides = dict(max_entries_overrides or {})
@@ -297,6 +379,10 @@ class BpfObject:
                     definition.name,
                     definition.map_flags,
                 )
+                if definition.initial_value is not None:
+                    _bpf.map_update(map_fds[definition.name], bytes(4), definition.initial_value)
+                if definition.read_only:
+                    _bpf.map_freeze(map_fds[definition.name])
             instructions = relocate(program.instructions, program.map_relocations, map_fds)
             prog_fd = _bpf.prog_load(
                 _bpf.BPF_PROG_TYPE_XDP,
@@ -304,11 +390,12 @@ class BpfObject:
                 self.license,
                 name=program.name,
                 expected_attach_type=_bpf.BPF_XDP,
+                prog_flags=_bpf.BPF_F_XDP_HAS_FRAGS if program.frags else 0,
             )
         except BaseException:
             _close_all(map_fds.values())  # the load's own error is the one worth reporting
             raise
-        return LoadedBpfObject(program.name, prog_fd, map_fds)
+        return LoadedBpfObject(program.name, prog_fd, map_fds, self)
 
 
 def _license(elf: ElfFile) -> str:
@@ -332,19 +419,20 @@ def _symbols_in(symbols: Iterable[ElfSymbol], section: ElfSection) -> list[ElfSy
     )
 
 
-def _btf_maps(elf: ElfFile, symbols: tuple[ElfSymbol, ...]) -> tuple[MapDefinition, ...]:
+def _btf_maps(
+    elf: ElfFile, symbols: tuple[ElfSymbol, ...], btf: Btf | None
+) -> tuple[MapDefinition, ...]:
     section = elf.section_by_name(_BTF_MAPS_SECTION)
     if section is None:
         return ()
-    btf_section = elf.section_by_name(".BTF")
-    if btf_section is None:
+    if btf is None:
         raise ValueError(
             "the BPF object has a .maps section but no .BTF section to describe it; "
             "build with clang -g"
         )
     offsets = {symbol.name: symbol.value for symbol in _symbols_in(symbols, section)}
     definitions = []
-    for btf_map in parse_map_definitions(Btf.parse(btf_section.data), _BTF_MAPS_SECTION):
+    for btf_map in parse_map_definitions(btf, _BTF_MAPS_SECTION):
         if btf_map.name not in offsets:
             raise ValueError(f"map {btf_map.name!r} is in the .maps BTF but has no ELF symbol")
         definitions.append(
@@ -357,9 +445,71 @@ def _btf_maps(elf: ElfFile, symbols: tuple[ElfSymbol, ...]) -> tuple[MapDefiniti
                 map_flags=btf_map.map_flags,
                 section_index=section.index,
                 offset=offsets[btf_map.name],
+                key_integer=btf_map.key_integer,
+                value_integer=btf_map.value_integer,
             )
         )
     return tuple(definitions)
+
+
+def _global_data(
+    elf: ElfFile, symbols: tuple[ElfSymbol, ...], btf: Btf | None
+) -> tuple[tuple[MapDefinition, ...], tuple[GlobalVariable, ...]]:
+    """One array map per non-empty global data section, and the variables each holds.
+
+    Variables come from the section's BTF DATASEC (which says which are integers), or
+    from the ELF symbols when the object has no BTF.
+    """
+    maps: list[MapDefinition] = []
+    variables: list[GlobalVariable] = []
+    for section in elf.sections:
+        if section.type not in (SHT_PROGBITS, SHT_NOBITS) or not is_data_section(section.name):
+            continue
+        if section.size == 0:
+            continue
+        read_only = section.name.startswith(_READ_ONLY_DATA_SECTION)
+        flags = _bpf.BPF_F_MMAPABLE | (_bpf.BPF_F_RDONLY_PROG if read_only else 0)
+        contents = section.data if section.type == SHT_PROGBITS else bytes(section.size)
+        maps.append(
+            MapDefinition(
+                name=section.name,
+                map_type=_bpf.BPF_MAP_TYPE_ARRAY,
+                key_size=4,
+                value_size=section.size,
+                max_entries=1,
+                map_flags=flags,
+                section_index=section.index,
+                offset=0,
+                initial_value=contents,
+                read_only=read_only,
+            )
+        )
+        # Where a variable lies: its ELF symbol says (clang leaves the DATASEC offsets 0 in
+        # objects, for the loader to fill in); BTF says what it is.
+        in_section = {sym.name: sym for sym in _symbols_in(symbols, section) if sym.type == STT_OBJECT}
+        described = datasec_variables(btf, section.name) if btf is not None else ()
+        if described:
+            found = [
+                (v.name, in_section[v.name].value if v.name in in_section else v.offset, v.size,
+                 v.integer)
+                for v in described
+            ]
+        else:
+            found = [(sym.name, sym.value, sym.size, None) for sym in in_section.values() if sym.size]
+        for name, offset, size, integer in found:
+            if offset + size > section.size:
+                raise ValueError(
+                    f"global variable {name!r} runs past the end of section {section.name!r}"
+                )
+            variables.append(GlobalVariable(name, section.name, offset, size, integer, read_only))
+    names = [variable.name for variable in variables]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(
+            f"the BPF object has several global variables named {duplicates} (static variables "
+            "of different functions?); give them distinct names"
+        )
+    return tuple(maps), tuple(variables)
 
 
 def _legacy_maps(elf: ElfFile, symbols: tuple[ElfSymbol, ...]) -> tuple[MapDefinition, ...]:
@@ -407,6 +557,8 @@ def _xdp_programs(
             raise ValueError(f"section {section.name!r} is not a whole number of BPF instructions")
         relocations = _relocations_of(elf, section)
         functions = [s for s in _symbols_in(symbols, section) if s.type == STT_FUNC and s.size]
+        for function in functions:
+            _check_function_bounds(function, section)
         # An object without function symbols holds one program spanning the section.
         spans = [(f.name, f.value, f.value + f.size) for f in functions] or [
             (section.name, 0, len(section.data))
@@ -426,6 +578,21 @@ def _xdp_programs(
             "(or starting with 'xdp/' or 'xdp.'), e.g. SEC(\"xdp\")"
         )
     return tuple(programs)
+
+
+def _check_function_bounds(function: ElfSymbol, section: ElfSection) -> None:
+    """A function symbol must cover whole instructions inside its section."""
+    if function.value % _INSN_SIZE or function.size % _INSN_SIZE:
+        raise ValueError(
+            f"function {function.name!r} in section {section.name!r} starts at byte "
+            f"{function.value} and is {function.size} bytes long: not whole {_INSN_SIZE}-byte "
+            "BPF instructions (a corrupt object)"
+        )
+    if function.value + function.size > len(section.data):
+        raise ValueError(
+            f"function {function.name!r} runs past the end of section {section.name!r} "
+            f"({function.value} + {function.size} > {len(section.data)} bytes; a corrupt object)"
+        )
 
 
 def _relocations_of(elf: ElfFile, section: ElfSection) -> list[ElfRelocation]:
@@ -474,17 +641,18 @@ def _map_relocation(
         elf.section(symbol.section_index) if symbol.section_index < SHN_LORESERVE else None
     )
     target_name = target_section.name if target_section else f"special index {symbol.section_index}"
+    instruction_index = (offset - program_start) // _INSN_SIZE
+    if target_section is not None and is_data_section(target_section.name):
+        # A variable's address: the symbol's offset in its section, plus the immediate
+        # (which holds the offset when the relocation names the section symbol).
+        if not 0 <= symbol.value + imm < max(target_section.size, 1):
+            raise ValueError(f"{where} points outside section {target_name!r}")
+        return MapRelocation(instruction_index, target_section.name, symbol.value + imm)
     # A section symbol carries the map's offset in the instruction's immediate.
     map_offset = symbol.value + (imm if symbol.type == STT_SECTION else 0)
     for definition in maps:
         if definition.section_index == symbol.section_index and definition.offset == map_offset:
-            return MapRelocation((offset - program_start) // _INSN_SIZE, definition.name)
-    if target_name.startswith(_GLOBAL_DATA_PREFIXES):
-        raise ValueError(
-            f"{where} uses global data in section {target_name!r} (symbol {symbol.name!r}); "
-            "xdppacket's loader does not support global or static variables or constant "
-            "strings: use local variables or a map instead"
-        )
+            return MapRelocation(instruction_index, definition.name)
     if target_section is not None and target_section.is_executable:
         raise ValueError(f"{where} takes the address of function {symbol.name!r}; {_INLINE_ADVICE}")
     raise ValueError(
@@ -507,12 +675,26 @@ def _check_calls_stay_inside(name: str, instructions: bytes) -> None:
                 )
 
 
+def _read_object_name(path: str | os.PathLike[str] | None) -> str:
+    """How to name the object in messages."""
+    return f"xdppacket's shipped {SHIPPED_OBJECT_NAME}" if path is None else os.fspath(path)
+
+
 def _read_object(path: str | os.PathLike[str] | None) -> tuple[bytes, str]:
     """The object's bytes and how to name it in messages."""
     if path is None:
         shipped = resources.files(__package__ or "xdppacket").joinpath(SHIPPED_OBJECT_NAME)
-        return shipped.read_bytes(), f"xdppacket's shipped {SHIPPED_OBJECT_NAME}"
-    return Path(path).read_bytes(), os.fspath(path)
+        return shipped.read_bytes(), _read_object_name(path)
+    return Path(path).read_bytes(), _read_object_name(path)
+
+
+def read_bpf_object(path: str | os.PathLike[str] | None) -> BpfObject:
+    """Parse the object at ``path`` (None: the shipped one); a ``ValueError`` names the file."""
+    data, source = _read_object(path)
+    try:
+        return BpfObject.parse(data)
+    except ValueError as err:
+        raise ValueError(f"{source}: {err}") from None
 
 
 def load_xsk_program(
@@ -528,11 +710,8 @@ def load_xsk_program(
         raise TypeError(f"queue_count must be an int, got {type(queue_count).__name__}")
     if queue_count < 1:
         raise ValueError(f"queue_count must be at least 1, got {queue_count}")
-    data, source = _read_object(path)
-    try:
-        bpf_object = BpfObject.parse(data)
-    except ValueError as err:
-        raise ValueError(f"{source}: {err}") from None
+    bpf_object = read_bpf_object(path)
+    source = _read_object_name(path)
     try:
         xsks_map = bpf_object.map(XSKS_MAP_NAME)
     except KeyError:

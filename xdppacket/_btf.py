@@ -1,8 +1,10 @@
-"""A small BTF parser: enough to read the map definitions of a BPF object's ``.maps``.
+"""A small BTF parser: enough to read a BPF object's map definitions and global variables.
 
 Pure: it works on the bytes of a ``.BTF`` section and does no I/O. It decodes the whole
 type table (every kind the kernel defines, so it can walk past the ones it does not
-otherwise use) and resolves the kinds a map definition is built from.
+otherwise use) and resolves the kinds a map definition is built from, and which types
+are integers (so Python can read a key, value or variable as ``int``). Malformed input,
+self-referencing types included, raises ``ValueError``.
 
 A map declared the modern way::
 
@@ -45,10 +47,13 @@ __all__ = [
     "BTF_KIND_VOLATILE",
     "Btf",
     "BtfArray",
+    "BtfInteger",
     "BtfMapDefinition",
     "BtfMember",
     "BtfType",
     "BtfVarSecInfo",
+    "BtfVariable",
+    "datasec_variables",
     "parse_map_definitions",
 ]
 
@@ -129,6 +134,7 @@ _HEADER = struct.Struct("<HBBIIIII")  # struct btf_header, 24 bytes
 _TYPE = struct.Struct("<III")  # struct btf_type: name_off, info, size/type
 _TRIPLE = struct.Struct("<III")  # btf_array, btf_member, btf_var_secinfo
 _POINTER_SIZE = 8  # BPF is a 64-bit target
+BTF_INT_SIGNED = 1 << 0  # BTF_INT_ENCODING bits
 
 #: Map definition members whose value is a number encoded as ``int (*name)[N]``.
 _NUMERIC_MAP_MEMBERS = ("type", "max_entries", "map_flags", "key_size", "value_size")
@@ -178,6 +184,11 @@ class BtfType:
     members: tuple[BtfMember, ...] = ()
     array: BtfArray | None = None
     var_secinfos: tuple[BtfVarSecInfo, ...] = ()
+    #: ``kind_flag`` of ``btf_type.info``: for ENUM/ENUM64, whether the values are signed.
+    kind_flag: bool = False
+    #: For INT: the ``BTF_INT_ENCODING`` bits and the width in bits (``BTF_INT_BITS``).
+    int_encoding: int = 0
+    int_bits: int = 0
 
     @property
     def kind_name(self) -> str:
@@ -195,6 +206,27 @@ class BtfMapDefinition:
     value_size: int
     max_entries: int
     map_flags: int
+    #: Set when ``__type(key, T)``/``__type(value, T)`` names an integer type.
+    key_integer: BtfInteger | None = None
+    value_integer: BtfInteger | None = None
+
+
+@dataclass(frozen=True)
+class BtfInteger:
+    """A whole-bytes integer type (INT, ENUM, ENUM64, char, bool): Python reads it as ``int``."""
+
+    size: int
+    signed: bool
+
+
+@dataclass(frozen=True)
+class BtfVariable:
+    """A variable of a global data section (``.data``, ``.bss``, ``.rodata``) as its DATASEC says."""
+
+    name: str
+    offset: int
+    size: int
+    integer: BtfInteger | None
 
 
 class Btf:
@@ -246,7 +278,7 @@ class Btf:
                 raise ValueError(f"truncated BTF: type {type_id} is cut short")
             name_off, info, size_or_type = _TYPE.unpack_from(table, position)
             position += _TYPE.size
-            kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
+            kind, vlen, kind_flag = (info >> 24) & 0x1F, info & 0xFFFF, bool(info >> 31)
             if kind not in _KIND_NAMES:
                 raise ValueError(
                     f"unsupported BTF: type {type_id} has unknown kind {kind}; "
@@ -263,7 +295,11 @@ class Btf:
             members: tuple[BtfMember, ...] = ()
             array = None
             var_secinfos: tuple[BtfVarSecInfo, ...] = ()
-            if kind in (BTF_KIND_STRUCT, BTF_KIND_UNION):
+            int_encoding = int_bits = 0
+            if kind == BTF_KIND_INT:
+                (int_data,) = struct.unpack("<I", trailer)
+                int_encoding, int_bits = (int_data >> 24) & 0x0F, int_data & 0xFF
+            elif kind in (BTF_KIND_STRUCT, BTF_KIND_UNION):
                 members = tuple(
                     BtfMember(name=name_at(member_name), type_id=member_type, offset=offset)
                     for member_name, member_type, offset in _TRIPLE.iter_unpack(trailer)
@@ -283,6 +319,9 @@ class Btf:
                     members=members,
                     array=array,
                     var_secinfos=var_secinfos,
+                    kind_flag=kind_flag,
+                    int_encoding=int_encoding,
+                    int_bits=int_bits,
                 )
             )
         return tuple(types)
@@ -309,18 +348,42 @@ class Btf:
             btf_type = self.type(btf_type.size_or_type)
         return btf_type
 
-    def resolve_size(self, type_id: int) -> int:
-        """The size in bytes of a type, following modifiers, VARs and arrays."""
+    def resolve_size(self, type_id: int, _resolving: frozenset[int] = frozenset()) -> int:
+        """The size in bytes of a type, following modifiers, VARs and arrays.
+
+        A type that contains itself (an array of itself, a VAR of itself) is malformed
+        BTF: ``ValueError``, not endless recursion.
+        """
+        if type_id in _resolving:
+            raise ValueError(f"malformed BTF: type {type_id} contains itself")
+        resolving = _resolving | {type_id}
         btf_type = self.skip_modifiers(type_id)
         if btf_type.kind == BTF_KIND_VAR:
-            return self.resolve_size(btf_type.size_or_type)
+            return self.resolve_size(btf_type.size_or_type, resolving | {btf_type.type_id})
         if btf_type.kind in _SIZED_KINDS:
             return btf_type.size_or_type
         if btf_type.kind == BTF_KIND_PTR:
             return _POINTER_SIZE
         if btf_type.array is not None:
-            return btf_type.array.element_count * self.resolve_size(btf_type.array.element_type_id)
+            element = self.resolve_size(btf_type.array.element_type_id, resolving | {btf_type.type_id})
+            return btf_type.array.element_count * element
         raise ValueError(f"BTF type {type_id} ({btf_type.kind_name} {btf_type.name!r}) has no size")
+
+    def integer(self, type_id: int) -> BtfInteger | None:
+        """The integer a type is (through modifiers and VARs), or ``None`` if it is none.
+
+        Only whole-bytes integers of 1, 2, 4 or 8 bytes count: bitfields and 128-bit
+        integers stay ``bytes``.
+        """
+        btf_type = self.skip_modifiers(type_id)
+        if btf_type.kind == BTF_KIND_VAR:
+            btf_type = self.skip_modifiers(btf_type.size_or_type)
+        size = btf_type.size_or_type
+        if btf_type.kind == BTF_KIND_INT and btf_type.int_bits == 8 * size and size in (1, 2, 4, 8):
+            return BtfInteger(size=size, signed=bool(btf_type.int_encoding & BTF_INT_SIGNED))
+        if btf_type.kind in (BTF_KIND_ENUM, BTF_KIND_ENUM64) and size in (1, 2, 4, 8):
+            return BtfInteger(size=size, signed=btf_type.kind_flag)
+        return None
 
     def find_datasec(self, name: str) -> BtfType | None:
         """The DATASEC describing ELF section ``name``, or ``None``."""
@@ -340,6 +403,23 @@ class Btf:
                 f"expected a pointer to an array, found a pointer to {target.kind_name}"
             )
         return target.array.element_count
+
+
+def datasec_variables(btf: Btf, section_name: str) -> tuple[BtfVariable, ...]:
+    """The variables the DATASEC of a global data section lays out; empty if there is none."""
+    datasec = btf.find_datasec(section_name)
+    if datasec is None:
+        return ()
+    variables = []
+    for info in datasec.var_secinfos:
+        var = btf.type(info.type_id)
+        if var.kind != BTF_KIND_VAR:
+            raise ValueError(
+                f"malformed BTF: {section_name} entry {info.type_id} is a {var.kind_name}, "
+                "expected a VAR"
+            )
+        variables.append(BtfVariable(var.name, info.offset, info.size, btf.integer(var.type_id)))
+    return tuple(variables)
 
 
 def parse_map_definitions(btf: Btf, section_name: str = ".maps") -> tuple[BtfMapDefinition, ...]:
@@ -364,6 +444,7 @@ def _map_definition(btf: Btf, var_type_id: int, section_name: str) -> BtfMapDefi
             "built with __uint()/__type() members"
         )
     numbers: dict[str, int] = {}
+    integers: dict[str, BtfInteger | None] = {}
     for member in definition.members:
         if member.name in _NUMERIC_MAP_MEMBERS:
             try:
@@ -383,6 +464,7 @@ def _map_definition(btf: Btf, var_type_id: int, section_name: str) -> BtfMapDefi
                 )
             value = btf.resolve_size(pointer.size_or_type)
             field = _TYPED_MAP_MEMBERS[member.name]
+            integers[field] = btf.integer(pointer.size_or_type)
         else:
             raise ValueError(
                 f"map {var.name!r}: definition member {member.name!r} is not supported by "
@@ -407,4 +489,6 @@ def _map_definition(btf: Btf, var_type_id: int, section_name: str) -> BtfMapDefi
         value_size=numbers["value_size"],
         max_entries=numbers["max_entries"],
         map_flags=numbers.get("map_flags", 0),
+        key_integer=integers.get("key_size"),
+        value_integer=integers.get("value_size"),
     )

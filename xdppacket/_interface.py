@@ -1,25 +1,31 @@
 """Network interface names, indexes and rx queue counts, asked of the kernel.
 
 Nothing here reads ``/sys/class/net``: inside ``unshare -n`` without a new mount
-namespace it still lists the old namespace's devices. Names and indexes come from
-``if_nametoindex``/``if_indextoname``, the queue count from the ethtool ioctl or
-rtnetlink, all of which answer for the caller's own network namespace.
+namespace it still lists the old namespace's devices. Names and indexes come from the
+``SIOCGIFINDEX``/``SIOCGIFNAME`` ioctls, the queue count from the ethtool ioctl or
+rtnetlink, all of which answer for the calling thread's network namespace. (Not
+``socket.if_nametoindex``: it reports every failure, running out of file descriptors
+included, as "no interface with this name".)
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
 import socket
+import struct
 
-from ._libc import ioctl_ptr
+from ._libc import OUT_OF_DESCRIPTORS_HINTS, ioctl_ptr
 from ._netlink import get_link
 
 __all__ = [
     "ETHTOOL_GCHANNELS",
     "IFNAMSIZ",
     "SIOCETHTOOL",
+    "SIOCGIFINDEX",
+    "SIOCGIFNAME",
     "ethtool_channels",
     "ifmap",
     "ifreq",
@@ -30,7 +36,9 @@ __all__ = [
 ]
 
 IFNAMSIZ = 16  # linux/if.h, including the terminating NUL
-SIOCETHTOOL = 0x8946  # linux/sockios.h
+SIOCGIFNAME = 0x8910  # linux/sockios.h
+SIOCGIFINDEX = 0x8933
+SIOCETHTOOL = 0x8946
 ETHTOOL_GCHANNELS = 0x3C  # linux/ethtool.h
 
 _LIST_HINT = "list them with `ip link`"
@@ -107,13 +115,35 @@ def _no_such_interface(ifname: str) -> FileNotFoundError:
     )
 
 
+def _control_socket() -> socket.socket:
+    """A socket to run interface ioctls on; running out of descriptors says so."""
+    try:
+        return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    except OSError as error:
+        hint = OUT_OF_DESCRIPTORS_HINTS.get(error.errno or 0)
+        if hint is None:
+            raise
+        raise OSError(error.errno, f"opening a socket to look up network interfaces: {hint}") from None
+
+
+def _ifreq_ioctl(request: int, name: bytes, ifindex: int) -> tuple[bytes, int]:
+    """Run a ``struct ifreq`` ioctl carrying a name and an ifindex; return both as answered."""
+    raw = struct.pack(f"{IFNAMSIZ}si", name, ifindex).ljust(ctypes.sizeof(ifreq), b"\0")
+    with _control_socket() as sock:
+        answer = fcntl.ioctl(sock.fileno(), request, raw)
+    answered_name, answered_index = struct.unpack_from(f"{IFNAMSIZ}si", answer)
+    return answered_name.split(b"\0", 1)[0], answered_index
+
+
 def interface_index(ifname: str) -> int:
     """The ifindex of ``ifname``; a missing interface raises ``FileNotFoundError`` (ENODEV)."""
-    validate_ifname(ifname)
+    encoded = validate_ifname(ifname)
     try:
-        return socket.if_nametoindex(ifname)
-    except OSError:
-        raise _no_such_interface(ifname) from None
+        return _ifreq_ioctl(SIOCGIFINDEX, encoded, 0)[1]
+    except OSError as error:
+        if error.errno == errno.ENODEV:
+            raise _no_such_interface(ifname) from None
+        raise
 
 
 def interface_name(ifindex: int) -> str:
@@ -123,8 +153,10 @@ def interface_name(ifindex: int) -> str:
     if not 0 < ifindex <= 0x7FFFFFFF:
         raise ValueError(f"ifindex must be a positive 32-bit int, not {ifindex}")
     try:
-        return socket.if_indextoname(ifindex)
-    except OSError:
+        return _ifreq_ioctl(SIOCGIFNAME, b"", ifindex)[0].decode()
+    except OSError as error:
+        if error.errno != errno.ENODEV:
+            raise
         raise FileNotFoundError(
             errno.ENODEV,
             f"no network interface with index {ifindex} in this network namespace; {_LIST_HINT}",
@@ -136,7 +168,7 @@ def _ethtool_rx_channels(ifname: str) -> int:
     channels = ethtool_channels(cmd=ETHTOOL_GCHANNELS)
     request = ifreq(ifr_name=validate_ifname(ifname))
     request.ifr_ifru.ifru_data = ctypes.addressof(channels)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    with _control_socket() as sock:
         try:
             ioctl_ptr(sock.fileno(), SIOCETHTOOL, request, f"ETHTOOL_GCHANNELS on {ifname!r}")
         except OSError as exc:
@@ -162,5 +194,7 @@ def rx_queue_count(ifname: str) -> int:
 
 
 def network_namespace_id() -> int:
-    """This process's network namespace (its inode): interface indexes are only unique within one."""
-    return os.stat("/proc/self/ns/net").st_ino
+    """The calling thread's network namespace (its inode): interface indexes are only unique
+    within one, and a thread may have entered another namespace (``setns``) than the process's
+    main thread."""
+    return os.stat("/proc/thread-self/ns/net").st_ino

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import mmap
 import os
-import platform
 from typing import Callable
 
+from ._machine import bpf_syscall_number
+
 __all__ = [
-    "SYS_bpf",
+    "OUT_OF_DESCRIPTORS_HINTS",
     "bind_raw",
     "bpf_syscall",
     "buffer_address",
@@ -32,23 +34,8 @@ __all__ = [
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
-#: bpf(2) syscall numbers by machine; the ring code also relies on x86-64-like memory ordering.
-_BPF_SYSCALL_BY_MACHINE = {"x86_64": 321, "aarch64": 280, "arm64": 280}
-
-
-def _bpf_syscall_number() -> int:
-    machine = platform.machine()
-    try:
-        return _BPF_SYSCALL_BY_MACHINE[machine]
-    except KeyError:
-        raise OSError(
-            errno.ENOSYS,
-            f"xdppacket does not know the bpf() syscall number on {machine!r}; "
-            "supported machines: " + ", ".join(sorted(_BPF_SYSCALL_BY_MACHINE)),
-        ) from None
-
-
-SYS_bpf = _bpf_syscall_number()
+# Looked up at the first bpf() call, not at import: importing works on any machine.
+_bpf_syscall_number = functools.lru_cache(maxsize=None)(bpf_syscall_number)
 
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
@@ -71,9 +58,21 @@ _setns.restype = ctypes.c_int
 _setns.argtypes = [ctypes.c_int, ctypes.c_int]
 
 
+#: What to do when the process runs out of file descriptors (EMFILE) or the system does (ENFILE).
+OUT_OF_DESCRIPTORS_HINTS = {
+    errno.EMFILE: "too many open files: raise the limit with `ulimit -n` (RLIMIT_NOFILE) "
+                  "or close descriptors this process no longer needs",
+    errno.ENFILE: "too many open files in the system: raise fs.file-max or close files",
+}
+
+
 def os_error(err: int, what: str) -> OSError:
-    """Build an ``OSError`` whose subclass follows errno (PermissionError, ...)."""
-    return OSError(err, f"{what}: {os.strerror(err)}")
+    """Build an ``OSError`` whose subclass follows errno (PermissionError, ...).
+
+    Running out of file descriptors says so plainly, with the fix, whatever the call was.
+    """
+    hint = OUT_OF_DESCRIPTORS_HINTS.get(err)
+    return OSError(err, f"{what}: {os.strerror(err)}" + (f" ({hint})" if hint else ""))
 
 
 def check_call(call: Callable[[], int], what: str) -> int:
@@ -89,8 +88,9 @@ def check_call(call: Callable[[], int], what: str) -> int:
 
 def bpf_syscall(cmd: int, attr: ctypes.Structure, what: str) -> int:
     """Call ``bpf(cmd, &attr, sizeof(attr))``; return its non-negative result."""
+    number = _bpf_syscall_number()
     return check_call(
-        lambda: _syscall(SYS_bpf, cmd, ctypes.addressof(attr), ctypes.sizeof(attr)), what
+        lambda: _syscall(number, cmd, ctypes.addressof(attr), ctypes.sizeof(attr)), what
     )
 
 

@@ -10,7 +10,10 @@ Sharing works at two levels:
   counted; the last ``release()`` closes its descriptors);
 * across processes, a process that finds an xdppacket program already attached joins
   it: it finds the XDP link by id (no bpffs needed), opens its own descriptors for the
-  link, program and map, and so keeps the program attached for as long as it runs.
+  link, program and maps, and so keeps the program attached for as long as it runs.
+
+Every error path closes what it opened, and the registry is keyed per network namespace
+of the calling thread, since interface indexes are only unique within one namespace.
 """
 
 from __future__ import annotations
@@ -19,12 +22,15 @@ import contextlib
 import errno
 import os
 import threading
+from collections.abc import Iterable
 from typing import ClassVar
 
 from . import _bpf, _netlink
-from ._bpf_object import load_xsk_program
+from ._bpf_object import BpfObject, load_xsk_program, read_bpf_object
 from ._interface import interface_index, network_namespace_id
-from .errors import XDPProgramBusyError
+from ._machine import require_supported_machine
+from ._maps import LoadedProgram
+from .errors import BPFVerifierError, XDPProgramBusyError
 from .options import XDPMode
 
 __all__ = ["XskProgram", "clear_iface_residue_xdp_resources"]
@@ -41,7 +47,8 @@ _ATTACH_ATTEMPTS = 5
 
 
 class XskProgram:
-    """Owns descriptors of one attached XDP program: its link, the program and ``xsks_map``.
+    """One attached XDP program: owns its link's fd and the :class:`LoadedProgram` (the
+    program's and its maps' fds, which Python reaches through ``program``).
 
     Lifetime: ``acquire`` hands out shared references; each ``release`` drops one and
     the last closes the descriptors, which detaches the program unless another process
@@ -51,43 +58,73 @@ class XskProgram:
     _registry: ClassVar[dict[tuple[int, int], XskProgram]] = {}
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, key: tuple[int, int], ifname: str, mode: XDPMode, link_fd: int, prog_fd: int,
-                 map_fd: int, map_entries: int, attached_here: bool, program_path: str | None = None):
+    def __init__(self, key: tuple[int, int], ifname: str, mode: XDPMode, link_fd: int,
+                 program: LoadedProgram, map_entries: int, attached_here: bool,
+                 program_path: str | None = None, program_name: str | None = None):
         self._key = key
         self.program_path = program_path
+        self.program_name = program_name
         self.ifname = ifname
         self.mode = mode
         self.link_fd = link_fd
-        self.prog_fd = prog_fd
-        self.map_fd = map_fd
+        #: The program, its maps and global variables (what ``sock.program`` shows users).
+        self.program = program
         self.map_entries = map_entries
         #: False when this process joined a program another process attached.
         self.attached_here = attached_here
         self._users = 0
 
+    @property
+    def prog_fd(self) -> int:
+        """The program's fd."""
+        return self.program.prog_fd
+
+    @property
+    def map_fd(self) -> int:
+        """The fd of ``xsks_map``."""
+        return self.program.map_fd(XSKS_MAP_NAME)
+
     @classmethod
     def acquire(cls, ifname: str, ifindex: int, mode: XDPMode, queue_count: int,
-                program_path: str | None) -> XskProgram:
+                program_path: str | None, queue_id: int,
+                program_name: str | None = None) -> XskProgram:
         """A shared reference to the interface's program, attaching or joining it if needed.
 
-        ``program_path`` None means the shipped program; it only matters when this
-        process is the one that loads and attaches the program.
+        ``program_path`` None means the shipped program; ``program_name`` chooses one
+        program of an object holding several. Joining a program another process attached,
+        the object is still read, for the types of its maps and variables. ``queue_id``
+        is the queue the caller opens, named in error messages.
         """
-        key = (network_namespace_id(), ifindex)  # ifindexes are per namespace
+        require_supported_machine()  # before any bpf() call: the socket could not run anyway
+        # ifindexes are per network namespace, and each thread may be in its own.
+        key = (network_namespace_id(), ifindex)
         with cls._lock:
             program = cls._registry.get(key)
             if program is None:
-                program = _attach_or_join(key, ifname, ifindex, mode, queue_count, program_path)
+                try:
+                    program = _attach_or_join(key, ifname, ifindex, mode, queue_count, program_path,
+                                              program_name)
+                except (XDPProgramBusyError, BPFVerifierError):
+                    raise  # their messages name the interface or program already
+                except OSError as error:
+                    if ifname in str(error.strerror):
+                        raise
+                    # A bare kernel call's error (bpf(BPF_MAP_CREATE) ...): say what it was for.
+                    raise OSError(error.errno, f"opening {ifname} queue {queue_id}: "
+                                               f"{error.strerror}") from error
                 cls._registry[key] = program
             elif program.mode is not mode:
                 raise ValueError(
                     f"{ifname} already runs the XDP program in {_MODE_NAME[program.mode]} mode for "
                     f"other sockets of this process; open this socket with OptXDPMode in the same mode"
                 )
-            elif program.program_path != program_path:
+            elif (program.program_path, program.program_name) != (program_path, program_name):
+                running = program.program_path or "the shipped program"
+                if program.program_name is not None:
+                    running += f" (program {program.program_name!r})"
                 raise ValueError(
-                    f"{ifname} already runs {program.program_path or 'the shipped program'} for other "
-                    f"sockets of this process; all its sockets must use the same OptXDPProgram"
+                    f"{ifname} already runs {running} for other sockets of this process; all its "
+                    f"sockets must use the same OptXDPProgram"
                 )
             program._users += 1
             return program
@@ -111,48 +148,60 @@ class XskProgram:
             _bpf.map_delete_elem(self.map_fd, queue_id)
 
     def release(self) -> None:
-        """Drop one reference; the last one closes the descriptors."""
+        """Drop one reference; the last one closes every descriptor, then raises the first error."""
         with self._lock:
             self._users -= 1
             if self._users > 0:
                 return
             del self._registry[self._key]
-        for fd in (self.link_fd, self.map_fd, self.prog_fd):
-            os.close(fd)
+        first_error = _close_all([self.link_fd])
+        try:
+            self.program.close()
+        except OSError as error:
+            first_error = first_error or error
+        if first_error is not None:
+            raise first_error
 
 
 def _attach_or_join(key: tuple[int, int], ifname: str, ifindex: int, mode: XDPMode,
-                    queue_count: int, program_path: str | None) -> XskProgram:
+                    queue_count: int, program_path: str | None,
+                    program_name: str | None) -> XskProgram:
     for _ in range(_ATTACH_ATTEMPTS):
         link = _netlink.get_link(ifindex)
         if link.xdp_attached == _netlink.XDP_ATTACHED_NONE:
-            program = _attach(key, ifname, ifindex, mode, queue_count, program_path)
-            if program is not None:
-                return program
+            program = _attach(key, ifname, ifindex, mode, queue_count, program_path, program_name)
         else:
-            program = _join(key, ifname, link, mode, program_path)
-            if program is not None:
-                return program
+            program = _join(key, ifname, link, mode, program_path, program_name)
+        if program is not None:
+            return program
     raise OSError(errno.EBUSY, f"could not attach to or join the XDP program of {ifname}: other "
                                f"processes keep attaching and detaching it; try again")
 
 
 def _attach(key: tuple[int, int], ifname: str, ifindex: int, mode: XDPMode,
-            queue_count: int, program_path: str | None) -> XskProgram | None:
+            queue_count: int, program_path: str | None,
+            program_name: str | None) -> XskProgram | None:
     """Load and attach our program; ``None`` if another process attached one first."""
-    loaded = load_xsk_program(program_path, queue_count)
-    try:
-        link_fd = _bpf.link_create(loaded.prog_fd, ifindex, _bpf.BPF_XDP, int(mode))
-    except OSError as error:
-        loaded.close()
-        if error.errno in (errno.EBUSY, errno.EEXIST):
-            return None  # lost a race with another process: join its program instead
-        raise _attach_error(error, ifname, mode) from error
-    prog_fd = os.dup(loaded.prog_fd)
-    map_fd = os.dup(loaded.map_fds[XSKS_MAP_NAME])
-    loaded.close()
-    return XskProgram(key, ifname, mode, link_fd, prog_fd, map_fd, queue_count, attached_here=True,
-                      program_path=program_path)
+    with load_xsk_program(program_path, queue_count, program_name) as loaded:
+        prog_id = _bpf.prog_get_info_by_fd(loaded.prog_fd).id
+        try:
+            try:
+                link_fd = _bpf.link_create(loaded.prog_fd, ifindex, _bpf.BPF_XDP, int(mode))
+            except OSError as error:
+                if error.errno in (errno.EBUSY, errno.EEXIST):
+                    return None  # lost a race with another process: join its program instead
+                raise _attach_error(error, ifname, mode) from error
+            bpf_object, name = loaded.bpf_object, loaded.program_name
+            prog_fd, map_fds = loaded.take_fds()
+            program = _loaded_program(name, prog_fd, map_fds, bpf_object)
+            return XskProgram(key, ifname, mode, link_fd, program, queue_count, attached_here=True,
+                              program_path=program_path, program_name=program_name)
+        except BaseException:
+            # Found through /proc rather than by link_fd: an exception (KeyboardInterrupt from
+            # a signal handler) may land after the kernel made the link and before its fd
+            # reached us, and a lost link fd keeps the program attached.
+            _close_all(_bpf.link_fds_of_program(prog_id))
+            raise
 
 
 def _attach_error(error: OSError, ifname: str, mode: XDPMode) -> OSError:
@@ -172,9 +221,20 @@ def _attach_error(error: OSError, ifname: str, mode: XDPMode) -> OSError:
                                 f"failed: {error.strerror}" + (f" ({hint})" if hint else ""))
 
 
+def _loaded_program(name: str, prog_fd: int, map_fds: dict[str, int],
+                    bpf_object: BpfObject | None) -> LoadedProgram:
+    """A ``LoadedProgram`` owning these fds; they are closed if it cannot be built."""
+    try:
+        return LoadedProgram(name, prog_fd, map_fds, bpf_object)
+    except BaseException:
+        _close_all([*map_fds.values(), prog_fd])
+        raise
+
+
 def _join(key: tuple[int, int], ifname: str, link: _netlink.LinkInfo, mode: XDPMode,
-          program_path: str | None) -> XskProgram | None:
+          program_path: str | None, program_name: str | None) -> XskProgram | None:
     """Join the xdppacket program another process attached; ``None`` if it just went away."""
+    bpf_object = read_bpf_object(program_path)  # what its maps and variables hold
     try:
         link_fd = _find_xdp_link(link.ifindex, link.xdp_prog_id)
     except PermissionError as error:
@@ -185,8 +245,8 @@ def _join(key: tuple[int, int], ifname: str, link: _netlink.LinkInfo, mode: XDPM
             f"run as root or grant CAP_SYS_ADMIN",
         ) from error
     if link_fd is None:
-        if _netlink.get_link(link.ifindex).xdp_attached == _netlink.XDP_ATTACHED_NONE:
-            return None
+        if _netlink.get_link(link.ifindex).xdp_prog_id != link.xdp_prog_id:
+            return None  # its link went away (or a new program replaced it) meanwhile: look again
         raise XDPProgramBusyError(
             errno.EBUSY,
             f"{ifname} already has XDP program id {link.xdp_prog_id} attached by another tool (not "
@@ -201,21 +261,25 @@ def _join(key: tuple[int, int], ifname: str, link: _netlink.LinkInfo, mode: XDPM
             raise OSError(
                 errno.EBUSY,
                 f"{ifname} already runs an XDP program in "
-                f"{_MODE_NAME.get(attached_mode, 'another') if attached_mode else 'another'} mode "
+                f"{_MODE_NAME[attached_mode] if attached_mode else 'another'} mode "
                 f"(attached by another process); open this socket with the same OptXDPMode",
             )
         prog_fd = _bpf.prog_get_fd_by_id(link.xdp_prog_id)
         fds.append(prog_fd)
-        map_fd, map_entries = _find_xsks_map(prog_fd, ifname, link.xdp_prog_id)
-        fds.append(map_fd)
+        map_fds = _open_maps(prog_fd)
+        fds.extend(map_fds.values())
+        map_entries = _xsks_map_entries(map_fds, ifname, link.xdp_prog_id)
+        name = _bpf.prog_get_info_by_fd(prog_fd).name
+        del fds[1:]  # the LoadedProgram owns the program and map fds from here on
+        program = _loaded_program(name, prog_fd, map_fds, bpf_object)
     except FileNotFoundError:
         _close_all(fds)
         return None  # the program was detached while we looked: start over
     except BaseException:
         _close_all(fds)
         raise
-    return XskProgram(key, ifname, mode, link_fd, prog_fd, map_fd, map_entries, attached_here=False,
-                      program_path=program_path)
+    return XskProgram(key, ifname, mode, link_fd, program, map_entries, attached_here=False,
+                      program_path=program_path, program_name=program_name)
 
 
 def _find_xdp_link(ifindex: int, prog_id: int) -> int | None:
@@ -231,7 +295,11 @@ def _find_xdp_link(ifindex: int, prog_id: int) -> int | None:
         except FileNotFoundError:
             fd = None  # that link went away meanwhile
         if fd is not None:
-            info = _bpf.link_get_info_by_fd(fd)
+            try:
+                info = _bpf.link_get_info_by_fd(fd)
+            except BaseException:
+                os.close(fd)
+                raise
             if info.type == _bpf.BPF_LINK_TYPE_XDP and info.ifindex == ifindex and info.prog_id == prog_id:
                 return fd
             os.close(fd)
@@ -239,26 +307,51 @@ def _find_xdp_link(ifindex: int, prog_id: int) -> int | None:
     return None
 
 
-def _find_xsks_map(prog_fd: int, ifname: str, prog_id: int) -> tuple[int, int]:
-    """The fd and size of the program's XSKMAP named ``xsks_map``."""
-    for map_id in _bpf.prog_get_info_by_fd(prog_fd).map_ids:
-        map_fd = _bpf.map_get_fd_by_id(map_id)
-        info = _bpf.map_get_info_by_fd(map_fd)
-        if info.name == XSKS_MAP_NAME and info.type == _bpf.BPF_MAP_TYPE_XSKMAP:
-            return map_fd, info.max_entries
-        os.close(map_fd)
-    raise XDPProgramBusyError(
-        errno.EBUSY,
-        f"{ifname} runs XDP program id {prog_id} through a BPF link held by another process, and it "
-        f"has no XSKMAP named {XSKS_MAP_NAME!r}, so AF_XDP sockets cannot join it; stop that process "
-        f"(`bpftool link show` names it)",
-        prog_id,
-    )
+def _open_maps(prog_fd: int) -> dict[str, int]:
+    """An fd on every map the program uses, by name; closes them all if one fails."""
+    map_fds: dict[str, int] = {}
+    try:
+        for map_id in _bpf.prog_get_info_by_fd(prog_fd).map_ids:
+            map_fd = _bpf.map_get_fd_by_id(map_id)
+            try:
+                name = _bpf.map_get_info_by_fd(map_fd).name
+            except BaseException:
+                os.close(map_fd)
+                raise
+            if name in map_fds:  # two maps of one name: keep the first, as lookups would
+                os.close(map_fd)
+            else:
+                map_fds[name] = map_fd
+    except BaseException:
+        _close_all(map_fds.values())
+        raise
+    return map_fds
 
 
-def _close_all(fds: list[int]) -> None:
+def _xsks_map_entries(map_fds: dict[str, int], ifname: str, prog_id: int) -> int:
+    """The size of the program's XSKMAP named ``xsks_map``; refuse a program without it."""
+    map_fd = map_fds.get(XSKS_MAP_NAME)
+    info = _bpf.map_get_info_by_fd(map_fd) if map_fd is not None else None
+    if info is None or info.type != _bpf.BPF_MAP_TYPE_XSKMAP:
+        raise XDPProgramBusyError(
+            errno.EBUSY,
+            f"{ifname} runs XDP program id {prog_id} through a BPF link held by another process, and "
+            f"it has no XSKMAP named {XSKS_MAP_NAME!r}, so AF_XDP sockets cannot join it; stop that "
+            f"process (`bpftool link show` names it)",
+            prog_id,
+        )
+    return info.max_entries
+
+
+def _close_all(fds: Iterable[int]) -> OSError | None:
+    """Close every fd even if one fails; return the first failure."""
+    first_error: OSError | None = None
     for fd in fds:
-        os.close(fd)
+        try:
+            os.close(fd)
+        except OSError as error:
+            first_error = first_error or error
+    return first_error
 
 
 def clear_iface_residue_xdp_resources(ifname: str) -> list[int]:

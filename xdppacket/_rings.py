@@ -22,9 +22,9 @@ None of these classes is thread-safe: each ring has exactly one owner, the socke
 from __future__ import annotations
 
 import mmap
-import platform
 from array import array
 
+from ._machine import require_supported_machine
 from ._uapi import MAP_POPULATE, XDP_ADDR_SIZE, XDP_DESC_SIZE, XDP_RING_NEED_WAKEUP, RingOffsets
 
 __all__ = [
@@ -36,17 +36,6 @@ __all__ = [
 ]
 
 _U32 = 0xFFFFFFFF
-_MEMORY_ORDER_SAFE_MACHINES = ("x86_64", "AMD64", "i686", "i386")
-
-
-def require_supported_machine() -> None:
-    """Refuse machines whose memory model needs fences that Python cannot issue."""
-    machine = platform.machine()
-    if machine not in _MEMORY_ORDER_SAFE_MACHINES:
-        raise OSError(
-            f"xdppacket drives AF_XDP rings with plain loads and stores, which is only "
-            f"correctly ordered on x86 (total store order); this machine is {machine!r}"
-        )
 
 
 class _RingMemory:

@@ -174,11 +174,15 @@ class OptXDPProgram:
 
     Any XDP program works that redirects to an XSKMAP named ``xsks_map`` (u32 keys and
     values), as ``ebpf/xdpsock_kern.c`` does; it goes through the same loader.
+    ``program`` names the program to load when the object holds several (required then).
     """
 
     value: str
+    program: str | None = None
 
     def __post_init__(self) -> None:
+        if self.program is not None and not isinstance(self.program, str):
+            raise TypeError(f"OptXDPProgram's program takes a name (str), got {type(self.program).__name__}")
         if not isinstance(self.value, (str, os.PathLike)):
             raise TypeError(f"OptXDPProgram takes a path, got {type(self.value).__name__} {self.value!r}")
         path = os.fspath(self.value)
@@ -226,6 +230,8 @@ class XDPOptions:
     io_mode: IOMode = IOMode.BLOCK
     #: None: the program shipped with xdppacket.
     program_path: str | None = None
+    #: Which program of ``program_path`` (None: its only one).
+    program_name: str | None = None
 
     @property
     def blocking(self) -> bool:
@@ -252,6 +258,8 @@ def resolve_options(opts: Iterable[object], *, owner: str) -> XDPOptions:
             hint = "OptQueueID" if owner == "XDPPacket" else "OptQueueCount"
             raise TypeError(f"{owner} does not take {type(opt).__name__}; use {hint}")
         resolved = replace(resolved, **{field: opt.value})  # type: ignore[attr-defined]
+        if isinstance(opt, OptXDPProgram):
+            resolved = replace(resolved, program_name=opt.program)
     if resolved.ring_size > resolved.num_frames * 2:
         raise ValueError(
             f"OptRingSize({resolved.ring_size}) exceeds twice OptNumFrames({resolved.num_frames}); "

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from types import TracebackType
 
 from ._leases import release_views
-from ._program import XskProgram
+from ._maps import LoadedProgram
 from ._queue import XskQueue, frames_for_writing
 from .options import XDPOptions, resolve_options
 from .stats import CaptureInfo, XDPStats
@@ -90,9 +90,9 @@ class XDPPacket:
         return queue
 
     @property
-    def program(self) -> XskProgram:
-        """The XDP program this socket's interface runs (shared by its sockets in this process)."""
-        return self._open_queue().program
+    def program(self) -> LoadedProgram:
+        """The XDP program this socket's interface runs: its ``maps`` and ``global_variables``."""
+        return self._open_queue().program.program
 
     # ---------------------------------------------------------------- receiving
     @property

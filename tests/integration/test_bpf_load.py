@@ -15,6 +15,7 @@ import pytest
 
 from tests.netns import PrivateNetns
 from tests.unit.test_bpf_object import (
+    BPF_MAP_TYPE_ARRAY,
     EXIT,
     LOAD_RX_QUEUE_INDEX_INTO_R2,
     build_bpf_elf,
@@ -147,24 +148,66 @@ def test_hand_built_legacy_object_loads_and_passes(no_fd_leak: None) -> None:
         assert _bpf.prog_test_run(loaded.prog_fd, bytes(64))[0] == XDP_PASS
 
 
-def test_context_is_passed_to_the_program(xsk_program: LoadedBpfObject) -> None:
-    context = bytes(_bpf.xdp_md(data_end=64, ingress_ifindex=LOOPBACK_IFINDEX))
-    retval, _duration = _bpf.prog_test_run(xsk_program.prog_fd, bytes(64), ctx_in=context)
-    assert retval == XDP_PASS
+# r0 = ctx->ingress_ifindex << 8 | ctx->rx_queue_index; exit: the answer depends on the context.
+RETURNS_ITS_CONTEXT = (
+    insn(0x61, dst=0, src=1, off=12)  # r0 = *(u32 *)(r1 + 12): ingress_ifindex
+    + insn(0x67, dst=0, imm=8)  # r0 <<= 8
+    + insn(0x61, dst=2, src=1, off=16)  # r2 = *(u32 *)(r1 + 16): rx_queue_index
+    + insn(0x4F, dst=0, src=2)  # r0 |= r2
+    + EXIT
+)
 
 
-def test_live_frames_mode_runs(private_netns: PrivateNetns, xsk_program: LoadedBpfObject) -> None:
-    # Frames really go through the program (here: passed to lo's stack in the private
-    # namespace); the kernel reports no return value in this mode.
-    context = bytes(_bpf.xdp_md(data_end=64, ingress_ifindex=LOOPBACK_IFINDEX))
-    _bpf.prog_test_run(
-        xsk_program.prog_fd,
-        bytes(64),
-        repeat=32,
-        flags=_bpf.BPF_F_TEST_XDP_LIVE_FRAMES,
-        batch_size=8,
-        ctx_in=context,
+def counting_program(counter_map_fd: int) -> bytes:
+    """Adds one to the u64 at key 0 of an array map each run, then returns XDP_PASS."""
+    return (
+        insn(0x62, dst=10, off=-4, imm=0)  # *(u32 *)(r10 - 4) = 0: the key
+        + insn(0xBF, dst=2, src=10)  # r2 = r10
+        + insn(0x07, dst=2, imm=-4)  # r2 += -4
+        + insn(0x18, dst=1, src=_bpf.BPF_PSEUDO_MAP_FD, imm=counter_map_fd) + insn(0)  # r1 = map
+        + insn(0x85, imm=1)  # call bpf_map_lookup_elem
+        + insn(0x15, dst=0, off=2, imm=0)  # if r0 == 0 goto +2
+        + insn(0xB7, dst=1, imm=1)  # r1 = 1
+        + insn(0xDB, dst=0, src=1, off=0, imm=0)  # lock *(u64 *)(r0 + 0) += r1
+        + insn(0xB7, dst=0, imm=XDP_PASS)  # r0 = XDP_PASS
+        + EXIT
     )
+
+
+def test_context_is_passed_to_the_program(make_veth, no_fd_leak: None) -> None:
+    pair = make_veth(queues=4)
+    prog_fd = _bpf.prog_load(_bpf.BPF_PROG_TYPE_XDP, RETURNS_ITS_CONTEXT, "GPL", name="ctx",
+                             expected_attach_type=_bpf.BPF_XDP)
+    try:
+        context = bytes(_bpf.xdp_md(data_end=64, ingress_ifindex=pair.capture_index, rx_queue_index=3))
+        retval, _duration = _bpf.prog_test_run(prog_fd, bytes(64), ctx_in=context)
+        assert retval == pair.capture_index << 8 | 3
+        retval, _duration = _bpf.prog_test_run(prog_fd, bytes(64))  # no context: lo, queue 0
+        assert retval == LOOPBACK_IFINDEX << 8
+    finally:
+        os.close(prog_fd)
+
+
+def test_live_frames_mode_runs_the_program_once_per_frame(
+    private_netns: PrivateNetns, no_fd_leak: None
+) -> None:
+    # Frames really go through the program (here: passed to lo's stack in the private
+    # namespace); the kernel reports no return value in this mode, so the program counts.
+    counter_fd = _bpf.map_create(BPF_MAP_TYPE_ARRAY, 4, 8, 1, "counter")
+    try:
+        prog_fd = _bpf.prog_load(_bpf.BPF_PROG_TYPE_XDP, counting_program(counter_fd), "GPL",
+                                 name="count", expected_attach_type=_bpf.BPF_XDP)
+        try:
+            context = bytes(_bpf.xdp_md(data_end=64, ingress_ifindex=LOOPBACK_IFINDEX))
+            _bpf.prog_test_run(prog_fd, bytes(64), repeat=32, flags=_bpf.BPF_F_TEST_XDP_LIVE_FRAMES,
+                               batch_size=8, ctx_in=context)
+            assert _bpf.map_lookup(counter_fd, bytes(4), 8) == (32).to_bytes(8, "little")
+            _bpf.prog_test_run(prog_fd, bytes(64), repeat=5)  # not live: counts too
+            assert _bpf.map_lookup(counter_fd, bytes(4), 8) == (37).to_bytes(8, "little")
+        finally:
+            os.close(prog_fd)
+    finally:
+        os.close(counter_fd)
 
 
 def test_xdp_link_on_loopback(private_netns: PrivateNetns, xsk_program: LoadedBpfObject) -> None:

@@ -47,7 +47,7 @@ QUEUE_READER = f"""
 
     ifname, mode, queue = sys.argv[1], XDPMode[sys.argv[2]], int(sys.argv[3])
     with XDPPacket(ifname, OptXDPMode(mode), OptQueueID(queue)) as sock:
-        how = "attached" if sock.program.attached_here else "joined"
+        how = "attached" if sock._queue.program.attached_here else "joined"
         print(how, _netlink.get_link(sock.ifindex).xdp_prog_id, flush=True)
         while True:
             data, info = sock.read_packet_data()
@@ -206,4 +206,4 @@ def test_a_process_asking_for_the_other_mode_is_refused(
         assert attached_prog_id(pair.capture_index) == int(prog_id)
         # The same mode joins fine.
         with XDPPacket(pair.capture, OptXDPMode(held), OptQueueID(1)) as joined:
-            assert not joined.program.attached_here
+            assert not joined._queue.program.attached_here  # type: ignore[union-attr]

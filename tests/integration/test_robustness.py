@@ -558,3 +558,21 @@ def test_a_read_raises_once_its_interface_is_deleted(
         assert time.monotonic() - deleted_at[0] < 1.5
         assert caught.value.errno == errno.ENODEV
         assert f"{pair.capture} queue 0: the interface is gone" in str(caught.value)
+
+
+def test_opening_a_socket_under_a_stream_of_signals_succeeds(veth_pair: VethPair) -> None:
+    """The verifier answers EAGAIN when a signal lands while it works: loading retries."""
+    handled = [0]
+
+    def count(signum: int, frame: FrameType | None) -> None:
+        handled[0] += 1
+
+    previous = signal.signal(signal.SIGALRM, count)
+    signal.setitimer(signal.ITIMER_REAL, 0.0001, 0.0001)
+    try:
+        for _ in range(5):
+            XDPPacket(veth_pair.capture, OptXDPMode(XDPMode.SKB)).close()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert handled[0] > 0

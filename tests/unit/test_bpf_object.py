@@ -21,7 +21,7 @@ from xdppacket._bpf_object import (
     load_xsk_program,
     relocate,
 )
-from xdppacket._btf import Btf, parse_map_definitions
+from xdppacket._btf import Btf, BtfInteger, parse_map_definitions
 from xdppacket._elf import ElfFile
 
 SHIPPED_OBJECT = Path(__file__).resolve().parents[2] / "xdppacket" / "xdpsock_kern.o"
@@ -568,13 +568,26 @@ def test_pseudo_call_leaving_the_program_asks_for_inlining() -> None:
         BpfObject.parse(build_bpf_elf(legacy_spec(program=program, relocations=[])))
 
 
-def test_global_data_is_refused_with_advice() -> None:
+def test_global_data_becomes_a_map_and_its_address_a_map_value() -> None:
+    # r1 = &.rodata + 4 (a section symbol: the offset is in the immediate), the legacy map
+    # reference to xsks_map kept at instruction 1.
     spec = legacy_spec()
-    spec.sections.append(Section(".rodata", data=b"hello\0"))
-    spec.relocations.append(Relocation("xdp/legacy", 8, "section:.rodata"))
-    spec.relocations = spec.relocations[1:]
-    with pytest.raises(ValueError, match=r"global data in section '.rodata'.*use local variables"):
-        BpfObject.parse(build_bpf_elf(spec))
+    spec.sections.append(Section(".rodata", data=b"\x2a\0\0\0hello\0"))
+    spec.sections[0].data = spec.sections[0].data[:24] + ld_imm64(4, imm=4) + spec.sections[0].data[40:]
+    spec.relocations[1] = Relocation("xdp/legacy", 24, "section:.rodata")
+    bpf_object = BpfObject.parse(build_bpf_elf(spec))
+    rodata = bpf_object.map(".rodata")
+    assert (rodata.map_type, rodata.key_size, rodata.value_size, rodata.max_entries) == (2, 4, 10, 1)
+    assert rodata.initial_value == b"\x2a\0\0\0hello\0"
+    assert rodata.read_only
+    assert rodata.map_flags == _bpf.BPF_F_MMAPABLE | _bpf.BPF_F_RDONLY_PROG
+    (program,) = bpf_object.programs
+    assert program.map_relocations[1] == MapRelocation(3, ".rodata", value_offset=4)
+    patched = relocate(program.instructions, program.map_relocations, {"xsks_map": 7, ".rodata": 9})
+    # src_reg BPF_PSEUDO_MAP_VALUE (2), dst r4, the fd, then the offset in the second slot.
+    assert struct.unpack_from("<BBhi", patched, 24) == (0x18, 0x24, 0, 9)
+    assert struct.unpack_from("<BBhi", patched, 32) == (0, 0, 0, 4)
+    assert struct.unpack_from("<BBhi", patched, 8) == (0x18, 0x11, 0, 7)  # the map itself
 
 
 def test_extern_symbol_is_refused() -> None:
@@ -687,3 +700,174 @@ def test_bpf_structure_layout_matches_the_kernel(structure: type[ctypes.Structur
 def test_bpf_attr_unused_bytes_are_zero() -> None:
     attr = _bpf.bpf_attr_map_elem(map_fd=0xFFFFFFFF)
     assert bytes(attr)[4:] == bytes(28)  # including the padding after map_fd
+
+
+# --- Self-referencing BTF and corrupt function symbols ---------------------------------
+
+
+def _map_whose_value_is(builder: BtfBuilder, value_type: int) -> bytes:
+    return btf_with_map(
+        [
+            ("type", builder.uint_member(BPF_MAP_TYPE_ARRAY)),
+            ("key", builder.pointer(builder.int_id)),
+            ("value", builder.pointer(value_type)),
+            ("max_entries", builder.uint_member(1)),
+        ],
+        builder,
+    )
+
+
+def _array_of_itself(builder: BtfBuilder) -> int:
+    # ARRAY trailer: element type, index type, count; the element is the array itself.
+    return builder.add(3, "", 0, trailer=struct.pack("<III", builder.count + 1, builder.int_id, 2))
+
+
+def _typedef_loop(builder: BtfBuilder) -> int:
+    first = builder.count + 1
+    builder.add(8, "a_t", first + 1)
+    builder.add(8, "b_t", first)
+    return first
+
+
+def _var_of_itself(builder: BtfBuilder) -> int:
+    return builder.add(14, "v", builder.count + 1, trailer=struct.pack("<I", 1))
+
+
+@pytest.mark.parametrize(
+    ("make_type", "message"),
+    [
+        (_array_of_itself, "contains itself"),
+        (_typedef_loop, "refers to itself"),
+        (_var_of_itself, "contains itself"),
+    ],
+    ids=["array-of-itself", "typedef-loop", "var-of-itself"],
+)
+def test_self_referencing_btf_is_a_value_error(make_type, message: str) -> None:
+    builder = BtfBuilder()
+    btf = Btf.parse(_map_whose_value_is(builder, make_type(builder)))
+    with pytest.raises(ValueError, match=f"malformed BTF: type [0-9]+ {message}"):
+        parse_map_definitions(btf)
+
+
+def test_self_referencing_btf_in_an_object_names_the_object(tmp_path: Path) -> None:
+    builder = BtfBuilder()
+    btf = _map_whose_value_is(builder, _array_of_itself(builder))
+    spec = legacy_spec()
+    spec.sections += [Section(".maps", flags=SHF_WRITE_ALLOC, data=bytes(32)), Section(".BTF", data=btf)]
+    spec.symbols.append(Symbol("my_map", ".maps", size=32))
+    path = tmp_path / "looping-btf.o"
+    path.write_bytes(build_bpf_elf(spec))
+    with pytest.raises(ValueError, match=f"{path}: malformed BTF: type [0-9]+ contains itself"):
+        load_xsk_program(path, 1)
+
+
+@pytest.mark.parametrize(("value", "size"), [(0, 12), (4, 16), (0, 4096)],
+                         ids=["size-not-whole", "start-not-whole", "past-the-end"])
+def test_function_symbol_not_covering_whole_instructions_is_refused(
+    tmp_path: Path, value: int, size: int
+) -> None:
+    spec = legacy_spec()
+    spec.symbols[0].value, spec.symbols[0].size = value, size
+    path = tmp_path / "odd-function.o"
+    path.write_bytes(build_bpf_elf(spec))
+    with pytest.raises(ValueError, match=f"{path}: function 'legacy_prog' .*corrupt object"):
+        load_xsk_program(path, 1)
+
+
+# --- Objects built from C in tests/bpf ---------------------------------------------------
+
+BPF_DIR = Path(__file__).resolve().parents[1] / "bpf"
+
+
+def parse_test_object(name: str) -> BpfObject:
+    return BpfObject.parse((BPF_DIR / name).read_bytes())
+
+
+def test_global_data_sections_become_one_element_arrays() -> None:
+    bpf_object = parse_test_object("globals.o")
+    data_maps = {m.name: m for m in bpf_object.maps if m.holds_global_variables}
+    # Section sizes: .data holds an __s32 and, 8-byte aligned, a __u64; .rodata a __u32 and
+    # char[6]; .bss a __u64.
+    assert {name: (m.map_type, m.key_size, m.value_size, m.max_entries, m.read_only)
+            for name, m in data_maps.items()} == {
+        ".data": (BPF_MAP_TYPE_ARRAY, 4, 16, 1, False),
+        ".rodata": (BPF_MAP_TYPE_ARRAY, 4, 10, 1, True),
+        ".bss": (BPF_MAP_TYPE_ARRAY, 4, 8, 1, False),
+    }
+    assert data_maps[".data"].initial_value == (-1).to_bytes(4, "little", signed=True) + bytes(4) + (7).to_bytes(8, "little")
+    assert data_maps[".rodata"].initial_value == (2).to_bytes(4, "little") + b"hello\0"
+    assert data_maps[".bss"].initial_value == bytes(8)
+    assert data_maps[".rodata"].map_flags == _bpf.BPF_F_MMAPABLE | _bpf.BPF_F_RDONLY_PROG
+    assert data_maps[".bss"].map_flags == _bpf.BPF_F_MMAPABLE
+
+
+def test_global_variables_and_their_types_come_from_btf_and_symbols() -> None:
+    variables = {v.name: v for v in parse_test_object("globals.o").global_variables}
+    assert {name: (v.map_name, v.offset, v.size, v.integer, v.read_only) for name, v in variables.items()} == {
+        "frames": (".bss", 0, 8, BtfInteger(8, signed=False), False),
+        "last_length": (".data", 0, 4, BtfInteger(4, signed=True), False),
+        "bytes_seen": (".data", 8, 8, BtfInteger(8, signed=False), False),
+        "verdict": (".rodata", 0, 4, BtfInteger(4, signed=False), True),
+        "banner": (".rodata", 4, 6, None, True),
+    }
+
+
+def test_variable_references_become_map_value_relocations() -> None:
+    (program,) = parse_test_object("globals.o").programs
+    by_target = {(r.map_name, r.value_offset) for r in program.map_relocations}
+    assert {(".bss", 0), (".data", 0), (".data", 8), (".rodata", 0)} <= by_target
+    assert {("lengths", None), ("per_cpu_frames", None), ("xsks_map", None)} <= by_target
+    assert not program.frags
+
+
+def test_map_key_and_value_types_come_from_btf() -> None:
+    maps = {m.name: m for m in parse_test_object("globals.o").maps}
+    assert (maps["lengths"].key_integer, maps["lengths"].value_integer) == (
+        BtfInteger(4, signed=False), BtfInteger(8, signed=False))
+    assert maps["flows"].value_integer is None  # a struct: bytes
+    assert (maps["per_cpu_frames"].map_type, maps["per_cpu_frames"].max_entries) == (6, 2)
+
+
+def test_two_programs_share_the_object_s_variables() -> None:
+    bpf_object = parse_test_object("two_programs.o")
+    assert [p.name for p in bpf_object.programs] == ["first", "second"]
+    with pytest.raises(ValueError, match=r"several XDP programs \['first', 'second'\]"):
+        bpf_object.program()
+    second = bpf_object.program("second")
+    assert (".bss", 4) in {(r.map_name, r.value_offset) for r in second.map_relocations}
+
+
+def test_xdp_frags_section_marks_the_program() -> None:
+    assert parse_test_object("frags.o").program().frags
+
+
+@pytest.mark.parametrize(
+    ("encoding", "bits", "size", "expected"),
+    [
+        (1, 32, 4, BtfInteger(4, signed=True)),
+        (0, 64, 8, BtfInteger(8, signed=False)),
+        (4, 8, 1, BtfInteger(1, signed=False)),  # _Bool
+        (0, 3, 4, None),  # a bitfield's width: not whole bytes
+        (0, 128, 16, None),  # __int128: stays bytes
+    ],
+)
+def test_btf_integers(encoding: int, bits: int, size: int, expected: BtfInteger | None) -> None:
+    builder = BtfBuilder()
+    integer = builder.add(1, "n", size, trailer=struct.pack("<I", encoding << 24 | bits))
+    typedef = builder.add(8, "n_t", integer)
+    btf = Btf.parse(builder.build())
+    assert btf.integer(typedef) == expected
+
+
+def test_btf_enums_are_integers_signed_by_their_kind_flag() -> None:
+    builder = BtfBuilder()
+    unsigned = builder.add(6, "e", 4)  # an ENUM with no enumerators, kind_flag clear
+    # The same with kind_flag (bit 31 of info) set: a signed enum.
+    builder.types.extend(struct.pack("<III", builder._name("s"), (1 << 31) | (6 << 24), 4))
+    builder.count += 1
+    signed = builder.count
+    structure = builder.structure("pair", 8, [("a", builder.int_id), ("b", builder.int_id)])
+    btf = Btf.parse(builder.build())
+    assert btf.integer(unsigned) == BtfInteger(4, signed=False)
+    assert btf.integer(signed) == BtfInteger(4, signed=True)
+    assert btf.integer(structure) is None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import platform
 import struct
 from array import array
 from collections.abc import Iterator
@@ -18,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from xdppacket import _rings
 from xdppacket._rings import CompletionRing, FillRing, RxRing, TxRing, map_ring
 from xdppacket._uapi import RingOffsets
 
@@ -244,18 +242,3 @@ def test_close_unmaps_the_ring(addr_kernel: KernelSide) -> None:
     memory = fill._memory
     fill.close()
     assert memory._map.closed
-
-
-@pytest.mark.parametrize("machine", ["aarch64", "ppc64le", "riscv64", ""])
-def test_machines_without_total_store_order_are_refused(
-    monkeypatch: pytest.MonkeyPatch, machine: str
-) -> None:
-    monkeypatch.setattr(platform, "machine", lambda: machine)
-    with pytest.raises(OSError, match=f"only correctly ordered on x86 .*this machine is {machine!r}"):
-        _rings.require_supported_machine()
-
-
-@pytest.mark.parametrize("machine", ["x86_64", "AMD64", "i686"])
-def test_x86_machines_are_accepted(monkeypatch: pytest.MonkeyPatch, machine: str) -> None:
-    monkeypatch.setattr(platform, "machine", lambda: machine)
-    _rings.require_supported_machine()

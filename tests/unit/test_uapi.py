@@ -95,17 +95,22 @@ def test_xdp_umem_reg_has_no_stray_bytes() -> None:
 
 
 def test_mmap_offsets_unpack_in_kernel_order() -> None:
-    # struct xdp_mmap_offsets { struct xdp_ring_offset rx, tx, fr, cr; }, each
-    # { __u64 producer; __u64 consumer; __u64 desc; __u64 flags; }.
-    words = list(range(100, 116))
-    offsets = uapi.MmapOffsets.unpack(struct.pack("=16Q", *words))
-    rings = [offsets.rx, offsets.tx, offsets.fill, offsets.completion]
-    assert [(r.producer, r.consumer, r.desc, r.flags) for r in rings] == [
-        (100, 101, 102, 103),
-        (104, 105, 106, 107),
-        (108, 109, 110, 111),
-        (112, 113, 114, 115),
-    ]
+    # struct xdp_mmap_offsets { struct xdp_ring_offset rx, tx, fr, cr; } puts the rings at
+    # bytes 0, 32, 64 and 96; in each, struct xdp_ring_offset { __u64 producer; __u64 consumer;
+    # __u64 desc; __u64 flags; } puts the words at 0, 8, 16 and 24. Each word gets its own
+    # value, written at that offset without the module's (or any) struct format.
+    raw = bytearray(128)
+    for ring_offset, ring_number in ((0, 1), (32, 2), (64, 3), (96, 4)):
+        for word_offset, word_number in ((0, 1), (8, 2), (16, 3), (24, 4)):
+            value = 0x1000 * ring_number + word_number
+            raw[ring_offset + word_offset : ring_offset + word_offset + 8] = value.to_bytes(8, "little")
+    offsets = uapi.MmapOffsets.unpack(bytes(raw))
+    assert offsets.rx == uapi.RingOffsets(producer=0x1001, consumer=0x1002, desc=0x1003, flags=0x1004)
+    assert offsets.tx == uapi.RingOffsets(producer=0x2001, consumer=0x2002, desc=0x2003, flags=0x2004)
+    assert offsets.fill == uapi.RingOffsets(producer=0x3001, consumer=0x3002, desc=0x3003, flags=0x3004)
+    assert offsets.completion == uapi.RingOffsets(
+        producer=0x4001, consumer=0x4002, desc=0x4003, flags=0x4004
+    )
 
 
 @pytest.mark.parametrize("size", [96, 127, 129])
@@ -116,15 +121,8 @@ def test_mmap_offsets_of_another_size_are_refused(size: int) -> None:
 
 
 def test_xdp_statistics_unpack_in_kernel_order() -> None:
-    # struct xdp_statistics { rx_dropped; rx_invalid_descs; tx_invalid_descs; rx_ring_full;
-    #                         rx_fill_ring_empty_descs; tx_ring_empty_descs; } (all __u64)
-    raw = b"".join(struct.pack("=Q", (n << 40) | n) for n in range(1, 7))
+    # struct xdp_statistics { __u64 rx_dropped; rx_invalid_descs; tx_invalid_descs;
+    # rx_ring_full; rx_fill_ring_empty_descs; tx_ring_empty_descs; }: counter n at byte 8 * n,
+    # each value wider than 32 bits so a 4-byte field cannot pass.
+    raw = b"".join(((n << 40) | n).to_bytes(8, "little") for n in range(1, 7))
     assert uapi.XDP_STATISTICS_STRUCT.unpack(raw) == tuple((n << 40) | n for n in range(1, 7))
-
-
-def test_xdp_desc_layout() -> None:
-    # struct xdp_desc { __u64 addr; __u32 len; __u32 options; }: the tx ring writes it as two
-    # u64 words, so len must be the low half of the second word on this (little-endian) machine.
-    descriptor = struct.pack("=QII", 0x1000, 1514, 0)
-    assert len(descriptor) == uapi.XDP_DESC_SIZE
-    assert struct.unpack("=QQ", descriptor) == (0x1000, 1514)
