@@ -107,14 +107,18 @@ def _parse_text(text: str) -> list[ClassicInstruction]:
     instructions = []
     for index, row in enumerate(rows):
         if len(row) != 4:
-            raise XDPFilterError(f"classic BPF line {index + 2} must hold 'code jt jf k', got {row}")
+            raise XDPFilterError(
+                f"classic BPF line {index + 2} must hold 'code jt jf k', got {row}"
+            )
         instructions.append(_checked(index, *row))
     return instructions
 
 
 def _checked(index: int, code: int, jt: int, jf: int, k: int) -> ClassicInstruction:
     if not (0 <= code <= 0xFFFF and 0 <= jt <= 255 and 0 <= jf <= 255):
-        raise XDPFilterError(f"classic BPF instruction {index} is out of range: {(code, jt, jf, k)}")
+        raise XDPFilterError(
+            f"classic BPF instruction {index} is out of range: {(code, jt, jf, k)}"
+        )
     if not -(1 << 31) <= k <= 0xFFFFFFFF:
         raise XDPFilterError(f"classic BPF instruction {index}: k={k} does not fit in 32 bits")
     return code, jt, jf, k & 0xFFFFFFFF
@@ -159,7 +163,9 @@ def translate(program: list[ClassicInstruction]) -> bytes:
     frame.enter(needs_length=any(code & 0xE7 in (_LD | _LEN, _LDX | _LEN) for code, *_ in live))
     asm.mov32_imm(_A, 0)
     asm.mov32_imm(_X, 0)
-    if any(code & 0x07 in (_ST, _STX) or code & 0xE7 in (_LD | _MEM, _LDX | _MEM) for code, *_ in live):
+    if any(
+        code & 0x07 in (_ST, _STX) or code & 0xE7 in (_LD | _MEM, _LDX | _MEM) for code, *_ in live
+    ):
         for offset in range(_SCRATCH, 0, 8):
             asm.store_imm(BPF_DW, Reg.R10, offset, 0)
     labels = [Label(f"insn{index}") for index in range(len(program))]
@@ -298,4 +304,3 @@ class _Translator:
             self._asm.mov64_reg(_A, _X)
         else:
             raise self._unsupported(index, code, "misc operation")
-

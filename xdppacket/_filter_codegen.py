@@ -63,7 +63,12 @@ _IP_ONLY = {"icmp": 1, "igmp": 2, "igrp": 9, "vrrp": 112, "carp": 112}
 _IP_OR_IP6 = {"tcp": 6, "udp": 17, "sctp": 132, "pim": 103, "ah": 51, "esp": 50}
 _TRANSPORT_LAYERS = frozenset(["tcp", "udp", "sctp", "icmp", "igmp", "igrp", "pim", "vrrp", "carp"])
 _PORT_PROTOCOLS = {"tcp": (6,), "udp": (17,), "sctp": (132,), "default": (132, 6, 17)}
-_LINK_TYPES = {"ip": ETHERTYPE_IP, "ip6": ETHERTYPE_IPV6, "arp": ETHERTYPE_ARP, "rarp": ETHERTYPE_REVARP}
+_LINK_TYPES = {
+    "ip": ETHERTYPE_IP,
+    "ip6": ETHERTYPE_IPV6,
+    "arp": ETHERTYPE_ARP,
+    "rarp": ETHERTYPE_REVARP,
+}
 # (ethertype, source offset, destination offset) of IPv4 addresses per layer.
 _IPV4_ADDRESSES = {
     "ip": (ETHERTYPE_IP, 12, 16),
@@ -290,7 +295,9 @@ class _Lowering:
                 continue
             value = int.from_bytes(address[4 * word : 4 * word + 4], "big")
             tests.append(
-                _Test(offset + 4 * word, 4, "=", value, None if word_mask == 0xFFFFFFFF else word_mask)
+                _Test(
+                    offset + 4 * word, 4, "=", value, None if word_mask == 0xFFFFFFFF else word_mask
+                )
             )
         if not tests:
             return _Always(True)
@@ -312,7 +319,9 @@ class _Lowering:
 
     def _vlan(self, vid: int | None) -> _Cond:
         tpid = _Any(tuple(self._link_type(value) for value in VLAN_TPIDS))
-        result: _Cond = tpid if vid is None else _all(tpid, _Test(self._payload, 2, "=", vid, 0x0FFF))
+        result: _Cond = (
+            tpid if vid is None else _all(tpid, _Test(self._payload, 2, "=", vid, 0x0FFF))
+        )
         self.vlan_tags += 1  # everything parsed after "vlan" looks one tag further in
         return result
 
@@ -336,7 +345,9 @@ class _Lowering:
         ip6 = _all(
             self._link_type(ETHERTYPE_IPV6),
             _Any(tuple(_Test(payload + 6, 1, "=", number) for number in protocols)),
-            _direction(node.direction, port_tests(payload + 40, None), port_tests(payload + 42, None)),
+            _direction(
+                node.direction, port_tests(payload + 40, None), port_tests(payload + 42, None)
+            ),
         )
         ip4 = _all(
             self._link_type(ETHERTYPE_IP),

@@ -129,4 +129,3 @@ class FilterFrame:
         asm.load(_SIZES[size], dst, _ADDRESS, 0)
         if size > 1:
             asm.to_big_endian(dst, size * 8)
-

@@ -184,17 +184,139 @@ Expr = Union[
 
 #: Protocol names usable as qualifiers and on their own.
 _PROTOCOLS = frozenset(
-    ["link", "ip", "ip6", "arp", "rarp", "tcp", "udp", "sctp", "icmp", "icmp6", "igmp", "igrp", "pim", "vrrp", "carp", "ah", "esp"]
+    [
+        "link",
+        "ip",
+        "ip6",
+        "arp",
+        "rarp",
+        "tcp",
+        "udp",
+        "sctp",
+        "icmp",
+        "icmp6",
+        "igmp",
+        "igrp",
+        "pim",
+        "vrrp",
+        "carp",
+        "ah",
+        "esp",
+    ]
 )
 #: Other names for ``link`` (tcpdump treats them alike on Ethernet).
 _LINK_ALIASES = frozenset(["link", "ether", "fddi", "tr", "wlan", "ppp", "slip"])
-_KEYWORDS = frozenset(
-    ["src", "dst", "host", "net", "mask", "port", "portrange", "proto", "gateway", "protochain", "less", "greater", "broadcast", "multicast", "and", "or", "not", "len", "vlan"]
-) | _PROTOCOLS | _LINK_ALIASES
+_KEYWORDS = (
+    frozenset(
+        [
+            "src",
+            "dst",
+            "host",
+            "net",
+            "mask",
+            "port",
+            "portrange",
+            "proto",
+            "gateway",
+            "protochain",
+            "less",
+            "greater",
+            "broadcast",
+            "multicast",
+            "and",
+            "or",
+            "not",
+            "len",
+            "vlan",
+        ]
+    )
+    | _PROTOCOLS
+    | _LINK_ALIASES
+)
 
 #: Keywords of constructs tcpdump knows that an XDP filter does not support.
 _UNSUPPORTED = frozenset(
-    ["gateway", "protochain", "byte", "inbound", "outbound", "ifindex", "mpls", "pppoed", "pppoes", "geneve", "vxlan", "batadv", "llc", "radio", "atalk", "aarp", "decnet", "lat", "sca", "moprc", "mopdl", "iso", "esis", "isis", "clnp", "stp", "ipx", "netbeui", "l1", "l2", "iih", "lsp", "snp", "csnp", "psnp", "type", "subtype", "dir", "addr1", "addr2", "addr3", "addr4", "ra", "ta", "on", "ifname", "rnr", "rulenum", "srnr", "subrulenum", "reason", "action", "lane", "metac", "bcc", "oam", "oamf4", "oamf4ec", "oamf4sc", "sc", "ilmic", "vpi", "vci", "connectmsg", "metaconnect", "fisu", "lssu", "msu", "hfisu", "hlssu", "hmsu", "sio", "opc", "dpc", "sls", "hsio", "hopc", "hdpc", "hsls"]
+    [
+        "gateway",
+        "protochain",
+        "byte",
+        "inbound",
+        "outbound",
+        "ifindex",
+        "mpls",
+        "pppoed",
+        "pppoes",
+        "geneve",
+        "vxlan",
+        "batadv",
+        "llc",
+        "radio",
+        "atalk",
+        "aarp",
+        "decnet",
+        "lat",
+        "sca",
+        "moprc",
+        "mopdl",
+        "iso",
+        "esis",
+        "isis",
+        "clnp",
+        "stp",
+        "ipx",
+        "netbeui",
+        "l1",
+        "l2",
+        "iih",
+        "lsp",
+        "snp",
+        "csnp",
+        "psnp",
+        "type",
+        "subtype",
+        "dir",
+        "addr1",
+        "addr2",
+        "addr3",
+        "addr4",
+        "ra",
+        "ta",
+        "on",
+        "ifname",
+        "rnr",
+        "rulenum",
+        "srnr",
+        "subrulenum",
+        "reason",
+        "action",
+        "lane",
+        "metac",
+        "bcc",
+        "oam",
+        "oamf4",
+        "oamf4ec",
+        "oamf4sc",
+        "sc",
+        "ilmic",
+        "vpi",
+        "vci",
+        "connectmsg",
+        "metaconnect",
+        "fisu",
+        "lssu",
+        "msu",
+        "hfisu",
+        "hlssu",
+        "hmsu",
+        "sio",
+        "opc",
+        "dpc",
+        "sls",
+        "hsio",
+        "hopc",
+        "hdpc",
+        "hsls",
+    ]
 )
 
 #: Names tcpdump reads as numbers (offsets into headers, ICMP types, TCP flags).
@@ -227,7 +349,7 @@ NAMED_CONSTANTS = {
     "icmp-maskreply": 18,
     "icmp6type": 0,
     "icmp6code": 1,
-    "icmp6-destinationrunreach": 1,  # libpcap's spelling
+    "icmp6-destinationunreach": 1,
     "icmp6-packettoobig": 2,
     "icmp6-timeexceeded": 3,
     "icmp6-parameterproblem": 4,
@@ -258,22 +380,8 @@ NAMED_CONSTANTS = {
     "icmp6-multicastrouterterm": 153,
 }
 
-#: ``proto \\NAME`` and ``ether proto \\NAME``: the names libpcap knows without a lookup.
-_IP_PROTOCOL_NAMES = {
-    "icmp": 1,
-    "igmp": 2,
-    "tcp": 6,
-    "igrp": 9,
-    "udp": 17,
-    "ip6": 41,
-    "esp": 50,
-    "ah": 51,
-    "icmp6": 58,
-    "pim": 103,
-    "vrrp": 112,
-    "carp": 112,
-    "sctp": 132,
-}
+#: ``ether proto \\NAME``: the names libpcap knows (IP protocol names come from
+#: /etc/protocols, as in libpcap).
 _ETHER_PROTOCOL_NAMES = {"ip": 0x0800, "ip6": 0x86DD, "arp": 0x0806, "rarp": 0x8035}
 
 #: Ethertype values libpcap compiles to something other than a plain comparison
@@ -305,8 +413,33 @@ _IPV4_RE = re.compile(r"[0-9]+(?:\.[0-9]+){1,3}")
 _NUMBER_RE = re.compile(r"0[xX][0-9A-Fa-f]+|[0-9]+")
 _WORD_RE = re.compile(r"[A-Za-z0-9_](?:[-_.A-Za-z0-9]*[.A-Za-z0-9_])?")
 _ESCAPED_RE = re.compile(r"\\[^ !()\n\t\\]+")
-_OPERATORS = ("&&", "||", "<<", ">>", ">=", "<=", "==", "!=", "(", ")", "[", "]", ":",
-              "+", "-", "*", "/", "%", "&", "|", "^", ">", "<", "=", "!")
+_OPERATORS = (
+    "&&",
+    "||",
+    "<<",
+    ">>",
+    ">=",
+    "<=",
+    "==",
+    "!=",
+    "(",
+    ")",
+    "[",
+    "]",
+    ":",
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+    "&",
+    "|",
+    "^",
+    ">",
+    "<",
+    "=",
+    "!",
+)
 _NAME_CHARS = re.compile(r"[-_.A-Za-z0-9:]")
 _NUMBER_FOLLOWERS = re.compile(r"[-_.A-Za-z0-9]")  # "ip[2:2]": a number may precede ":"
 
@@ -324,7 +457,9 @@ def _parse_number(text: str) -> int:
     return int(text)
 
 
-def _whole(match: re.Match[str] | None, text: str, followers: re.Pattern[str] = _NAME_CHARS) -> bool:
+def _whole(
+    match: re.Match[str] | None, text: str, followers: re.Pattern[str] = _NAME_CHARS
+) -> bool:
     """True when ``match`` ends where a token may end (not inside a longer name)."""
     if match is None:
         return False
@@ -388,9 +523,7 @@ def _next_token(text: str, position: int) -> Token:
         if lowered in NAMED_CONSTANTS:
             return Token("num", word, column, value=NAMED_CONSTANTS[lowered])
         if lowered in _UNSUPPORTED:
-            raise XDPFilterError(
-                f"'{lowered}' (column {column}) is not supported in XDP filters"
-            )
+            raise XDPFilterError(f"'{lowered}' (column {column}) is not supported in XDP filters")
         if lowered in _KEYWORDS:
             return Token("kw", word, column)
         return Token("name", word, column)
@@ -400,7 +533,9 @@ def _next_token(text: str, position: int) -> Token:
     for operator in _OPERATORS:
         if text.startswith(operator, position):
             return Token("op", operator, column)
-    raise XDPFilterError(f"syntax error at column {column}: unexpected character {text[position]!r}")
+    raise XDPFilterError(
+        f"syntax error at column {column}: unexpected character {text[position]!r}"
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -534,7 +669,13 @@ class _Parser:
                     self._advance()
                     return self._cast(protocol), None
                 if following.kind == "kw" and following.text.lower() in (
-                    "src", "dst", "host", "net", "port", "portrange", "proto"
+                    "src",
+                    "dst",
+                    "host",
+                    "net",
+                    "port",
+                    "portrange",
+                    "proto",
                 ):
                     self._advance()
                     return self._head_id(protocol)
@@ -594,7 +735,9 @@ class _Parser:
             raise XDPFilterError(
                 "'ip broadcast' is not supported in XDP filters: it needs the interface's netmask"
             )
-        raise XDPFilterError(f"'{protocol} {word}' is not a valid primitive (column {token.column})")
+        raise XDPFilterError(
+            f"'{protocol} {word}' is not a valid primitive (column {token.column})"
+        )
 
     # Qualified ids ---------------------------------------------------------------------
 
@@ -729,7 +872,25 @@ class _Parser:
 
 
 #: Layers ``layer[...]`` may address.
-_LOADABLE = frozenset(["link", "ip", "ip6", "arp", "rarp", "tcp", "udp", "sctp", "icmp", "icmp6", "igmp", "igrp", "pim", "vrrp", "carp"])
+_LOADABLE = frozenset(
+    [
+        "link",
+        "ip",
+        "ip6",
+        "arp",
+        "rarp",
+        "tcp",
+        "udp",
+        "sctp",
+        "icmp",
+        "icmp6",
+        "igmp",
+        "igrp",
+        "pim",
+        "vrrp",
+        "carp",
+    ]
+)
 
 
 def _proto_abbrev(protocol: str, token: Token) -> ProtoAbbrev:
@@ -784,7 +945,9 @@ def _ipv4_id(
         netmask = (_MAX_U32 << (8 * (4 - len(parts)))) & _MAX_U32
         return _host_match(token, qualifiers, value, netmask)
     if qualifiers.kind != "net":
-        raise XDPFilterError(f"mask syntax (column {token.column}) is for networks only: write 'net'")
+        raise XDPFilterError(
+            f"mask syntax (column {token.column}) is for networks only: write 'net'"
+        )
     if prefix_length is not None:
         if prefix_length > 32:
             raise XDPFilterError(f"mask length {prefix_length} > 32 in {token.text!r}")
@@ -835,7 +998,9 @@ def _ipv6_id(token: Token, qualifiers: _Qualifiers, prefix_length: int) -> Expr:
     if prefix_length > 128:
         raise XDPFilterError(f"mask length {prefix_length} > 128 in {token.text!r}")
     if prefix_length != 128 and qualifiers.kind != "net":
-        raise XDPFilterError(f"mask syntax (column {token.column}) is for networks only: write 'net'")
+        raise XDPFilterError(
+            f"mask syntax (column {token.column}) is for networks only: write 'net'"
+        )
     try:
         network = ipaddress.IPv6Network(f"{token.text}/{prefix_length}")
     except ValueError:
@@ -865,7 +1030,9 @@ def _proto_number(token: Token, qualifiers: _Qualifiers, number: int) -> ProtoNu
             )
         return ProtoNumber("link", number)
     if layer not in ("default", "ip", "ip6"):
-        raise XDPFilterError(f"'proto' qualifier applied to '{layer}' is not supported in XDP filters")
+        raise XDPFilterError(
+            f"'proto' qualifier applied to '{layer}' is not supported in XDP filters"
+        )
     if number > 255:
         raise XDPFilterError(f"IP protocol {number} does not fit in 8 bits (column {token.column})")
     return ProtoNumber(layer, number)
@@ -876,13 +1043,13 @@ def _name_id(token: Token, qualifiers: _Qualifiers) -> Expr:
     lowered = name.lower()
     kind = qualifiers.kind
     if kind == "proto":
-        table = _ETHER_PROTOCOL_NAMES if qualifiers.proto == "link" else _IP_PROTOCOL_NAMES
-        if lowered not in table:
+        number = _protocol_number(lowered, qualifiers.proto == "link")
+        if number is None:
             raise XDPFilterError(
                 f"protocol name {name!r} (column {token.column}) is not supported in XDP filters; "
                 "write its number"
             )
-        return _proto_number(token, qualifiers, table[lowered])
+        return _proto_number(token, qualifiers, number)
     if kind == "portrange":
         bounds = re.fullmatch(r"([0-9]+)-([0-9]+)", name)
         if bounds is None:
@@ -891,24 +1058,37 @@ def _name_id(token: Token, qualifiers: _Qualifiers) -> Expr:
             )
         return _port_match(token, qualifiers, int(bounds.group(1)), int(bounds.group(2)))
     if kind == "port":
-        return _port_match(token, qualifiers, *[_service_port(name, token)] * 2)
+        port, transport = _service_port(name, token)
+        if transport != "default":
+            if qualifiers.proto not in ("default", transport):
+                raise XDPFilterError(f"port {name!r} is {transport} (column {token.column})")
+            qualifiers = _Qualifiers(transport, qualifiers.direction, kind)
+        return _port_match(token, qualifiers, port, port)
     raise _unresolvable_name(token)
 
 
-def _service_port(name: str, token: Token) -> int:
-    """A service name as libpcap resolves it, when TCP and UDP agree on its number."""
-    ports = set()
+def _protocol_number(name: str, ethernet: bool) -> int | None:
+    if ethernet:
+        return _ETHER_PROTOCOL_NAMES.get(name)
+    try:
+        return socket.getprotobyname(name)
+    except OSError:
+        return None
+
+
+def _service_port(name: str, token: Token) -> tuple[int, str]:
+    """A service name resolved as libpcap does: (port, "tcp"/"udp", or "default" for both)."""
+    ports = {}
     for transport in ("tcp", "udp"):
         try:
-            ports.add(socket.getservbyname(name, transport))
+            ports[transport] = socket.getservbyname(name, transport)
         except OSError:
             continue
-    if len(ports) != 1:
-        raise XDPFilterError(
-            f"port name {name!r} (column {token.column}) is not supported in XDP filters "
-            "unless TCP and UDP share its number; write the number"
-        )
-    return ports.pop()
+    if "tcp" in ports:  # libpcap prefers TCP's number when the two differ
+        return ports["tcp"], "default" if ports.get("udp") == ports["tcp"] else "tcp"
+    if "udp" in ports:
+        return ports["udp"], "udp"
+    raise XDPFilterError(f"unknown port name {name!r} (column {token.column})")
 
 
 def parse(expression: str) -> Expr:
