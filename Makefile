@@ -5,7 +5,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 # Commands the tests use, as command:Debian-package. The tests need no compiler: the XDP
 # program ships built, and test programs are loaded from raw instructions.
-TEST_TOOLS := ip:iproute2 ethtool:ethtool unshare:util-linux
+TEST_TOOLS := ip:iproute2 ethtool:ethtool unshare:util-linux tcpdump:tcpdump
 # Rebuilding the shipped XDP program (`make ebpf`) needs clang as well.
 EBPF_TOOLS := clang:clang
 # What `system-packages` installs when missing (`make ebpf` passes EBPF_TOOLS instead).
