@@ -1,9 +1,11 @@
 """Lower a parsed pcap-filter tree to an eBPF prologue with libpcap's semantics (Ethernet).
 
-Two steps, kept apart: ``_Lowering`` turns the parser's primitives into field tests
+Three steps, kept apart: ``_Lowering`` turns the parser's primitives into field tests
 (``_Test``: "the 2 bytes at offset 12 equal 0x0800") combined with all/any/not, the way
 libpcap's gencode.c builds them, in source order so that ``vlan`` moves the offsets of
-everything after it; ``_Emitter`` turns those tests into short-circuit jumps.
+everything after it; ``_flow`` links them into a graph that ``_filter_flow.optimize``
+rewrites as libpcap's optimizer would (so the same loads run in the same order);
+``_Emitter`` turns the graph into guarded loads and jumps.
 
 What follows libpcap exactly (and is checked against tcpdump by the differential tests):
 ``tcp``/``udp``/``sctp`` also accept IPv6 with one fragment header before the transport
@@ -42,6 +44,7 @@ from ._ebpf import (
     Label,
     Reg,
 )
+from ._filter_flow import Exit, FieldTest, Node, Opaque, Target, optimize, reachable
 from ._filter_frame import FilterFrame
 from .errors import XDPFilterError
 
@@ -342,18 +345,24 @@ class _Lowering:
                 _Test(offset, 2, "<=", node.high, ip_header=ip_header),
             )
 
+        # One branch per transport protocol, as libpcap generates them (its optimizer
+        # then threads jumps between them, and so does ours).
+        ip6_ports = _direction(
+            node.direction, port_tests(payload + 40, None), port_tests(payload + 42, None)
+        )
         ip6 = _all(
             self._link_type(ETHERTYPE_IPV6),
-            _Any(tuple(_Test(payload + 6, 1, "=", number) for number in protocols)),
-            _direction(
-                node.direction, port_tests(payload + 40, None), port_tests(payload + 42, None)
-            ),
+            _Any(tuple(_all(_Test(payload + 6, 1, "=", n), ip6_ports) for n in protocols)),
         )
+        ip4_ports = _direction(node.direction, port_tests(0, payload), port_tests(2, payload))
         ip4 = _all(
             self._link_type(ETHERTYPE_IP),
-            _Any(tuple(_Test(payload + 9, 1, "=", number) for number in protocols)),
-            self._not_a_later_fragment(),
-            _direction(node.direction, port_tests(0, payload), port_tests(2, payload)),
+            _Any(
+                tuple(
+                    _all(_Test(payload + 9, 1, "=", n), self._not_a_later_fragment(), ip4_ports)
+                    for n in protocols
+                )
+            ),
         )
         return _any(ip6, ip4)
 
@@ -420,6 +429,42 @@ def _direction(direction: str, source: _Cond, destination: _Cond) -> _Cond:
 
 
 # --------------------------------------------------------------------------------------
+# Flow graph
+
+MATCH = Exit("match")
+NO_MATCH = Exit("no match")
+
+
+def _flow(cond: _Cond, true: Target, false: Target) -> Target:
+    """The graph that evaluates ``cond`` left to right and goes to ``true`` or ``false``."""
+    if isinstance(cond, _All):
+        entry = true
+        for part in reversed(cond.parts):
+            entry = _flow(part, entry, false)
+        return entry
+    if isinstance(cond, _Any):
+        entry = false
+        for part in reversed(cond.parts):
+            entry = _flow(part, true, entry)
+        return entry
+    if isinstance(cond, _Invert):
+        return _flow(cond.part, false, true)
+    if isinstance(cond, _Always):
+        return true if cond.value else false
+    if isinstance(cond, _Test):
+        return Node(cond, _field_test(cond), true, false)
+    return Node(cond, Opaque(), true, false)
+
+
+def _field_test(test: _Test) -> FieldTest:
+    field = (test.offset, test.size, test.mask, test.ip_header)
+    # libpcap tests "x & mask == 0" with jset, which leaves x itself in its accumulator.
+    jset = test.mask is not None and test.value == 0 and test.op in ("=", "!=")
+    value_key = (test.offset, test.size, None if jset else test.mask, test.ip_header)
+    return FieldTest(field, value_key, test.op, test.value)
+
+
+# --------------------------------------------------------------------------------------
 # Emission
 
 _JUMPS = {"=": BPF_JEQ, "!=": BPF_JNE, ">": BPF_JGT, ">=": BPF_JGE, "<": BPF_JLT, "<=": BPF_JLE}
@@ -444,29 +489,27 @@ class _Emitter:
         self._frame = frame
         self._asm: Assembler = frame.asm
 
-    def condition(self, cond: _Cond, true: Label, false: Label) -> None:
-        """Emit ``cond``; control always leaves through ``true`` or ``false``."""
-        asm = self._asm
-        if isinstance(cond, (_All, _Any)):
-            for part in cond.parts[:-1]:
-                next_part = Label("next")
-                if isinstance(cond, _All):
-                    self.condition(part, next_part, false)
-                else:
-                    self.condition(part, true, next_part)
-                asm.place(next_part)
-            self.condition(cond.parts[-1], true, false)
-        elif isinstance(cond, _Invert):
-            self.condition(cond.part, false, true)
-        elif isinstance(cond, _Always):
-            # A real test whose outcome the verifier knows, so no code is unreachable.
-            asm.mov32_imm(Reg.R3, 0)
-            asm.jump_imm(BPF_JEQ, Reg.R3, 0, true if cond.value else false)
-            asm.jump(false if cond.value else true)
-        elif isinstance(cond, _Test):
-            self._test(cond, true, false)
-        else:
-            self._relation(cond, true, false)
+    def program(self, entry: Target) -> None:
+        """Emit the flow graph from ``entry``; every test leaves through a jump."""
+        order = reachable(entry)
+        labels = {id(node): Label("test") for node in order}
+
+        def label(target: Target) -> Label:
+            if target is MATCH:
+                return self._frame.match
+            if target is NO_MATCH:
+                return self._frame.no_match
+            return labels[id(target)]
+
+        if isinstance(entry, Exit):  # the whole filter is a constant
+            self._asm.jump(label(entry))
+        for node in order:
+            self._asm.place(labels[id(node)])
+            if isinstance(node.payload, _Test):
+                self._test(node.payload, label(node.true), label(node.false))
+            else:
+                assert isinstance(node.payload, _Relation)
+                self._relation(node.payload, label(node.true), label(node.false))
 
     def _test(self, test: _Test, true: Label, false: Label) -> None:
         asm = self._asm
@@ -547,6 +590,8 @@ def generate(expression: ast.Expr) -> bytes:
     asm = Assembler()
     frame = FilterFrame(asm)
     frame.enter(needs_length=lowering.uses_length)
-    _Emitter(frame).condition(cond, frame.match, frame.no_match)
+    entry = _flow(cond, MATCH, NO_MATCH)
+    optimize(entry)
+    _Emitter(frame).program(entry)
     frame.finish()
     return asm.assemble()

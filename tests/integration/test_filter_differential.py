@@ -56,16 +56,6 @@ UNSUPPORTED = {
     "net 10.0.0.0 mask 255.0.255.0": "not contiguous",
 }
 
-#: libpcap's optimizer reorders comparisons of one field across an "or" chain ("or_pullup"):
-#: "host A or B" tests the source against A and B before loading the destination. The
-#: result differs only for a frame cut inside the field read later; ours reads in source
-#: order, as libpcap's unoptimized program (and its -ddd output translated) would.
-OPTIMIZER_REORDERS = {
-    "host 10.0.0.1 or 10.0.0.2",
-    "host (10.0.0.1 or 5.6.7.8)",
-    "port 53 or 80 or 443",
-}
-
 
 @pytest.fixture(scope="module")
 def tcpdump() -> str:
@@ -170,15 +160,7 @@ def test_corpus_is_large_and_mixed(
     assert len(splitting) >= len(EXPRESSIONS) - 5, set(EXPRESSIONS) - set(splitting)
 
 
-@pytest.mark.parametrize(
-    "expression",
-    [
-        pytest.param(e, marks=pytest.mark.xfail(strict=True, reason="libpcap's optimizer reorders"))
-        if e in OPTIMIZER_REORDERS
-        else e
-        for e in EXPRESSIONS
-    ],
-)
+@pytest.mark.parametrize("expression", EXPRESSIONS)
 def test_compiled_expression_matches_tcpdump(
     expression: str, corpus: list[bytes], libpcap_verdicts: dict[str, tuple[set[int], str]]
 ) -> None:

@@ -78,7 +78,9 @@ def test_unreachable_instructions_are_left_out() -> None:
 
 
 def test_scratch_memory_is_zeroed_on_the_stack() -> None:
-    program = decode(translate([(0x02, 0, 0, 15), (0x61, 0, 0, 15), (0x87, 0, 0, 0), (0x16, 0, 0, 0)]))
+    program = decode(
+        translate([(0x02, 0, 0, 15), (0x61, 0, 0, 15), (0x87, 0, 0, 0), (0x16, 0, 0, 0)])
+    )
     zeroing = [i for i in program if i[0] == 0x7A]  # *(u64 *)(r10 + off) = 0
     assert [i[3] for i in zeroing] == [-64, -56, -48, -40, -32, -24, -16, -8]
     assert (0x63, 10, 3, -4, 0) in program  # st M[15]: *(u32 *)(r10 - 4) = A
@@ -117,7 +119,9 @@ def test_ret_a_matches_when_a_is_not_zero() -> None:
         ([], "1 to 4096 instructions"),
     ],
 )
-def test_programs_xdp_cannot_run_are_refused(program: list[tuple[int, int, int, int]], message: str) -> None:
+def test_programs_xdp_cannot_run_are_refused(
+    program: list[tuple[int, int, int, int]], message: str
+) -> None:
     with pytest.raises(XDPFilterError, match=message):
         translate(parse_program(program))
 

@@ -56,4 +56,6 @@ def test_from_cbpf_has_no_expression() -> None:
     option = OptFilter.from_cbpf([(6, 0, 0, 0xFFFF)])
     assert option.expression is None
     assert repr(option).startswith("OptFilter.from_cbpf(<")
-    assert option.compiled.standalone(3).endswith(bytes([0xB4, 0, 0, 0, 3, 0, 0, 0, 0x95]) + bytes(7))
+    assert option.compiled.standalone(3).endswith(
+        bytes([0xB4, 0, 0, 0, 3, 0, 0, 0, 0x95]) + bytes(7)
+    )

@@ -1,0 +1,281 @@
+"""The control flow of a filter: field tests linked by their true/false successors.
+
+libpcap optimizes every program tcpdump runs, and two of its rewrites change which loads
+run first, so they decide whether a frame cut short inside a header matches:
+
+- *jump threading*: a test whose outcome is known on an edge (the same field was
+  compared on every path there) is skipped;
+- *or/and pull-up*: in a chain of tests that share their "true" (or "false") successor,
+  a later test of the field just compared moves up next to it ("host A or B" compares
+  the source with A and with B before it loads the destination).
+
+Applying the same two rewrites here makes a compiled expression load what libpcap's
+program loads, in the same order. Nodes are mutable while the graph is rewritten and
+never leave this module's callers' hands afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Union
+
+__all__ = ["Exit", "FieldTest", "Node", "Opaque", "Target", "optimize", "reachable"]
+
+
+@dataclass(frozen=True)
+class FieldTest:
+    """``field op constant``; ``field`` identifies a loaded (and masked) value."""
+
+    field: tuple[object, ...]
+    #: Identity of the value libpcap holds in its accumulator after the test (a ``jset``
+    #: leaves the unmasked value there).
+    value_key: tuple[object, ...]
+    op: str
+    constant: int
+
+
+@dataclass(frozen=True)
+class Opaque:
+    """A test the flow cannot reason about (arithmetic comparisons)."""
+
+
+class Exit:
+    """A terminal: the filter matches or does not."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class Node:
+    """One test (``payload``, what the emitter needs; ``test``, what the flow may reason
+    about) and where control goes after it."""
+
+    __slots__ = ("false", "payload", "test", "true")
+
+    def __init__(
+        self, payload: object, test: FieldTest | Opaque, true: Target, false: Target
+    ) -> None:
+        self.payload = payload
+        self.test = test
+        self.true = true
+        self.false = false
+
+
+Target = Union[Node, Exit]
+
+
+def reachable(entry: Target) -> list[Node]:
+    """The nodes reachable from ``entry``, each after all of its predecessors."""
+    order: list[Node] = []
+    seen: set[int] = set()
+
+    def visit(node: Target) -> None:
+        if isinstance(node, Exit) or id(node) in seen:
+            return
+        seen.add(id(node))
+        visit(node.false)
+        visit(node.true)
+        order.append(node)
+
+    visit(entry)
+    order.reverse()
+    return order
+
+
+# --- facts: what every path to an edge knows about fields ----------------------------
+
+
+@dataclass(frozen=True)
+class _Knowledge:
+    equal: int | None  # the field's value, if known
+    excluded: frozenset[int]  # values the field is known not to have (when equal is None)
+
+
+_Facts = dict[tuple[object, ...], _Knowledge]
+
+
+def _merge(a: _Facts, b: _Facts) -> _Facts:
+    merged: _Facts = {}
+    for field in a.keys() & b.keys():
+        left, right = a[field], b[field]
+        if left.equal is not None and left.equal == right.equal:
+            merged[field] = left
+            continue
+        # "x == 5" on one path and "x not in {6, 7}" on the other: "x not in {6, 7}".
+        left_not = left.excluded if left.equal is None else None
+        right_not = right.excluded if right.equal is None else None
+        if left_not is None and right_not is not None:
+            excluded = frozenset(v for v in right_not if v != left.equal)
+        elif right_not is None and left_not is not None:
+            excluded = frozenset(v for v in left_not if v != right.equal)
+        elif left_not is not None and right_not is not None:
+            excluded = left_not & right_not
+        else:
+            excluded = frozenset()
+        if excluded:
+            merged[field] = _Knowledge(None, excluded)
+    return merged
+
+
+_COMPARE: dict[str, Callable[[int, int], bool]] = {
+    "=": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+}
+
+
+def _decide(test: FieldTest, facts: _Facts) -> bool | None:
+    knowledge = facts.get(test.field)
+    if knowledge is None:
+        return None
+    if knowledge.equal is not None:
+        return _COMPARE[test.op](knowledge.equal, test.constant)
+    if test.constant in knowledge.excluded and test.op in ("=", "!="):
+        return test.op == "!="
+    return None
+
+
+def _learn(facts: _Facts, test: FieldTest, outcome: bool) -> _Facts:
+    """Facts after ``test`` turned out ``outcome``."""
+    if test.op not in ("=", "!="):
+        return facts
+    equal = (test.op == "=") == outcome
+    learned = dict(facts)
+    known = facts.get(test.field)
+    if equal:
+        learned[test.field] = _Knowledge(test.constant, frozenset())
+    elif known is None or known.equal is None:
+        excluded = known.excluded if known is not None else frozenset()
+        learned[test.field] = _Knowledge(None, excluded | {test.constant})
+    return learned
+
+
+def _edge_facts(order: list[Node]) -> dict[int, _Facts]:
+    """For each node: the facts that hold on every path into it."""
+    facts: dict[int, _Facts] = {id(order[0]): {}} if order else {}
+    for node in order:
+        here = facts.get(id(node), {})
+        for outcome, successor in ((True, node.true), (False, node.false)):
+            if isinstance(successor, Exit):
+                continue
+            on_edge = _learn(here, node.test, outcome) if isinstance(node.test, FieldTest) else here
+            previous = facts.get(id(successor))
+            facts[id(successor)] = on_edge if previous is None else _merge(previous, on_edge)
+    return facts
+
+
+def _thread(entry: Node) -> bool:
+    """Skip tests whose outcome is known on an edge. True if anything changed."""
+    order = reachable(entry)
+    facts = _edge_facts(order)
+    for node in order:
+        here = facts.get(id(node), {})
+        for outcome in (True, False):
+            on_edge = _learn(here, node.test, outcome) if isinstance(node.test, FieldTest) else here
+            target = node.true if outcome else node.false
+            start = target
+            while isinstance(target, Node) and isinstance(target.test, FieldTest):
+                decided = _decide(target.test, on_edge)
+                if decided is None:
+                    break
+                target = target.true if decided else target.false
+            if target is not start:
+                if outcome:
+                    node.true = target
+                else:
+                    node.false = target
+                return True
+    return False
+
+
+# --- pull-up -----------------------------------------------------------------------------
+
+
+def _predecessors(order: list[Node]) -> dict[int, list[Node]]:
+    preds: dict[int, list[Node]] = {id(node): [] for node in order}
+    for node in order:
+        for successor in (node.true, node.false):
+            if isinstance(successor, Node):
+                preds[id(successor)].append(node)
+    return preds
+
+
+def _value_key(node: Target) -> tuple[object, ...] | None:
+    if isinstance(node, Node) and isinstance(node.test, FieldTest):
+        return node.test.value_key
+    return None
+
+
+def _pull_up(entry: Node, chain_on_false: bool) -> bool:
+    """libpcap's or_pullup (``chain_on_false``) or and_pullup. True if anything changed."""
+    order = reachable(entry)
+    preds = _predecessors(order)
+
+    def shared(node: Node) -> Target:
+        return node.true if chain_on_false else node.false
+
+    def following(node: Node) -> Target:
+        return node.false if chain_on_false else node.true
+
+    def in_chain(node: Target, first: Node) -> bool:
+        return (
+            isinstance(node, Node)
+            and isinstance(node.test, FieldTest)
+            and shared(node) is shared(first)
+            and (node is first or len(preds[id(node)]) == 1)
+        )
+
+    for first in order:
+        incoming = preds[id(first)]
+        if not incoming or not isinstance(first.test, FieldTest):
+            continue
+        value = _value_key(incoming[0])
+        if value is None or any(_value_key(p) != value for p in incoming):
+            continue
+        diff: Target = first
+        diff_pred: Node | None = None
+        while in_chain(diff, first) and _value_key(diff) == value:
+            assert isinstance(diff, Node)
+            diff_pred, diff = diff, following(diff)
+        if not in_chain(diff, first):
+            continue
+        assert isinstance(diff, Node)
+        before, same = diff, following(diff)
+        while in_chain(same, first) and _value_key(same) != value:
+            assert isinstance(same, Node)
+            before, same = same, following(same)
+        if not in_chain(same, first):
+            continue
+        assert isinstance(same, Node)
+        _set_following(before, following(same), chain_on_false)
+        _set_following(same, diff, chain_on_false)
+        for pred in [diff_pred] if diff_pred is not None else preds[id(diff)]:
+            assert pred is not None
+            if pred.true is diff:
+                pred.true = same
+            if pred.false is diff:
+                pred.false = same
+        return True
+    return False
+
+
+def _set_following(node: Node, target: Target, chain_on_false: bool) -> None:
+    if chain_on_false:
+        node.false = target
+    else:
+        node.true = target
+
+
+def optimize(entry: Target, max_rounds: int = 10_000) -> None:
+    """Apply jump threading and both pull-ups until nothing changes."""
+    if isinstance(entry, Exit):
+        return
+    for _ in range(max_rounds):
+        if not (_thread(entry) or _pull_up(entry, True) or _pull_up(entry, False)):
+            return
