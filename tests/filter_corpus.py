@@ -274,7 +274,7 @@ def _hand_made() -> list[bytes]:
             ethernet(b, a, ETH_IP, ipv4("10.0.0.1", "10.0.0.2", TCP, tcp(22, 53, 0x02), options))
         )
     # Fragments: the first one carries the ports, later ones carry data that looks like ports.
-    for flags_fragment in (0x2000, 0x2001, 0x0010, 0x4000, 0x3FFF):
+    for flags_fragment in (0x2000, 0x2001, 0x0010, 0x4000, 0x3FFF, 0x1000, 0x3000, 0x0100):
         for proto, body in ((TCP, tcp(53, 80, 0x02)), (UDP, udp(53, 80))):
             frames.append(
                 ethernet(
