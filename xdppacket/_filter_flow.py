@@ -171,9 +171,14 @@ def _edge_facts(order: list[Node]) -> dict[int, _Facts]:
 
 
 def _thread(entry: Node) -> bool:
-    """Skip tests whose outcome is known on an edge. True if anything changed."""
+    """Skip tests whose outcome is known on an edge. True if anything changed.
+
+    Facts are computed once per pass: redirecting an edge only removes paths, so facts
+    computed before stay true (if weaker) and the next pass uses the stronger ones.
+    """
     order = reachable(entry)
     facts = _edge_facts(order)
+    changed = False
     for node in order:
         here = facts.get(id(node), {})
         for outcome in (True, False):
@@ -186,12 +191,12 @@ def _thread(entry: Node) -> bool:
                     break
                 target = target.true if decided else target.false
             if target is not start:
+                changed = True
                 if outcome:
                     node.true = target
                 else:
                     node.false = target
-                return True
-    return False
+    return changed
 
 
 # --- pull-up -----------------------------------------------------------------------------
@@ -231,6 +236,7 @@ def _pull_up(entry: Node, chain_on_false: bool) -> bool:
             and (node is first or len(preds[id(node)]) == 1)
         )
 
+    changed = False
     for first in order:
         incoming = preds[id(first)]
         if not incoming or not isinstance(first.test, FieldTest):
@@ -261,8 +267,9 @@ def _pull_up(entry: Node, chain_on_false: bool) -> bool:
                 pred.true = same
             if pred.false is diff:
                 pred.false = same
-        return True
-    return False
+        changed = True
+        preds = _predecessors(order)  # moving a node keeps the set of reachable nodes
+    return changed
 
 
 def _set_following(node: Node, target: Target, chain_on_false: bool) -> None:
