@@ -7,7 +7,9 @@ the corpus of ``tests/filter_corpus.py`` (some frames match, some do not).
 
 from __future__ import annotations
 
-__all__ = ["EXPRESSIONS"]
+import random
+
+__all__ = ["EXPRESSIONS", "RANDOM_EXPRESSIONS"]
 
 EXPRESSIONS = [
     # Link layer.
@@ -255,4 +257,95 @@ EXPRESSIONS = [
     "ip6 and tcp and dst port 443",
     "(vlan and ip) or ip6",
     "vlan and (ip or ip6)",
+    # More combinations.
+    "vlan 100 or vlan 200",
+    "not vlan and ip",
+    "ether proto 0x8100",
+    "ether proto 0x88a8 or ether proto 0x9100",
+    "tcp port 80 and tcp[13] & 2 != 0",
+    "icmp6 and ip6[40] = 135",
+    "ip[0] & 0xf > 5 and tcp",
+    "len > ip[2:2]",
+    "greater 60 and less 100",
+    "ether src 00:11:22:33:44:55 or ether dst 02:00:00:00:00:01",
+    "src port 53 and dst port 53",
+    "dst portrange 1-1023 or src portrange 1-1023",
+    "udp portrange 50-60 and not port 53",
+    "ip host 10.0.0.1 and tcp",
+    "ip6 src net fe80::/10 and icmp6",
+    "arp or rarp",
+    "net 10.0.0.0/8 or net 192.168.0.0/16",
+    "not host 10.0.0.1 and not host 10.0.0.2",
+    "host 10.0.0.1 and host 10.0.0.2",
+    "src 10.0.0.1 and dst 10.0.0.2",
+    "(tcp or udp) and (src port 53 or dst port 53)",
+    "port 53 and not (udp or tcp)",
+    "ip proto 17 and udp[2:2] = 53",
+    "tcp[((tcp[12] & 0xf0) >> 2):4] = 0",
+    "udp[8:4] & 0xffff0000 != 0",
+    "ip[ip[0] & 0xf] = 0",
+    "ether[len - 1] & 1 = 1",
+    "ip6[6] = 44 and ip6[40] = 6",
+    "ip6 and (ip6[6] = 0 or ip6[6] = 43 or ip6[6] = 60)",
 ]
+
+#: Building blocks of the random compound expressions.
+_PRIMITIVES = (
+    "ip",
+    "ip6",
+    "arp",
+    "tcp",
+    "udp",
+    "icmp",
+    "icmp6",
+    "sctp",
+    "vlan",
+    "vlan 100",
+    "ether multicast",
+    "ether broadcast",
+    "ether src 00:11:22:33:44:55",
+    "host 10.0.0.1",
+    "src host 1.2.3.4",
+    "dst net 192.168.1.0/24",
+    "host fe80::1",
+    "net 2001:db8::/32",
+    "port 53",
+    "tcp dst port 80",
+    "udp src port 53",
+    "portrange 20-443",
+    "less 80",
+    "greater 120",
+    "ip[8] > 60",
+    "ip[6:2] & 0x1fff != 0",
+    "tcp[tcpflags] & tcp-syn != 0",
+    "icmp[icmptype] = icmp-echo",
+    "ip6[6] = 44",
+    "ether[12:2] = 0x8100",
+    "proto 17",
+    "ip6 proto 58",
+)
+
+
+def _random_expression(rng: random.Random, depth: int = 0) -> str:
+    if depth >= 2 or rng.random() < 0.3:
+        primitive = rng.choice(_PRIMITIVES)
+        return f"not {primitive}" if rng.random() < 0.2 else primitive
+    parts = [_random_expression(rng, depth + 1) for _ in range(rng.choice((2, 2, 3)))]
+    joined = parts[0]
+    for part in parts[1:]:
+        joined += f" {rng.choice(('and', 'or', '&&', '||'))} {part}"
+    return f"({joined})" if depth else joined
+
+
+def _random_expressions(count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    expressions: list[str] = []
+    while len(expressions) < count:
+        expression = _random_expression(rng)
+        if expression not in expressions and expression not in EXPRESSIONS:
+            expressions.append(expression)
+    return expressions
+
+
+#: Seeded random compositions of the primitives above, with not/and/or and parentheses.
+RANDOM_EXPRESSIONS = _random_expressions(60, seed=7)

@@ -4,7 +4,8 @@ libpcap optimizes every program tcpdump runs, and two of its rewrites change whi
 run first, so they decide whether a frame cut short inside a header matches:
 
 - *jump threading*: a test whose outcome is known on an edge (the same field was
-  compared on every path there) is skipped;
+  compared on every path there) is skipped, and so is a test whose two outcomes lead to
+  the same place (its loads are dead code to libpcap);
 - *or/and pull-up*: in a chain of tests that share their "true" (or "false") successor,
   a later test of the field just compared moves up next to it ("host A or B" compares
   the source with A and with B before it loads the destination).
@@ -185,7 +186,12 @@ def _thread(entry: Node) -> bool:
             on_edge = _learn(here, node.test, outcome) if isinstance(node.test, FieldTest) else here
             target = node.true if outcome else node.false
             start = target
-            while isinstance(target, Node) and isinstance(target.test, FieldTest):
+            while isinstance(target, Node):
+                if target.true is target.false:  # either way leads to the same place
+                    target = target.true
+                    continue
+                if not isinstance(target.test, FieldTest):
+                    break
                 decided = _decide(target.test, on_edge)
                 if decided is None:
                     break
@@ -279,10 +285,10 @@ def _set_following(node: Node, target: Target, chain_on_false: bool) -> None:
         node.true = target
 
 
-def optimize(entry: Target, max_rounds: int = 10_000) -> None:
-    """Apply jump threading and both pull-ups until nothing changes."""
-    if isinstance(entry, Exit):
-        return
+def optimize(entry: Target, max_rounds: int = 10_000) -> Target:
+    """Apply jump threading and both pull-ups until nothing changes; return the new entry."""
+    root = Node(None, Opaque(), entry, entry)  # a fixed predecessor, so the entry can change
     for _ in range(max_rounds):
-        if not (_thread(entry) or _pull_up(entry, True) or _pull_up(entry, False)):
-            return
+        if not (_thread(root) or _pull_up(root, True) or _pull_up(root, False)):
+            break
+    return root.true

@@ -560,6 +560,10 @@ _NOT = ("not", "!")
 _RELATIONS = {">": ">", ">=": ">=", "=": "=", "==": "=", "<": "<", "<=": "<=", "!=": "!="}
 # Binary arithmetic operators by precedence level, lowest first (libpcap's grammar.y).
 _ARITH_LEVELS = (("|",), ("^",), ("&",), ("<<", ">>"), ("+", "-"), ("*", "/", "%"))
+#: Operators that show a number or a parenthesis belongs to arithmetic.
+_ARITHMETIC_FOLLOWERS = frozenset(op for level in _ARITH_LEVELS for op in level) | frozenset(
+    _RELATIONS
+)
 
 
 class _Parser:
@@ -625,7 +629,7 @@ class _Parser:
             return True
         if token.kind == "num":  # a number alone is an id; "1 + 2 > 3" is arithmetic
             following = self._tokens[index + 1]
-            return not (following.kind == "op" and following.text not in ("(", ")", "!"))
+            return not (following.kind == "op" and following.text in _ARITHMETIC_FOLLOWERS)
         return False
 
     def _term(self, inherited: _Inherited = None) -> tuple[Expr, _Inherited]:
@@ -703,7 +707,7 @@ class _Parser:
                 depth -= 1
                 if depth == 0:
                     following = self._tokens[index + 1]
-                    return following.kind == "op" and following.text not in (")", "(", "!")
+                    return following.kind == "op" and following.text in _ARITHMETIC_FOLLOWERS
             elif token.kind == "end":
                 return False
         return False

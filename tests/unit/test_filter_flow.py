@@ -27,7 +27,7 @@ def test_a_test_known_on_every_path_is_skipped() -> None:
     arp = field_test("arp", 12, 0x806, MATCH, NO_MATCH)
     port = field_test("port", 36, 53, again, arp)
     entry = field_test("ip", 12, 0x800, port, arp)
-    optimize(entry)
+    assert optimize(entry) is entry
     assert port.true is MATCH  # "ip" is known true after "ip"
     assert entry.false is arp  # "arp" stays: the ethertype is only known not to be 0x800
     assert port.false is NO_MATCH  # ... but on this edge it is 0x800, so "arp" is false
@@ -40,7 +40,7 @@ def test_or_pullup_compares_one_field_with_every_value_first() -> None:
     dst_a = field_test("dst A", 30, 1, MATCH, src_b)
     src_a = field_test("src A", 26, 1, MATCH, dst_a)
     entry = field_test("ip", 12, 0x800, src_a, NO_MATCH)
-    optimize(entry)
+    assert optimize(entry) is entry
     assert chain(entry.true, "false") == ["src A", "src B", "dst A", "dst B"]
 
 
@@ -50,5 +50,5 @@ def test_and_pullup_mirrors_it_for_chains_that_share_their_false_exit() -> None:
     second = field_test("y > 1", 30, 1, third, NO_MATCH, ">")
     first = field_test("x > 1", 26, 1, second, NO_MATCH, ">")
     entry = field_test("ip", 12, 0x800, first, NO_MATCH)
-    optimize(entry)
+    assert optimize(entry) is entry
     assert chain(entry.true, "true") == ["x > 1", "x > 2", "y > 1", "y > 2"]
