@@ -348,4 +348,4 @@ def _random_expressions(count: int, seed: int) -> list[str]:
 
 
 #: Seeded random compositions of the primitives above, with not/and/or and parentheses.
-RANDOM_EXPRESSIONS = _random_expressions(60, seed=7)
+RANDOM_EXPRESSIONS = _random_expressions(100, seed=7)

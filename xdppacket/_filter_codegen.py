@@ -453,6 +453,9 @@ def _flow(cond: _Cond, true: Target, false: Target) -> Target:
         return true if cond.value else false
     if isinstance(cond, _Test):
         return Node(cond, _field_test(cond), true, false)
+    if isinstance(cond.right, _Const):  # libpcap knows "len >= 120" once it has tested it
+        value = ("value", cond.left)
+        return Node(cond, FieldTest(value, value, cond.op, cond.right.value), true, false)
     return Node(cond, Opaque(), true, false)
 
 

@@ -17,7 +17,6 @@ never leave this module's callers' hands afterwards.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Union
 
@@ -91,69 +90,54 @@ def reachable(entry: Target) -> list[Node]:
 
 @dataclass(frozen=True)
 class _Knowledge:
-    equal: int | None  # the field's value, if known
-    excluded: frozenset[int]  # values the field is known not to have (when equal is None)
+    """What is known about one field: its value (after an equality held) and the outcomes
+    of comparisons already made (libpcap's fold_edge knows exactly these two things)."""
+
+    equal: int | None
+    outcomes: frozenset[tuple[str, int, bool]]
 
 
 _Facts = dict[tuple[object, ...], _Knowledge]
+
+# libpcap compiles "!=", "<" and "<=" as "=", ">=" and ">" with the branches swapped.
+_NEGATED = {"!=": "=", "<": ">=", "<=": ">"}
+
+
+def _normal(op: str, outcome: bool) -> tuple[str, bool]:
+    return (_NEGATED[op], not outcome) if op in _NEGATED else (op, outcome)
 
 
 def _merge(a: _Facts, b: _Facts) -> _Facts:
     merged: _Facts = {}
     for field in a.keys() & b.keys():
         left, right = a[field], b[field]
-        if left.equal is not None and left.equal == right.equal:
-            merged[field] = left
-            continue
-        # "x == 5" on one path and "x not in {6, 7}" on the other: "x not in {6, 7}".
-        left_not = left.excluded if left.equal is None else None
-        right_not = right.excluded if right.equal is None else None
-        if left_not is None and right_not is not None:
-            excluded = frozenset(v for v in right_not if v != left.equal)
-        elif right_not is None and left_not is not None:
-            excluded = frozenset(v for v in left_not if v != right.equal)
-        elif left_not is not None and right_not is not None:
-            excluded = left_not & right_not
-        else:
-            excluded = frozenset()
-        if excluded:
-            merged[field] = _Knowledge(None, excluded)
+        equal = left.equal if left.equal == right.equal else None
+        outcomes = left.outcomes & right.outcomes
+        if equal is not None or outcomes:
+            merged[field] = _Knowledge(equal, outcomes)
     return merged
-
-
-_COMPARE: dict[str, Callable[[int, int], bool]] = {
-    "=": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-}
 
 
 def _decide(test: FieldTest, facts: _Facts) -> bool | None:
     knowledge = facts.get(test.field)
     if knowledge is None:
         return None
-    if knowledge.equal is not None:
-        return _COMPARE[test.op](knowledge.equal, test.constant)
-    if test.constant in knowledge.excluded and test.op in ("=", "!="):
-        return test.op == "!="
+    op, swapped = _normal(test.op, False)
+    for known_op, constant, outcome in knowledge.outcomes:
+        if (known_op, constant) == (op, test.constant):
+            return outcome != swapped
+    if op == "=" and knowledge.equal is not None:
+        return (knowledge.equal == test.constant) != swapped
     return None
 
 
 def _learn(facts: _Facts, test: FieldTest, outcome: bool) -> _Facts:
     """Facts after ``test`` turned out ``outcome``."""
-    if test.op not in ("=", "!="):
-        return facts
-    equal = (test.op == "=") == outcome
+    op, normal_outcome = _normal(test.op, outcome)
+    known = facts.get(test.field, _Knowledge(None, frozenset()))
+    equal = test.constant if (op, normal_outcome) == ("=", True) else known.equal
     learned = dict(facts)
-    known = facts.get(test.field)
-    if equal:
-        learned[test.field] = _Knowledge(test.constant, frozenset())
-    elif known is None or known.equal is None:
-        excluded = known.excluded if known is not None else frozenset()
-        learned[test.field] = _Knowledge(None, excluded | {test.constant})
+    learned[test.field] = _Knowledge(equal, known.outcomes | {(op, test.constant, normal_outcome)})
     return learned
 
 

@@ -62,20 +62,28 @@ def test_standalone_appends_the_matched_action() -> None:
     assert program == b"".join(IP_PROLOGUE) + insn(0xB4, 0, 0, 0, 3) + insn(0x95)
 
 
-def test_vlan_moves_everything_after_it_by_one_tag() -> None:
-    def packet_offsets(expression: str) -> list[int]:
-        """The constant packet offsets the program adds to r1 = data."""
-        program = decode(compile_filter(expression).instructions)
-        return [
-            program[i + 1][4]
-            for i, (code, dst, src, _, _) in enumerate(program[:-1])
-            if (code, dst, src) == (0xBF, R1, R6) and program[i + 1][:2] == (0x07, R1)
-        ]
+def packet_offsets(expression: str) -> list[int]:
+    """The constant packet offsets the program adds to r1 = data, in program order."""
+    program = decode(compile_filter(expression).instructions)
+    return [
+        program[i + 1][4]
+        for i, (code, dst, src, _, _) in enumerate(program[:-1])
+        if (code, dst, src) == (0xBF, R1, R6) and program[i + 1][:2] == (0x07, R1)
+    ]
 
+
+def test_vlan_moves_everything_after_it_by_one_tag() -> None:
     assert packet_offsets("ip") == [12]
     assert packet_offsets("vlan and ip") == [12, 12, 12, 16]
     assert packet_offsets("vlan 5 and vlan and ip") == [12, 12, 12, 14, 16, 16, 16, 20]
     assert packet_offsets("ip or vlan") == [12, 12, 12, 12]  # "ip" came before the tag
+
+
+def test_tests_that_cannot_change_the_outcome_load_nothing() -> None:
+    """As in libpcap: once "greater 120" failed, "net ... and greater 120" cannot match."""
+    assert packet_offsets("net 2001:db8::/32") == [12, 22, 38]
+    assert packet_offsets("greater 120 or net 2001:db8::/32 and greater 120") == []
+    assert packet_offsets("net 0.0.0.0/0") == [12, 12, 12]  # masked words of mask 0
 
 
 def test_the_frame_length_is_computed_only_when_used() -> None:
