@@ -35,6 +35,7 @@ EXPRESSIONS = [
     "ether proto 0x88cc",
     "ether proto 100",
     "ether proto 0xaa",
+    "ether proto 0x42",
     "ether[0] & 1 != 0",
     "ether[12:2] = 0x8100",
     "ether[12:2] > 1500",

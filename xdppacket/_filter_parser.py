@@ -386,7 +386,7 @@ _ETHER_PROTOCOL_NAMES = {"ip": 0x0800, "ip6": 0x86DD, "arp": 0x0806, "rarp": 0x8
 
 #: Ethertype values libpcap compiles to something other than a plain comparison
 #: (802.2 LLC encapsulations of IPX, AppleTalk, NetBEUI, OSI).
-_SPECIAL_ETHER_PROTOCOLS = frozenset({0x06, 0xE0, 0xF0, 0xFE, 0x42, 0x809B, 0x80F3, 0x8137})
+_SPECIAL_ETHER_PROTOCOLS = frozenset({0x06, 0xE0, 0xF0, 0xFE, 0x809B, 0x80F3})
 
 _MAX_U32 = 0xFFFFFFFF
 
@@ -519,12 +519,12 @@ def _next_token(text: str, position: int) -> Token:
     match = _WORD_RE.match(text, position)
     if match is not None:
         word = match.group()
-        lowered = word.lower()
-        if lowered in NAMED_CONSTANTS:
-            return Token("num", word, column, value=NAMED_CONSTANTS[lowered])
-        if lowered in _UNSUPPORTED:
-            raise XDPFilterError(f"'{lowered}' (column {column}) is not supported in XDP filters")
-        if lowered in _KEYWORDS:
+        # Keywords are lower case, as in libpcap ("TCP" would be a host name there).
+        if word in NAMED_CONSTANTS:
+            return Token("num", word, column, value=NAMED_CONSTANTS[word])
+        if word in _UNSUPPORTED:
+            raise XDPFilterError(f"'{word}' (column {column}) is not supported in XDP filters")
+        if word in _KEYWORDS:
             return Token("kw", word, column)
         return Token("name", word, column)
     match = _ESCAPED_RE.match(text, position)
@@ -557,6 +557,8 @@ _Inherited = Union[_Qualifiers, None]
 _AND = ("and", "&&")
 _OR = ("or", "||")
 _NOT = ("not", "!")
+#: Words that start the qualifiers of an id (after an optional protocol).
+_HEAD_WORDS = frozenset(("src", "dst", "host", "net", "port", "portrange", "proto"))
 _RELATIONS = {">": ">", ">=": ">=", "=": "=", "==": "=", "<": "<", "<=": "<=", "!=": "!="}
 # Binary arithmetic operators by precedence level, lowest first (libpcap's grammar.y).
 _ARITH_LEVELS = (("|",), ("^",), ("&",), ("<<", ">>"), ("+", "-"), ("*", "/", "%"))
@@ -672,20 +674,12 @@ class _Parser:
                 if following.kind == "kw" and following.text.lower() in ("broadcast", "multicast"):
                     self._advance()
                     return self._cast(protocol), None
-                if following.kind == "kw" and following.text.lower() in (
-                    "src",
-                    "dst",
-                    "host",
-                    "net",
-                    "port",
-                    "portrange",
-                    "proto",
-                ):
+                if following.kind == "kw" and following.text.lower() in _HEAD_WORDS:
                     self._advance()
                     return self._head_id(protocol)
                 self._advance()
                 return _proto_abbrev(protocol, token), None
-            if word in ("src", "dst", "host", "net", "port", "portrange", "proto"):
+            if word in _HEAD_WORDS:
                 return self._head_id("default")
             if word == "len":
                 return self._relation(), None

@@ -150,6 +150,7 @@ def test_named_offsets_and_flags_are_numbers() -> None:
         ("1.2.3.4", "syntax error at column 1"),
         ("port 80 $", "syntax error at column 9: unexpected character '$'"),
         ("ip[0] >", "syntax error at column 8"),
+        ("TCP", "host name 'TCP' (column 1)"),  # keywords are lower case, as in libpcap
         ("", "empty filter expression"),
     ],
 )
