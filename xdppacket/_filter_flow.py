@@ -3,16 +3,16 @@
 libpcap optimizes every program tcpdump runs, and two of its rewrites change which loads
 run first, so they decide whether a frame cut short inside a header matches:
 
-- *jump threading*: a test whose outcome is known on an edge (the same field was
-  compared on every path there) is skipped, and so is a test whose two outcomes lead to
-  the same place (its loads are dead code to libpcap);
+- *jump threading*: a test whose outcome follows from one edge that every path to it
+  takes (the same comparison, or the field found equal to another constant: libpcap's
+  edge dominators and fold_edge) is skipped, and so is a test whose two outcomes lead
+  to the same place (its loads are dead code to libpcap);
 - *or/and pull-up*: in a chain of tests that share their "true" (or "false") successor,
   a later test of the field just compared moves up next to it ("host A or B" compares
   the source with A and with B before it loads the destination).
 
-Applying the same two rewrites here makes a compiled expression load what libpcap's
-program loads, in the same order. Nodes are mutable while the graph is rewritten and
-never leave this module's callers' hands afterwards.
+Applying the same rewrites here makes a compiled expression load what libpcap's program
+loads, in the same order. ``optimize`` rewrites the graph in place; not thread-safe.
 """
 
 from __future__ import annotations
@@ -85,19 +85,10 @@ def reachable(entry: Target) -> list[Node]:
     return order
 
 
-# --- facts: what every path to an edge knows about fields ----------------------------
+# --- facts: the comparisons made on every path to an edge -----------------------------
 
-
-@dataclass(frozen=True)
-class _Knowledge:
-    """What is known about one field: its value (after an equality held) and the outcomes
-    of comparisons already made (libpcap's fold_edge knows exactly these two things)."""
-
-    equal: int | None
-    outcomes: frozenset[tuple[str, int, bool]]
-
-
-_Facts = dict[tuple[object, ...], _Knowledge]
+#: An edge: (id of the node whose test it leaves, the outcome it stands for).
+_Edge = tuple[int, bool]
 
 # libpcap compiles "!=", "<" and "<=" as "=", ">=" and ">" with the branches swapped.
 _NEGATED = {"!=": "=", "<": ">=", "<=": ">"}
@@ -107,67 +98,50 @@ def _normal(op: str, outcome: bool) -> tuple[str, bool]:
     return (_NEGATED[op], not outcome) if op in _NEGATED else (op, outcome)
 
 
-def _merge(a: _Facts, b: _Facts) -> _Facts:
-    merged: _Facts = {}
-    for field in a.keys() & b.keys():
-        left, right = a[field], b[field]
-        equal = left.equal if left.equal == right.equal else None
-        outcomes = left.outcomes & right.outcomes
-        if equal is not None or outcomes:
-            merged[field] = _Knowledge(equal, outcomes)
-    return merged
-
-
-def _decide(test: FieldTest, facts: _Facts) -> bool | None:
-    knowledge = facts.get(test.field)
-    if knowledge is None:
-        return None
-    op, swapped = _normal(test.op, False)
-    for known_op, constant, outcome in knowledge.outcomes:
-        if (known_op, constant) == (op, test.constant):
-            return outcome != swapped
-    if op == "=" and knowledge.equal is not None:
-        return (knowledge.equal == test.constant) != swapped
-    return None
-
-
-def _learn(facts: _Facts, test: FieldTest, outcome: bool) -> _Facts:
-    """Facts after ``test`` turned out ``outcome``."""
-    op, normal_outcome = _normal(test.op, outcome)
-    known = facts.get(test.field, _Knowledge(None, frozenset()))
-    equal = test.constant if (op, normal_outcome) == ("=", True) else known.equal
-    learned = dict(facts)
-    learned[test.field] = _Knowledge(equal, known.outcomes | {(op, test.constant, normal_outcome)})
-    return learned
-
-
-def _edge_facts(order: list[Node]) -> dict[int, _Facts]:
-    """For each node: the facts that hold on every path into it."""
-    facts: dict[int, _Facts] = {id(order[0]): {}} if order else {}
+def _dominators(order: list[Node]) -> dict[int, frozenset[_Edge]]:
+    """For each node: the edges every path into it takes (libpcap's edge dominators)."""
+    dominators: dict[int, frozenset[_Edge]] = {id(order[0]): frozenset()} if order else {}
     for node in order:
-        here = facts.get(id(node), {})
+        here = dominators.get(id(node), frozenset())
         for outcome, successor in ((True, node.true), (False, node.false)):
             if isinstance(successor, Exit):
                 continue
-            on_edge = _learn(here, node.test, outcome) if isinstance(node.test, FieldTest) else here
-            previous = facts.get(id(successor))
-            facts[id(successor)] = on_edge if previous is None else _merge(previous, on_edge)
-    return facts
+            on_edge = here | {(id(node), outcome)}
+            previous = dominators.get(id(successor))
+            dominators[id(successor)] = on_edge if previous is None else previous & on_edge
+    return dominators
+
+
+def _decide(test: FieldTest, edges: frozenset[_Edge], tests: dict[int, FieldTest]) -> bool | None:
+    """The outcome of ``test`` if one dominating edge implies it (libpcap's fold_edge):
+    the same comparison was made, or the field was found equal to another constant."""
+    op, swapped = _normal(test.op, False)
+    for node_id, outcome in edges:
+        known = tests.get(node_id)
+        if known is None or known.field != test.field:
+            continue
+        known_op, known_outcome = _normal(known.op, outcome)
+        if (known_op, known.constant) == (op, test.constant):
+            return known_outcome != swapped
+        if (known_op, known_outcome, op) == ("=", True, "="):
+            return swapped  # equal to another constant: "=" is false
+    return None
 
 
 def _thread(entry: Node) -> bool:
     """Skip tests whose outcome is known on an edge. True if anything changed.
 
-    Facts are computed once per pass: redirecting an edge only removes paths, so facts
-    computed before stay true (if weaker) and the next pass uses the stronger ones.
+    Dominators are computed once per pass: redirecting an edge only removes paths, so
+    what dominated before still holds (if weaker), and the next pass sees the rest.
     """
     order = reachable(entry)
-    facts = _edge_facts(order)
+    dominators = _dominators(order)
+    tests = {id(node): node.test for node in order if isinstance(node.test, FieldTest)}
     changed = False
     for node in order:
-        here = facts.get(id(node), {})
+        here = dominators.get(id(node), frozenset())
         for outcome in (True, False):
-            on_edge = _learn(here, node.test, outcome) if isinstance(node.test, FieldTest) else here
+            on_edge = here | {(id(node), outcome)}
             target = node.true if outcome else node.false
             start = target
             while isinstance(target, Node):
@@ -176,7 +150,7 @@ def _thread(entry: Node) -> bool:
                     continue
                 if not isinstance(target.test, FieldTest):
                     break
-                decided = _decide(target.test, on_edge)
+                decided = _decide(target.test, on_edge, tests)
                 if decided is None:
                     break
                 target = target.true if decided else target.false
