@@ -324,6 +324,25 @@ _PRIMITIVES = (
     "ether[12:2] = 0x8100",
     "proto 17",
     "ip6 proto 58",
+    "host 10.0.0.1 or 10.0.0.2",
+    "src port 53 or 80",
+    "tcp port 80 or 443",
+    "net 10 or 192.168",
+    "vlan and vlan 200",
+    "vlan 5 and ip6",
+    "ether proto 0x42",
+    "ip multicast",
+    "ip6 multicast",
+    "ip[2:2] - ((ip[0] & 0xf) << 2) > 40",
+    "udp[4:2] > 20",
+    "len - 14 = ip[2:2]",
+    "icmp6[icmp6type] = icmp6-echo",
+    "tcp[tcp[12] >> 4] = 0",
+    "arp src 10.0.0.1",
+    "src and dst port 53",
+    "udp dst portrange 50-60",
+    "ip6 src net fe80::/10",
+    "ip[1] & 0x10 != 0",
 )
 
 
@@ -349,4 +368,4 @@ def _random_expressions(count: int, seed: int) -> list[str]:
 
 
 #: Seeded random compositions of the primitives above, with not/and/or and parentheses.
-RANDOM_EXPRESSIONS = _random_expressions(100, seed=7)
+RANDOM_EXPRESSIONS = _random_expressions(120, seed=7)
