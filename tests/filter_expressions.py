@@ -288,6 +288,10 @@ EXPRESSIONS = [
     "ether[len - 1] & 1 = 1",
     "ip6[6] = 44 and ip6[40] = 6",
     "ip6 and (ip6[6] = 0 or ip6[6] = 43 or ip6[6] = 60)",
+    # Nesting that takes every value register (the deeper side is computed first).
+    "ip[0] + (ip[1] + (ip[2] + (ip[3] + (ip[4] + ip[5])))) > 100",
+    "(ip[0] + ip[1]) * (ip[2] + ip[3]) - (ip[4] + ip[5]) * (ip[6] + ip[7]) > 1000",
+    "ip[1] < (ip[2:2] - (ip[0] & 0xf) * 4) / (ip[8] + 1)",
 ]
 
 #: Building blocks of the random compound expressions.

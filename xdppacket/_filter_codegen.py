@@ -485,6 +485,26 @@ _ALU = {
 }
 #: Registers holding intermediate values, in order of nesting depth.
 _VALUE_REGISTERS = (Reg.R3, Reg.R4, Reg.R5, Reg.R0)
+#: "a op b" is "b op' a".
+_MIRRORED = {"=": "=", "!=": "!=", ">": "<", ">=": "<=", "<": ">", "<=": ">="}
+
+
+def _registers_needed(value: _Value) -> int:
+    """How many value registers computing ``value`` takes (its Sethi-Ullman number)."""
+    if isinstance(value, (_Const, _Length)):
+        return 1
+    if isinstance(value, _Neg):
+        return _registers_needed(value.operand)
+    if isinstance(value, _Fetch):
+        if isinstance(value.index, _Const) and not value.transport:
+            return 1
+        index = _registers_needed(value.index)
+        return max(index, 2) if value.transport else index
+    left = _registers_needed(value.left)
+    if isinstance(value.right, _Const):
+        return left
+    right = _registers_needed(value.right)
+    return max(left, right) if left != right else left + 1
 
 
 class _Emitter:
@@ -535,10 +555,15 @@ class _Emitter:
 
     def _relation(self, relation: _Relation, true: Label, false: Label) -> None:
         asm = self._asm
-        left = self._value(relation.left, 0)
         if isinstance(relation.right, _Const):
+            left = self._value(relation.left, 0)
             asm.jump_imm(_JUMPS[relation.op], left, relation.right.value, true)
+        elif _registers_needed(relation.right) > _registers_needed(relation.left):
+            right = self._value(relation.right, 0)  # the deeper side first: fewer registers
+            left = self._value(relation.left, 1)
+            asm.jump_reg(_JUMPS[_MIRRORED[relation.op]], right, left, true)
         else:
+            left = self._value(relation.left, 0)
             right = self._value(relation.right, 1)
             asm.jump_reg(_JUMPS[relation.op], left, right, true)
         asm.jump(false)
@@ -558,15 +583,25 @@ class _Emitter:
             self._value(value.operand, depth)
             asm.neg32(dst)
         elif isinstance(value, _Arith):
-            self._value(value.left, depth)
             op = _ALU[value.op]
             if isinstance(value.right, _Const):
+                self._value(value.left, depth)
                 asm.alu32_imm(op, dst, value.right.value)
+                return dst
+            # The deeper side first, so nesting needs fewer registers (Sethi-Ullman); all
+            # loads run either way, and any that fails ends the filter, so order is free.
+            right_first = _registers_needed(value.right) > _registers_needed(value.left)
+            if right_first:
+                divisor = self._value(value.right, depth)
+                result = self._value(value.left, depth + 1)
             else:
-                right = self._value(value.right, depth + 1)
-                if op in (BPF_DIV, BPF_MOD):  # classic BPF: dividing by zero rejects the packet
-                    asm.jump_imm(BPF_JEQ, right, 0, self._frame.no_match)
-                asm.alu32_reg(op, dst, right)
+                result = self._value(value.left, depth)
+                divisor = self._value(value.right, depth + 1)
+            if op in (BPF_DIV, BPF_MOD):  # classic BPF: dividing by zero rejects the packet
+                asm.jump_imm(BPF_JEQ, divisor, 0, self._frame.no_match)
+            asm.alu32_reg(op, result, divisor)
+            if right_first:
+                asm.mov64_reg(dst, result)
         else:
             self._fetch(value, dst, depth)
         return dst

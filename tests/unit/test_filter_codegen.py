@@ -11,7 +11,7 @@ import struct
 import pytest
 
 from tests.filter_expressions import EXPRESSIONS
-from xdppacket import compile_filter
+from xdppacket import XDPFilterError, compile_filter
 
 R1, R2, R6, R7, R9 = 1, 2, 6, 7, 9
 
@@ -123,3 +123,10 @@ def test_every_jump_stays_inside_the_prologue_and_goes_forward(expression: str) 
             assert off >= 0, f"instruction {index} jumps back"
             assert index + 1 + off < len(program), f"instruction {index} jumps out"
     assert program[-1][:3] == (0xBF, R1, R9)  # a match falls through with r1 = ctx
+
+
+def test_arithmetic_beyond_the_value_registers_is_refused_by_name() -> None:
+    four = "(ip[0] + ip[1]) * (ip[2] + ip[3]) - (ip[4] + ip[5]) * (ip[6] + ip[7])"
+    compile_filter(f"{four} > 0")  # needs all four value registers
+    with pytest.raises(XDPFilterError, match="nested too deeply"):
+        compile_filter(f"({four}) + ({four}) > 0")
