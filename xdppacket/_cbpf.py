@@ -146,7 +146,9 @@ def _reachable(program: list[ClassicInstruction]) -> list[bool]:
         for successor in _successors(index, instruction):
             if successor >= len(program):
                 raise XDPFilterError(
-                    f"classic BPF instruction {index} jumps or falls past the end of the program"
+                    f"classic BPF instruction {index} jumps or falls past the end of the program "
+                    "(a jump that wraps around to go backwards, as libpcap's 'protochain' "
+                    "makes, cannot run in XDP)"
                 )
             reachable[successor] = True
     return reachable

@@ -206,6 +206,39 @@ def test_what_tcpdump_accepts_and_we_refuse_is_named(expression: str, tcpdump: s
     assert UNSUPPORTED[expression] in str(raised.value)
 
 
+#: Refused by the expression compiler, yet tcpdump's own programs for them translate.
+CLASSIC_ONLY = [
+    "ip broadcast",
+    "llc",
+    "stp",
+    "ipx",
+    "byte 2 = 3",
+    "mpls 100 and ip",
+    "pppoes",
+    "geneve",
+    "decnet host 10.15",
+    "ether proto 0xfe",
+    "iso",
+]
+
+
+@pytest.mark.parametrize("expression", CLASSIC_ONLY)
+def test_refused_constructs_work_through_classic_bpf(
+    expression: str, tcpdump: str, corpus: list[bytes], corpus_pcap: Path
+) -> None:
+    with pytest.raises(XDPFilterError):
+        compile_filter(expression)
+    option = OptFilter.from_cbpf(_accepted_classic(tcpdump, expression))
+    ours = _kernel_matches(option.compiled, corpus)
+    theirs = _tcpdump_matches(tcpdump, corpus_pcap, expression)
+    _assert_same(ours, theirs, corpus, f"from_cbpf(tcpdump -ddd {expression!r})")
+
+
+def test_protochain_loops_are_refused_in_classic_bpf_too(tcpdump: str) -> None:
+    with pytest.raises(XDPFilterError, match="protochain"):
+        OptFilter.from_cbpf(_accepted_classic(tcpdump, "ip6 protochain 6"))
+
+
 def test_named_constants_equal_tcpdump(tcpdump: str) -> None:
     """Each name tcpdump reads as a number (tcp-syn, icmp6-echo, ...) has libpcap's value."""
     from xdppacket._filter_parser import NAMED_CONSTANTS
