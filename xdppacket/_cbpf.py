@@ -148,7 +148,7 @@ def _reachable(program: list[ClassicInstruction]) -> list[bool]:
                 raise XDPFilterError(
                     f"classic BPF instruction {index} jumps or falls past the end of the program "
                     "(a jump that wraps around to go backwards, as libpcap's 'protochain' "
-                    "makes, cannot run in XDP)"
+                    "makes, is not translated)"
                 )
             reachable[successor] = True
     return reachable
