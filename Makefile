@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.demo-installed
 # Commands the tests use, as command:Debian-package. The tests need no compiler: the XDP
 # program and the test programs (tests/bpf) ship built, others are raw instructions. tcpdump
-# and tshark read the pcap files the library writes (wireshark-common's debconf question about
+# judges the filter compiler and reads, with tshark, the pcap files the library writes (wireshark-common's debconf question about
 # non-root capture is answered with its default under DEBIAN_FRONTEND=noninteractive).
 TEST_TOOLS := ip:iproute2 ethtool:ethtool unshare:util-linux setpriv:util-linux tcpdump:tcpdump tshark:tshark
 # Rebuilding the shipped XDP program and the test programs (`make ebpf`) needs clang as well.

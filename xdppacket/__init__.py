@@ -9,7 +9,15 @@ from __future__ import annotations
 import warnings
 
 from ._program import clear_iface_residue_xdp_resources
-from .errors import BPFVerifierError, XDPError, XDPProgramBusyError, XDPTimeoutError, XDPWriteError
+from .errors import (
+    BPFVerifierError,
+    XDPError,
+    XDPFilterError,
+    XDPProgramBusyError,
+    XDPTimeoutError,
+    XDPWriteError,
+)
+from .filter import CompiledFilter, OptFilter, compile_filter
 from .multiqueue import XDPMultiQueue, get_xdp_socket_from_multi_queue
 from .options import (
     IO_MODE_BLOCK,
@@ -61,6 +69,10 @@ __all__ = [
     "XDP_MODE_DRV",
     "XDP_MODE_SKB",
     "clear_iface_residue_xdp_resources",
+    "CompiledFilter",
+    "OptFilter",
+    "XDPFilterError",
+    "compile_filter",
     "get_xdp_socket_from_multi_queue",
 ]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "BPFVerifierError",
     "XDPError",
+    "XDPFilterError",
     "XDPProgramBusyError",
     "XDPTimeoutError",
     "XDPWriteError",
@@ -50,3 +51,11 @@ class XDPProgramBusyError(XDPError, OSError):
     def __init__(self, err: int, message: str, prog_id: int) -> None:
         super().__init__(err, message)
         self.prog_id = prog_id
+
+
+class XDPFilterError(XDPError, ValueError):
+    """A capture filter (pcap-filter expression or classic BPF) cannot be compiled.
+
+    A syntax error names the column and the token; a construct that XDP filters do not
+    support (host names, ``gateway``, ``protochain``, ...) is named in the message.
+    """

@@ -1,0 +1,111 @@
+"""Capture filters: pcap-filter expressions and classic BPF compiled to an XDP prologue.
+
+``compile_filter(expression)`` parses and compiles in pure Python, with no root and no
+kernel, so it doubles as validation. ``OptFilter`` is the socket option carrying the
+result. The compiled code is a *prologue* (see ``CompiledFilter``) that the library
+splices in front of its XDP program: frames that do not match continue to the kernel's
+network stack (``XDP_PASS``); frames that match go on to the program, which redirects
+them to the AF_XDP socket.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Union
+
+from . import _cbpf, _filter_codegen, _filter_parser
+from ._filter_frame import MAX_STACK_BYTES
+
+__all__ = ["CompiledFilter", "OptFilter", "compile_filter"]
+
+#: ``(code, jt, jf, k)`` instructions or the text ``tcpdump -ddd`` prints.
+ClassicProgram = Union[str, Sequence[Sequence[int]]]  # noqa: UP007 (a runtime alias on 3.9)
+
+_MOV32_R0_IMM = 0xB4
+_EXIT = 0x95
+
+
+@dataclass(frozen=True)
+class CompiledFilter:
+    """A filter compiled to an eBPF prologue.
+
+    Contract of ``instructions`` (for splicing in front of an XDP program):
+
+    - at entry r1 = ``struct xdp_md *`` (the program's context);
+    - a frame that does not match: the prologue returns ``XDP_PASS`` itself;
+    - a frame that matches: execution falls through past the prologue's last instruction
+      with r1 = ctx again; r0, r2-r9 and up to ``stack_bytes`` bytes below r10 are
+      clobbered, so the code after it must assume nothing about them;
+    - no maps, no helper calls; jumps stay inside the prologue.
+
+    Immutable.
+    """
+
+    expression: str | None  # None for a filter given as classic BPF
+    instructions: bytes
+    stack_bytes: int = 0
+
+    @property
+    def instruction_count(self) -> int:
+        return len(self.instructions) // 8
+
+    def standalone(self, matched_action: int) -> bytes:
+        """A whole XDP program: the prologue, then ``return matched_action`` on a match."""
+        return (
+            self.instructions
+            + struct.pack("<BBhi", _MOV32_R0_IMM, 0, 0, matched_action)
+            + struct.pack("<BBhi", _EXIT, 0, 0, 0)
+        )
+
+
+def compile_filter(expression: str) -> CompiledFilter:
+    """Compile a pcap-filter expression (tcpdump's syntax) for XDP.
+
+    Raises ``XDPFilterError`` (a ``ValueError``) naming the column and token of a syntax
+    error, or the construct an XDP filter does not support.
+    """
+    if not isinstance(expression, str):
+        raise TypeError(f"a filter expression must be a str, got {type(expression).__name__}")
+    tree = _filter_parser.parse(expression)
+    return CompiledFilter(expression, _filter_codegen.generate(tree))
+
+
+def compile_classic_filter(program: ClassicProgram) -> CompiledFilter:
+    """Translate classic BPF (``tcpdump -ddd`` text or ``(code, jt, jf, k)`` tuples)."""
+    return CompiledFilter(
+        None, _cbpf.translate(_cbpf.parse_program(program)), stack_bytes=MAX_STACK_BYTES
+    )
+
+
+@dataclass(frozen=True)
+class OptFilter:
+    """Option: capture only frames matching a filter; the others go on to the kernel.
+
+    ``OptFilter("tcp port 80")`` compiles at once, so a bad expression raises
+    ``XDPFilterError`` before any kernel resource exists. ``OptFilter.from_cbpf(...)``
+    takes classic BPF instead; its ``expression`` is None. Immutable.
+    """
+
+    compiled: CompiledFilter
+
+    def __init__(self, expression: str) -> None:
+        object.__setattr__(self, "compiled", compile_filter(expression))
+
+    @classmethod
+    def from_cbpf(cls, program: ClassicProgram) -> OptFilter:
+        """A filter from classic BPF: ``(code, jt, jf, k)`` tuples or ``tcpdump -ddd`` text."""
+        option = cls.__new__(cls)
+        object.__setattr__(option, "compiled", compile_classic_filter(program))
+        return option
+
+    @property
+    def expression(self) -> str | None:
+        """The pcap-filter expression, or None for a filter given as classic BPF."""
+        return self.compiled.expression
+
+    def __repr__(self) -> str:
+        if self.expression is None:
+            return f"OptFilter.from_cbpf(<{self.compiled.instruction_count} eBPF instructions>)"
+        return f"OptFilter({self.expression!r})"
