@@ -249,6 +249,12 @@ def resolve_options(opts: Iterable[object], *, owner: str) -> XDPOptions:
     resolved = XDPOptions()
     for opt in opts:
         field = _FIELD_BY_OPTION.get(type(opt))
+        if field is None and type(opt).__name__ == "OptFilter":
+            raise ValueError(
+                f"{owner}: OptFilter is not wired into the sockets' XDP program yet; "
+                f"compile_filter() validates an expression, and without a filter every frame "
+                f"of the bound queues is captured"
+            )
         if field is None:
             raise TypeError(
                 f"{owner}: unknown option {opt!r}; options are "

@@ -189,3 +189,10 @@ def test_options_are_immutable() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         option.value = 64  # type: ignore[misc]
     assert options.num_frames == option.value == 512
+
+
+def test_a_filter_option_is_refused_by_name_until_sockets_take_it() -> None:
+    from xdppacket import OptFilter
+
+    with pytest.raises(ValueError, match=r"^XDPPacket: OptFilter is not wired into the sockets' XDP program yet"):
+        resolve_options([OptFilter("udp port 53")], owner="XDPPacket")
