@@ -17,7 +17,7 @@ from types import FrameType
 
 from .._interface import interface_index
 from .._netlink import get_link
-from ..trafficgen import GeneratorResult, TrafficGenerator
+from ..testing.trafficgen import GeneratorResult, TrafficGenerator
 
 __all__ = ["ETH_P_LOCAL_EXPERIMENTAL", "GenerateRequest", "build_frame", "result_line", "run_generate"]
 
