@@ -17,6 +17,13 @@ from ._umem import Umem
 __all__ = ["RxPath"]
 
 _U32 = 0xFFFFFFFF
+# Moves are built with tuple.__new__ on the hot paths: a NamedTuple's own constructor costs
+# twice as much, and this runs for every batch.
+_new_move = tuple.__new__
+_INTO_FREE = MoveKind.INTO_FREE
+_INTO_LEASE = MoveKind.INTO_LEASE
+_LEASE_TO_FREE = MoveKind.LEASE_TO_FREE
+_OUT_OF_FREE = MoveKind.OUT_OF_FREE
 
 
 class RxPath:
@@ -57,7 +64,7 @@ class RxPath:
         addresses, lengths = rx.peek(count)
         area = self._area
         packets = [area[a : a + n] for a, n in zip(addresses, lengths)]
-        free.move = Move(MoveKind.INTO_FREE, addresses, rx, rx.index_after(count))
+        free.move = _new_move(Move, (_INTO_FREE, addresses, rx, rx.index_after(count)))
         rx.release(count)
         free.frames += addresses
         free.move = None
@@ -71,7 +78,7 @@ class RxPath:
             self._settle()
         rx = self._rx
         addresses, lengths = rx.peek(count)
-        free.move = Move(MoveKind.INTO_LEASE, addresses, rx, rx.index_after(count))
+        free.move = _new_move(Move, (_INTO_LEASE, addresses, rx, rx.index_after(count)))
         rx.release(count)
         lease = self._leases.record(addresses)
         free.move = None
@@ -84,8 +91,8 @@ class RxPath:
             self._settle()
         ended = self._leases.ended()
         if ended:
-            frames = [frame for lease in ended for frame in lease.frames]
-            free.move = Move(MoveKind.LEASE_TO_FREE, frames, None, 0)
+            frames = ended[0].frames if len(ended) == 1 else [f for lease in ended for f in lease.frames]
+            free.move = _new_move(Move, (_LEASE_TO_FREE, frames, None, 0))
             self._leases.forget(ended)
             free.frames += frames
             free.move = None
@@ -109,7 +116,7 @@ class RxPath:
             self.fill_ring_full += 1
         if room:
             batch = frames[-room:]
-            free.move = Move(MoveKind.OUT_OF_FREE, batch, fill, fill.index_after(room))
+            free.move = _new_move(Move, (_OUT_OF_FREE, batch, fill, fill.index_after(room)))
             fill.submit(batch)
             del frames[-room:]
             free.move = None
