@@ -168,7 +168,7 @@ class XskQueue:
             release_views(self.handed_views)
             self.handed_views.clear()
             try:
-                if os.getpid() == self._owner_pid:
+                if self.opened_here:  # a forked child must not unplug its parent's socket
                     self.program.unregister(self.queue_id)
             finally:
                 self._xsk.close()

@@ -38,6 +38,7 @@ class RxPath:
         self._fill = fill
         self._rx = rx
         self._all_frames = umem.rx_frames
+        self._frame_size = umem.frame_size
         self._to_frame = ~(umem.frame_size - 1)
         self._free = FreeFrames(list(self._all_frames))
         self._leases = ZeroCopyLeases(umem)
@@ -168,8 +169,8 @@ class RxPath:
             "rx ring": self._rx.peek(unread)[0] if unread else [],
             "lent": self._leases.lent_frames(),
         }
-        frame_size = ~self._to_frame + 1
-        drifted = [hex(a) for addresses in raw.values() for a in addresses if a % frame_size >= frame_size // 2]
+        half = self._frame_size // 2
+        drifted = [hex(a) for addresses in raw.values() for a in addresses if a % self._frame_size >= half]
         if drifted:
             raise FrameAccountingError(f"rx addresses drifted within their frames: {drifted[:8]}")
         to_frame = self._to_frame
