@@ -32,6 +32,7 @@ from typing import Union
 
 from . import _netlink
 from . import _uapi as uapi
+from ._arrival import realtime_offset
 from ._frames import FrameAccountingError
 from ._interface import interface_index, rx_queue_count
 from ._leases import release_views
@@ -99,7 +100,7 @@ class XskQueue:
             if options.xdp_mode is XDPMode.SKB:
                 bind_flags |= uapi.XDP_COPY
             xsk = XskSocket(ifname, ifindex, options.queue_id, options.num_frames, options.frame_size,
-                            options.ring_size, bind_flags)
+                            options.ring_size, bind_flags, custom_program=options.program_path is not None)
             program.register(options.queue_id, xsk.fileno())
         except BaseException:
             if xsk is not None:
@@ -321,32 +322,37 @@ class XskQueue:
 
     def _take(self, count: int, copy: bool) -> tuple[list[Packet], list[CaptureInfo]]:
         """Take ``count`` frames off the rx ring (the caller checked they are there)."""
-        packets: list[Packet]
         if copy:
-            packets, lengths = self._rx.take_copies(count)  # type: ignore[assignment]
+            packets, lengths, times, metadata = self._rx.take_copies(count)
         else:
-            packets, lengths = self._rx.lend_views(count)  # type: ignore[assignment]
+            packets, lengths, times, metadata = self._rx.lend_views(count)
         self._rx_packets += count
         self._rx_bytes += sum(lengths)
-        return packets, self._capture_infos(lengths)
+        return packets, self._capture_infos(lengths, times, metadata)
 
-    def _capture_infos(self, lengths: list[int]) -> list[CaptureInfo]:
-        """One CaptureInfo per frame; frames of equal length share one (it is immutable).
+    def _capture_infos(self, lengths: list[int], times: list[int | None],
+                       metadata: list[bytes] | None) -> list[CaptureInfo]:
+        """One CaptureInfo per frame, stamped with its arrival time (CLOCK_REALTIME).
 
-        Sharing makes them a third as costly on real traffic, where few lengths recur, and
-        a batch of one length (a flood of small frames) costs one tuple in all.
+        Arrival times are CLOCK_MONOTONIC: one offset per batch turns them into
+        CLOCK_REALTIME. A frame without one gets the time of this read. Without arrival
+        times at all, frames of equal length share one CaptureInfo (it is immutable).
         """
         now = time.time_ns()
         ifindex = self.ifindex
         queue_id = self.queue_id
-        first = lengths[0]
-        if lengths.count(first) == len(lengths):
-            return [_new_tuple(CaptureInfo, (now, first, first, ifindex, queue_id))] * len(lengths)
-        shared: dict[int, CaptureInfo] = {}
-        return [
-            shared[n] if n in shared else shared.setdefault(n, _new_tuple(CaptureInfo, (now, n, n, ifindex, queue_id)))
-            for n in lengths
-        ]
+        if metadata is None and None not in times:
+            offset = realtime_offset(time.monotonic_ns())
+            return [_new_tuple(CaptureInfo, (t + offset, n, n, ifindex, queue_id, b""))  # type: ignore[operator]
+                    for t, n in zip(times, lengths)]
+        if metadata is None and times.count(None) == len(times):
+            first = lengths[0]
+            if lengths.count(first) == len(lengths):
+                return [_new_tuple(CaptureInfo, (now, first, first, ifindex, queue_id, b""))] * len(lengths)
+        offset = realtime_offset(time.monotonic_ns())
+        metas = metadata if metadata is not None else [b""] * len(lengths)
+        return [_new_tuple(CaptureInfo, (now if t is None else t + offset, n, n, ifindex, queue_id, m))
+                for t, n, m in zip(times, lengths, metas)]
 
     # ------------------------------------------------------------------ waiting
     def _deadline(self) -> int | None:

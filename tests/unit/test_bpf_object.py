@@ -323,8 +323,10 @@ def test_shipped_object_has_one_xdp_program(shipped: BpfObject) -> None:
     (program,) = shipped.programs
     assert program.name == "xdp_sock_prog"
     assert program.section_name == "xdp"
-    # r2 = ctx->rx_queue_index; r1 = &xsks_map (2 slots); r3 = XDP_PASS; call; exit
-    assert program.instruction_count == 6
+    # The metadata trailer (bpf_xdp_adjust_meta, bounds check, bpf_ktime_get_ns, three
+    # stores: 15 instructions), then r2 = ctx->rx_queue_index; r1 = &xsks_map (2 slots);
+    # r3 = XDP_PASS; call; exit
+    assert program.instruction_count == 21
     assert shipped.program() is program
     assert shipped.program("xdp") is program
     assert shipped.license == "GPL"
@@ -344,7 +346,7 @@ def test_shipped_object_declares_xsks_map_in_btf(shipped: BpfObject) -> None:
 
 def test_shipped_object_relocations_point_at_ld_imm64(shipped: BpfObject) -> None:
     (program,) = shipped.programs
-    assert program.map_relocations == (MapRelocation(instruction_index=1, map_name="xsks_map"),)
+    assert program.map_relocations == (MapRelocation(instruction_index=16, map_name="xsks_map"),)
     for relocation in program.map_relocations:
         assert program.instructions[relocation.instruction_index * 8] == 0x18
 
@@ -352,12 +354,13 @@ def test_shipped_object_relocations_point_at_ld_imm64(shipped: BpfObject) -> Non
 def test_relocate_sets_pseudo_map_fd_and_keeps_dst_register(shipped: BpfObject) -> None:
     (program,) = shipped.programs
     patched = relocate(program.instructions, program.map_relocations, {"xsks_map": 42})
-    code, registers, off, imm = struct.unpack_from("<BBhi", patched, 8)
+    at = 16 * 8  # the ld_imm64 of &xsks_map
+    code, registers, off, imm = struct.unpack_from("<BBhi", patched, at)
     assert (code, registers & 0x0F, registers >> 4, off, imm) == (0x18, 1, 1, 0, 42)
-    assert struct.unpack_from("<i", patched, 20) == (0,)  # upper half of the immediate
-    assert patched[:8] == program.instructions[:8]
-    assert patched[24:] == program.instructions[24:]
-    assert program.instructions[9] == 0x01  # the parsed program itself is left untouched
+    assert struct.unpack_from("<i", patched, at + 12) == (0,)  # upper half of the immediate
+    assert patched[:at] == program.instructions[:at]
+    assert patched[at + 16 :] == program.instructions[at + 16 :]
+    assert program.instructions[at + 1] == 0x01  # the parsed program itself is left untouched
 
 
 def test_elf_parser_reads_sections_and_symbols() -> None:
@@ -367,14 +370,14 @@ def test_elf_parser_reads_sections_and_symbols() -> None:
     xdp = elf.section_by_name("xdp")
     assert xdp is not None
     assert xdp.is_executable
-    assert len(xdp.data) == 48
+    assert len(xdp.data) == 21 * 8
     symbols = {symbol.name: symbol for symbol in elf.symbols()}
     assert symbols["xdp_sock_prog"].type == STT_FUNC
-    assert symbols["xdp_sock_prog"].size == 48
+    assert symbols["xdp_sock_prog"].size == 21 * 8
     assert symbols["xsks_map"].section_index == elf.section_by_name(".maps").index  # type: ignore[union-attr]
     (rel,) = [s for s in elf.relocation_sections() if s.info == xdp.index]
     (relocation,) = elf.relocations(rel)
-    assert (relocation.offset, relocation.type) == (8, R_BPF_64_64)
+    assert (relocation.offset, relocation.type) == (16 * 8, R_BPF_64_64)
     assert elf.symbols()[relocation.symbol_index].name == "xsks_map"
 
 
