@@ -703,6 +703,7 @@ EXPECTED_LAYOUT = {
         80,
         {"data_in": 16, "repeat": 32, "ctx_in": 48, "flags": 64, "batch_size": 72},
     ),
+    _bpf.bpf_attr_prog_bind_map: (12, {"map_fd": 4, "flags": 8}),
     _bpf.bpf_attr_get_id: (12, {"next_id": 4, "open_flags": 8}),
     _bpf.bpf_attr_obj_info: (16, {"info": 8}),
     _bpf.bpf_attr_link_create: (
@@ -711,7 +712,7 @@ EXPECTED_LAYOUT = {
     ),
     _bpf.bpf_prog_info: (
         232,
-        {"nr_map_ids": 52, "map_ids": 56, "name": 64, "netns_dev": 88, "attach_btf_id": 224},
+        {"tag": 8, "nr_map_ids": 52, "map_ids": 56, "name": 64, "netns_dev": 88, "attach_btf_id": 224},
     ),
     _bpf.bpf_map_info: (88, {"max_entries": 16, "name": 24, "map_extra": 80}),
     _bpf.bpf_link_info: (48, {"prog_id": 8, "variants": 16}),
