@@ -68,7 +68,7 @@ GLOBALS = str(Path(__file__).resolve().parents[1] / "bpf" / "globals.o")
 
 
 def _checksum(header: bytes) -> int:
-    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
+    total: int = sum(struct.unpack(f"!{len(header) // 2}H", header))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
@@ -115,7 +115,7 @@ def udp_server(port: int) -> Iterator[socket.socket]:
 
 def datagrams(server: socket.socket, count: int) -> list[tuple[bytes, tuple[str, int]]]:
     """Up to ``count`` datagrams, each waited for at most the server's timeout."""
-    received = []
+    received: list[tuple[bytes, tuple[str, int]]] = []
     with contextlib.suppress(socket.timeout):
         while len(received) < count:
             received.append(server.recvfrom(2048))
@@ -134,7 +134,7 @@ def arp_listener(ifname: str) -> Iterator[socket.socket]:
 
 
 def arp_frames(listener: socket.socket, count: int) -> list[bytes]:
-    received = []
+    received: list[bytes] = []
     with contextlib.suppress(socket.timeout):
         while len(received) < count:
             received.append(listener.recv(2048))
