@@ -141,11 +141,16 @@ def arp_frames(listener: socket.socket, count: int) -> list[bytes]:
     return received
 
 
+def give_address(pair: VethPair) -> VethPair:
+    """``pair`` with 192.0.2.1/24 on its captured end (gone with the interface)."""
+    run_command("ip", "addr", "add", f"{CAPTURE_IP}/24", "dev", pair.capture)
+    return pair
+
+
 @pytest.fixture
 def host(veth_pair: VethPair) -> VethPair:
     """``veth_pair`` with 192.0.2.1/24 on its captured end."""
-    run_command("ip", "addr", "add", f"{CAPTURE_IP}/24", "dev", veth_pair.capture)
-    return veth_pair
+    return give_address(veth_pair)
 
 
 # --- End to end ------------------------------------------------------------------------------
@@ -194,8 +199,7 @@ def queue_senders(pair: VethPair, mode: XDPMode, queues: range) -> Iterator[dict
 
 @BOTH_MODES
 def test_every_queue_of_a_multiqueue_socket_is_filtered(make_veth: VethFactory, mode: XDPMode) -> None:
-    pair = make_multiqueue_veth(make_veth, mode)
-    run_command("ip", "addr", "add", f"{CAPTURE_IP}/24", "dev", pair.capture)
+    pair = give_address(make_multiqueue_veth(make_veth, mode))
     queues = range(4)
     dns = {q: udp_frame(pair, 40000 + q, DNS_PORT, b"query on queue %d" % q) for q in queues}
     app = {q: udp_frame(pair, 41000 + q, APP_PORT, b"datagram on queue %d" % q) for q in queues}
