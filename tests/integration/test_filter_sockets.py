@@ -176,6 +176,7 @@ def test_dns_reaches_the_socket_while_the_host_keeps_its_traffic(host: VethPair,
             ]
             assert arp_frames(arp, 1) == [arp_reply(host)]
             assert datagrams(dns_server, 1) == []  # the socket took them from the host
+            assert list(sock.program.maps) == ["xsks_map"]
         assert attached_prog_id(host.capture_index) == 0  # the last socket closed: detached
         # Without the program the host gets DNS too: the servers above saw the filter's work.
         peer.send(dns[0])
@@ -323,6 +324,7 @@ def test_another_process_with_another_filter_is_refused(make_veth: VethFactory) 
                        OptIoMode(IO_MODE_NONBLOCK), OptPollTimeout(1000)) as joined:
             assert not joined._queue.program.attached_here  # type: ignore[union-attr]
             assert attached_prog_id(veth_pair.capture_index) == prog_id
+            assert list(joined.program.maps) == ["xsks_map"]  # the filter's record is no map of its code
             dns = udp_frame(veth_pair, 40000, DNS_PORT, b"query")
             send_on_rx_queue(veth_pair, 1, XDP_MODE_SKB, [udp_frame(veth_pair, 41000, APP_PORT, b"no"), dns])
             assert read_frames(joined, 1, "read_multi_packets")[0] == [dns]
