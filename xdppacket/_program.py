@@ -148,7 +148,7 @@ class XskProgram:
                     f"{ifname} already runs {running} for other sockets of this process; all its "
                     f"sockets must use the same OptXDPProgram"
                 )
-            elif program.capture_filter != capture_filter:
+            elif _prologue(program.capture_filter) != _prologue(capture_filter):  # the code, as across processes
                 raise ValueError(
                     f"{ifname} already captures with {filter_text(program.capture_filter)} for other "
                     f"sockets of this process, and this socket asks for {filter_text(capture_filter)}; "
