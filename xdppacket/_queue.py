@@ -95,7 +95,7 @@ class XskQueue:
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             program = XskProgram.acquire(ifname, ifindex, options.xdp_mode, queues, options.program_path,
-                                         options.queue_id, options.program_name)
+                                         options.queue_id, options.program_name, options.filter)
             bind_flags = uapi.XDP_USE_NEED_WAKEUP
             if options.xdp_mode is XDPMode.SKB:
                 bind_flags |= uapi.XDP_COPY

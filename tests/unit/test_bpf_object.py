@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from xdppacket import _bpf
+from xdppacket import _bpf, compile_filter
 from xdppacket._bpf_object import (
     BpfObject,
     MapRelocation,
@@ -571,6 +571,36 @@ def test_pseudo_call_leaving_the_program_asks_for_inlining() -> None:
         BpfObject.parse(build_bpf_elf(legacy_spec(program=program, relocations=[])))
 
 
+def test_a_prologue_goes_in_front_and_moves_every_reference_down() -> None:
+    (program,) = parse_test_object("globals.o").programs
+    prologue = compile_filter("udp port 53").instructions
+    shift = len(prologue) // 8
+    spliced = program.with_prologue(prologue)
+    assert spliced.instructions == prologue + program.instructions
+    assert spliced.instruction_count == program.instruction_count + shift
+    # Map references and the addresses of global variables (BPF_PSEUDO_MAP_VALUE) alike.
+    assert [(r.instruction_index, r.map_name, r.value_offset) for r in spliced.map_relocations] == [
+        (r.instruction_index + shift, r.map_name, r.value_offset) for r in program.map_relocations
+    ]
+    assert any(r.value_offset is not None for r in spliced.map_relocations)
+    fds = {name: 3 for name in {r.map_name for r in program.map_relocations}}
+    patched = relocate(spliced.instructions, spliced.map_relocations, fds)
+    assert patched[: len(prologue)] == prologue
+    assert patched[len(prologue) :] == relocate(program.instructions, program.map_relocations, fds)
+    assert (spliced.name, spliced.section_name) == (program.name, program.section_name)
+
+
+def test_a_prologue_keeps_the_frags_flag_and_no_prologue_changes_nothing() -> None:
+    (program,) = parse_test_object("frags.o").programs
+    assert program.with_prologue(compile_filter("ip").instructions).frags
+    assert program.with_prologue(b"") == program
+
+
+def test_a_prologue_must_be_whole_instructions(shipped: BpfObject) -> None:
+    with pytest.raises(ValueError, match="a prologue must be whole 8-byte BPF instructions, got 12 bytes"):
+        shipped.programs[0].with_prologue(bytes(12))
+
+
 def test_global_data_becomes_a_map_and_its_address_a_map_value() -> None:
     # r1 = &.rodata + 4 (a section symbol: the offset is in the immediate), the legacy map
     # reference to xsks_map kept at instruction 1.
@@ -676,6 +706,7 @@ EXPECTED_LAYOUT = {
         80,
         {"data_in": 16, "repeat": 32, "ctx_in": 48, "flags": 64, "batch_size": 72},
     ),
+    _bpf.bpf_attr_prog_bind_map: (12, {"map_fd": 4, "flags": 8}),
     _bpf.bpf_attr_get_id: (12, {"next_id": 4, "open_flags": 8}),
     _bpf.bpf_attr_obj_info: (16, {"info": 8}),
     _bpf.bpf_attr_link_create: (
@@ -684,7 +715,7 @@ EXPECTED_LAYOUT = {
     ),
     _bpf.bpf_prog_info: (
         232,
-        {"nr_map_ids": 52, "map_ids": 56, "name": 64, "netns_dev": 88, "attach_btf_id": 224},
+        {"tag": 8, "nr_map_ids": 52, "map_ids": 56, "name": 64, "netns_dev": 88, "attach_btf_id": 224},
     ),
     _bpf.bpf_map_info: (88, {"max_entries": 16, "name": 24, "map_extra": 80}),
     _bpf.bpf_link_info: (48, {"prog_id": 8, "variants": 16}),
