@@ -46,7 +46,7 @@ from .errors import XDPTimeoutError
 from .options import XDPMode, XDPOptions
 from .stats import CaptureInfo, XDPStats
 
-__all__ = ["BLOCKING_WAIT_SLICE_US", "Packet", "XskQueue", "audit_frames_at_close", "frames_for_writing"]
+__all__ = ["Packet", "XskQueue", "audit_frames_at_close", "frames_for_writing", "wait_for_frames"]
 
 _new_tuple = tuple.__new__
 #: A received frame: a copy or a zero-copy view.
@@ -370,21 +370,8 @@ class XskQueue:
                 self._rx.refill()
 
     def wait_for_rx(self, deadline: int | None) -> bool:
-        """Wait once for frames, at most until ``deadline``; False once it has passed.
-
-        Without a deadline (blocking mode) the wait lasts a slice, so that a vanished
-        interface is noticed; the caller loops.
-        """
-        remaining = _remaining_us(deadline)
-        if remaining is not None and remaining < 0:
-            self.check_alive()
-            return False
-        self._polls += 1
-        wait_readable(self._fds, BLOCKING_WAIT_SLICE_US if remaining is None else remaining)
-        self.check_open()
-        if not self._rx.ready(1):
-            self.check_alive()
-        return True
+        """Wait once for frames, at most until ``deadline``; False once it has passed."""
+        return wait_for_frames([self], self._fds, deadline)
 
     def check_alive(self) -> None:
         """Raise ``OSError`` if the interface vanished under the socket (SO_ERROR says ENETDOWN)."""
@@ -472,8 +459,8 @@ class XskQueue:
             self._send_busy, self._send_again, *self._xsk.kernel_statistics(),
         )
 
-    def note_shared_wait(self) -> None:
-        """Count one wait that a multi-queue read made over this queue among others."""
+    def note_poll(self) -> None:
+        """Count one wait on this queue (alone or among others)."""
         self._polls += 1
 
     def check_frames(self) -> dict[str, dict[str, int]]:
@@ -492,6 +479,27 @@ class XskQueue:
             census.check()
             result[census.half] = census.counts()
         return result
+
+
+def wait_for_frames(queues: Sequence[XskQueue], fds: Sequence[int], deadline: int | None) -> bool:
+    """One wait over ``queues`` (watching ``fds``), at most until ``deadline``; False once it passed.
+
+    Without a deadline (blocking mode) the wait lasts a slice, so that an interface that
+    vanished is noticed (the kernel says so only in SO_ERROR); the caller loops.
+    """
+    remaining = _remaining_us(deadline)
+    if remaining is not None and remaining < 0:
+        for queue in queues:
+            queue.check_alive()
+        return False
+    for queue in queues:
+        queue.note_poll()
+    ready = wait_readable(fds, BLOCKING_WAIT_SLICE_US if remaining is None else remaining)
+    for queue in queues:
+        queue.check_open()
+        if not ready:
+            queue.check_alive()
+    return True
 
 
 #: While not None, every close() checks the frame accounting first and appends failures here.
