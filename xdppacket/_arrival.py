@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import mmap
 import time
+from itertools import repeat
+from operator import add
 
 __all__ = ["TRAILER_SIZE", "XDPPACKET_META_MAGIC", "ArrivalReader", "realtime_offset"]
 
@@ -46,7 +48,7 @@ class ArrivalReader:
         self._newest = 0  # the newest arrival time trusted so far
 
     def arrival_times(self, addresses: list[int]) -> list[int | None]:
-        """CLOCK_MONOTONIC arrival time of each frame whose data starts at ``addresses``.
+        """CLOCK_REALTIME arrival time of each frame whose data starts at ``addresses``.
 
         ``None`` for a frame with no trustworthy trailer: older than the newest one read
         (stale), later than now (not a time at all), or, for a custom program, without
@@ -59,15 +61,15 @@ class ArrivalReader:
             raw = [t if u32[(a >> 2) - 1] == XDPPACKET_META_MAGIC else 0 for a, t in zip(addresses, raw)]
         newest = self._newest
         now = time.monotonic_ns()
+        offset = realtime_offset(now)
         lowest, highest = min(raw), max(raw)
         if newest < lowest and highest <= now:  # the usual case: every trailer is fresh
             self._newest = highest
-            return raw  # type: ignore[return-value]
-        times = [t if newest < t <= now else None for t in raw]
-        fresh = [t for t in times if t is not None]
+            return list(map(add, raw, repeat(offset)))
+        fresh = [t for t in raw if newest < t <= now]
         if fresh:
             self._newest = max(fresh)
-        return times
+        return [t + offset if newest < t <= now else None for t in raw]
 
     def metadata(self, addresses: list[int], times: list[int | None]) -> list[bytes] | None:
         """Metadata before each trusted trailer (None when the program is the shipped one)."""

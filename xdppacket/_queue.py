@@ -29,12 +29,10 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from itertools import repeat
-from operator import add
 from typing import Union
 
 from . import _netlink
 from . import _uapi as uapi
-from ._arrival import realtime_offset
 from ._frames import FrameAccountingError
 from ._interface import interface_index, rx_queue_count
 from ._leases import release_views
@@ -334,28 +332,25 @@ class XskQueue:
 
     def _capture_infos(self, lengths: list[int], times: list[int | None],
                        metadata: list[bytes] | None) -> list[CaptureInfo]:
-        """One CaptureInfo per frame, stamped with its arrival time (CLOCK_REALTIME).
+        """One CaptureInfo per frame, stamped with its arrival time.
 
-        Arrival times are CLOCK_MONOTONIC: one offset per batch turns them into
-        CLOCK_REALTIME. A frame without one gets the time of this read. Without arrival
-        times at all, frames of equal length share one CaptureInfo (it is immutable).
+        A frame without one gets the time of this read. Without arrival times at all,
+        frames of equal length share one CaptureInfo (it is immutable).
         """
-        now = time.time_ns()
         ifindex = self.ifindex
         queue_id = self.queue_id
         if metadata is None and None not in times:
             # The common case, per frame: built by C-level map/zip, a third cheaper than a
             # comprehension (one CaptureInfo per frame is most of a read's Python work).
-            stamps = map(add, times, repeat(realtime_offset(time.monotonic_ns())))
             return list(map(_new_tuple, repeat(CaptureInfo),
-                            zip(stamps, lengths, lengths, repeat(ifindex), repeat(queue_id), repeat(b""))))
+                            zip(times, lengths, lengths, repeat(ifindex), repeat(queue_id), repeat(b""))))
+        now = time.time_ns()
         if metadata is None and times.count(None) == len(times):
             first = lengths[0]
             if lengths.count(first) == len(lengths):
                 return [_new_tuple(CaptureInfo, (now, first, first, ifindex, queue_id, b""))] * len(lengths)
-        offset = realtime_offset(time.monotonic_ns())
         metas = metadata if metadata is not None else [b""] * len(lengths)
-        return [_new_tuple(CaptureInfo, (now if t is None else t + offset, n, n, ifindex, queue_id, m))
+        return [_new_tuple(CaptureInfo, (now if t is None else t, n, n, ifindex, queue_id, m))
                 for t, n, m in zip(times, lengths, metas)]
 
     # ------------------------------------------------------------------ waiting

@@ -20,7 +20,7 @@ from ._umem import Umem
 __all__ = ["Received", "RxPath"]
 
 #: What a read takes off the ring: packets (copies or views), their lengths, their arrival
-#: times (CLOCK_MONOTONIC ns, None where the frame had none) and custom metadata (None:
+#: times (CLOCK_REALTIME ns, None where the frame had none) and custom metadata (None:
 #: the program is the shipped one, which writes none).
 Received = tuple[list[Any], list[int], list[Optional[int]], Optional[list[bytes]]]
 
