@@ -37,8 +37,9 @@ from xdppacket import (
     OptRingSize,
     OptXDPMode,
     XDPMode,
+    XDPPacket,
 )
-from xdppacket.aio import AsyncXDPMultiQueue, AsyncXDPPacket
+from xdppacket.aio import AsyncXDPMultiQueue, AsyncXDPPacket, ReceiveThread
 
 T = TypeVar("T")
 
@@ -427,3 +428,66 @@ def test_multiqueue_write_waits_for_room_and_sends_every_frame_once(
         run(main())
         arrived = capture.recv_frames(2001, 1.0)
     assert sorted(arrived) == sorted(frames)
+
+
+# ----------------------------------------------------------------------- ReceiveThread
+def test_receive_thread_hands_every_frame_to_the_loop_in_order(
+    veth_pair: VethPair, run: Callable[[Awaitable[None]], None]
+) -> None:
+    frames = frames_from_peer(veth_pair, 600)
+    rng = random.Random(14)
+
+    async def main() -> None:
+        sock = XDPPacket(veth_pair.capture, OptXDPMode(XDP_MODE_SKB))
+        async with ReceiveThread(sock, batch_size=16, max_batches=1000) as runner:
+            got: list[bytes] = []
+            with AfPacketSender(veth_pair.peer) as sender:
+                for start in range(0, len(frames), 20):
+                    for frame in frames[start : start + 20]:
+                        sender.send(frame)
+                    # Cancelled gets take nothing: what they would have had comes next.
+                    completed, batch = await cancel_at_random(rng, runner.get())
+                    if completed:
+                        assert batch is not None
+                        got += batch[0]
+            async for packets, infos in runner:
+                assert [info.length for info in infos] == list(map(len, packets))
+                got += packets
+                if len(got) >= len(frames):
+                    break
+            assert got == frames
+            stats = runner.stats()
+            assert (stats.read_packets, stats.delivered_packets, stats.dropped_packets) == (600, 600, 0)
+            waiting = asyncio.ensure_future(runner.get())
+            await asyncio.sleep(0.01)
+        assert sock.closed
+        with pytest.raises(EOFError):
+            await waiting
+
+    run(main())
+
+
+def test_receive_thread_drops_and_counts_batches_when_the_consumer_falls_behind(
+    veth_pair: VethPair, run: Callable[[Awaitable[None]], None]
+) -> None:
+    frames = frames_from_peer(veth_pair, 100)
+
+    async def main() -> None:
+        sock = XDPPacket(veth_pair.capture, OptXDPMode(XDP_MODE_SKB))
+        async with ReceiveThread(sock, batch_size=4, max_batches=2) as runner:
+            send_frames(veth_pair.peer, frames)
+            deadline = time.monotonic() + 5
+            while runner.stats().read_packets < len(frames) and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+            stats = runner.stats()
+            assert (stats.read_packets, stats.pending_batches, stats.delivered_packets) == (100, 2, 0)
+            first, _ = await runner.get()
+            second, _ = await runner.get()
+            assert first + second == frames[: len(first) + len(second)]  # the oldest are kept
+            stats = runner.stats()
+            assert stats.dropped_packets == 100 - len(first) - len(second)
+            assert stats.dropped_batches >= stats.dropped_packets / 4
+            assert stats.delivered_packets == len(first) + len(second)
+            assert sock.get_stats().rx_dropped == 0  # the ring itself never overflowed
+
+    run(main())

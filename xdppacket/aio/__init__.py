@@ -13,5 +13,6 @@ says when to use which, with measured figures.
 
 from ._multiqueue import AsyncXDPMultiQueue
 from ._packet import AsyncXDPPacket
+from ._runner import ReceiveThread, ReceiveThreadStats
 
-__all__ = ["AsyncXDPMultiQueue", "AsyncXDPPacket"]
+__all__ = ["AsyncXDPMultiQueue", "AsyncXDPPacket", "ReceiveThread", "ReceiveThreadStats"]
