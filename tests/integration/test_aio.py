@@ -42,11 +42,16 @@ from xdppacket import (
 from xdppacket.aio import AsyncXDPMultiQueue, AsyncXDPPacket, ReceiveThread
 
 T = TypeVar("T")
+#: The ``run`` fixture: runs a coroutine to completion on a fresh event loop, returns its result.
+Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
+NEW_UVLOOP: Callable[[], asyncio.AbstractEventLoop] | None
 try:
     import uvloop
-except ImportError:  # optional: the default loop is always tested
-    uvloop = None
+
+    NEW_UVLOOP = uvloop.new_event_loop
+except ImportError:  # optional (the test extra installs it): the default loop is always tested
+    NEW_UVLOOP = None
 
 LOOPS = ["asyncio", "uvloop"]
 READS = ["read_packet_data", "zero_copy_read_packet_data", "read_multi_packets",
@@ -54,13 +59,15 @@ READS = ["read_packet_data", "zero_copy_read_packet_data", "read_multi_packets",
 
 
 @pytest.fixture(params=LOOPS)
-def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, T]], T]:
+def run(request: pytest.FixtureRequest) -> Run:
     """Runs a coroutine to completion on a fresh loop of the kind named by the parameter."""
-    if request.param == "uvloop" and uvloop is None:
-        pytest.skip("uvloop is not installed (pip install uvloop)")
-    factory = uvloop.new_event_loop if request.param == "uvloop" else asyncio.new_event_loop
+    factory = asyncio.new_event_loop
+    if request.param == "uvloop":
+        if NEW_UVLOOP is None:
+            pytest.skip("uvloop is not installed (pip install uvloop)")
+        factory = NEW_UVLOOP
 
-    def run_on_loop(coro: Coroutine[Any, Any, T]) -> T:
+    def run_on_loop(coro: Coroutine[Any, Any, Any]) -> Any:
         loop = factory()
         try:
             return loop.run_until_complete(asyncio.wait_for(coro, 60))
@@ -94,7 +101,7 @@ async def ticking(seconds: float) -> int:
 # ------------------------------------------------------------------------------ reading
 @pytest.mark.parametrize("variant", READS)
 def test_reads_wait_without_blocking_the_loop_then_return_exact_frames(
-    veth_pair: VethPair, run: Callable[[Awaitable[None]], None], variant: str
+    veth_pair: VethPair, run: Run, variant: str
 ) -> None:
     frames = frames_from_peer(veth_pair, 300)
 
@@ -112,7 +119,7 @@ def test_reads_wait_without_blocking_the_loop_then_return_exact_frames(
     run(main())
 
 
-def test_async_for_yields_copies_and_break_loses_nothing(veth_pair: VethPair, run: Callable[[Awaitable[None]], None]) -> None:
+def test_async_for_yields_copies_and_break_loses_nothing(veth_pair: VethPair, run: Run) -> None:
     frames = frames_from_peer(veth_pair, 40)
 
     async def main() -> None:
@@ -135,7 +142,7 @@ def test_async_for_yields_copies_and_break_loses_nothing(veth_pair: VethPair, ru
     run(main())
 
 
-def test_zero_copy_batches_end_at_the_next_iteration(veth_pair: VethPair, run: Callable[[Awaitable[None]], None]) -> None:
+def test_zero_copy_batches_end_at_the_next_iteration(veth_pair: VethPair, run: Run) -> None:
     frames = frames_from_peer(veth_pair, 20)
 
     async def main() -> None:
@@ -146,7 +153,7 @@ def test_zero_copy_batches_end_at_the_next_iteration(veth_pair: VethPair, run: C
             async for views, _ in sock.batches(5, zero_copy=True):
                 assert all(isinstance(view, memoryview) for view in views)
                 for old in previous:
-                    with pytest.raises(ValueError):
+                    with pytest.raises(ValueError, match="released"):
                         bytes(old)
                 got += [bytes(view) for view in views]
                 previous = views
@@ -157,7 +164,7 @@ def test_zero_copy_batches_end_at_the_next_iteration(veth_pair: VethPair, run: C
     run(main())
 
 
-def test_close_wakes_a_waiting_read_and_ends_iteration(veth_pair: VethPair, run: Callable[[Awaitable[None]], None]) -> None:
+def test_close_wakes_a_waiting_read_and_ends_iteration(veth_pair: VethPair, run: Run) -> None:
     async def main() -> None:
         sock = AsyncXDPPacket(veth_pair.capture, OptXDPMode(XDP_MODE_SKB))
         reader = asyncio.ensure_future(sock.read_packet_data())
@@ -178,7 +185,7 @@ def test_close_wakes_a_waiting_read_and_ends_iteration(veth_pair: VethPair, run:
 
 # ------------------------------------------------------------------------------ writing
 def test_writes_wait_for_room_and_every_frame_arrives_in_order(
-    veth_pair: VethPair, peer_capture: AfPacketCapture, run: Callable[[Awaitable[None]], None]
+    veth_pair: VethPair, peer_capture: AfPacketCapture, run: Run
 ) -> None:
     """3000 frames through 64 tx frames: the writes wait for completions, the loop keeps running."""
     frames = frames_to_peer(veth_pair, 3000)
@@ -198,7 +205,7 @@ def test_writes_wait_for_room_and_every_frame_arrives_in_order(
 
 
 def test_bad_frames_raise_before_anything_is_queued(
-    veth_pair: VethPair, peer_capture: AfPacketCapture, run: Callable[[Awaitable[None]], None]
+    veth_pair: VethPair, peer_capture: AfPacketCapture, run: Run
 ) -> None:
     frames = frames_to_peer(veth_pair, 10)
 
@@ -230,7 +237,7 @@ async def cancel_at_random(rng: random.Random, coro: Awaitable[T]) -> tuple[bool
 
 
 @pytest.mark.parametrize("mode", [XDP_MODE_SKB, XDP_MODE_DRV], ids=["skb", "drv"])
-def test_cancelled_reads_lose_no_frame(veth_pair: VethPair, mode: XDPMode, run: Callable[[Awaitable[None]], None]) -> None:
+def test_cancelled_reads_lose_no_frame(veth_pair: VethPair, mode: XDPMode, run: Run) -> None:
     """3000 reads of every kind cancelled at random moments while frames keep arriving."""
     frames = frames_from_peer(veth_pair, 4000)
     rng = random.Random(11)
@@ -268,7 +275,7 @@ def test_cancelled_reads_lose_no_frame(veth_pair: VethPair, mode: XDPMode, run: 
 
 
 def test_cancelled_writes_leak_no_frame_and_traffic_still_flows(
-    veth_pair: VethPair, peer_capture: AfPacketCapture, run: Callable[[Awaitable[None]], None]
+    veth_pair: VethPair, peer_capture: AfPacketCapture, run: Run
 ) -> None:
     """2000 writes cancelled at random: each call's frames arrive as a prefix of it, in order."""
     rng = random.Random(12)
@@ -293,7 +300,7 @@ def test_cancelled_writes_leak_no_frame_and_traffic_still_flows(
             sock.check_frames()
             return cancelled
 
-    cancelled = run(main())  # type: ignore[func-returns-value]
+    cancelled = run(main())
     received_all = peer_capture.recv_frames(10**6, 1.0)  # everything sent, already queued
     assert cancelled > 200
     last = frames_to_peer(veth_pair, 500, first_seq=seq)
@@ -317,7 +324,7 @@ def mq_pair(make_veth: Callable[..., VethPair]) -> VethPair:
 @pytest.mark.parametrize("variant", ["read_packet", "zero_copy_read_packet", "read_multi_packets",
                                      "zero_copy_read_multi_packets"])
 def test_multiqueue_reads_every_queue_through_one_descriptor(
-    mq_pair: VethPair, run: Callable[[Awaitable[None]], None], variant: str
+    mq_pair: VethPair, run: Run, variant: str
 ) -> None:
     sent = {queue: frames_for_queue(mq_pair, queue, 30 + 10 * queue) for queue in range(MULTI_QUEUES)}
 
@@ -347,7 +354,7 @@ async def read_multiqueue(mq: AsyncXDPMultiQueue, variant: str, count: int) -> t
     return frames, infos
 
 
-def test_multiqueue_reads_are_fair_between_queues(mq_pair: VethPair, run: Callable[[Awaitable[None]], None]) -> None:
+def test_multiqueue_reads_are_fair_between_queues(mq_pair: VethPair, run: Run) -> None:
     """A busy queue does not starve a quiet one: the first batches take from both."""
     async def main() -> None:
         async with AsyncXDPMultiQueue(mq_pair.capture, OptXDPMode(XDP_MODE_SKB), OptQueueCount(2)) as mq:
@@ -361,7 +368,7 @@ def test_multiqueue_reads_are_fair_between_queues(mq_pair: VethPair, run: Callab
 
 
 def test_multiqueue_cancelled_reads_and_writes_lose_nothing(
-    mq_pair: VethPair, run: Callable[[Awaitable[None]], None]
+    mq_pair: VethPair, run: Run
 ) -> None:
     rng = random.Random(13)
     sent = {queue: frames_for_queue(mq_pair, queue, 300) for queue in range(MULTI_QUEUES)}
@@ -371,8 +378,8 @@ def test_multiqueue_cancelled_reads_and_writes_lose_nothing(
         async with AsyncXDPMultiQueue(mq_pair.capture, OptXDPMode(XDP_MODE_SKB), OptQueueCount(MULTI_QUEUES),
                                       OptNumFrames(64), OptRingSize(64), OptPollTimeout(5)) as mq:
             with QueueSenders(mq_pair, XDP_MODE_SKB) as senders:
-                for queue, frames in sent.items():
-                    senders.send(queue, frames[:40])
+                for queue, queue_frames in sent.items():
+                    senders.send(queue, queue_frames[:40])
             frames: list[bytes] = []
             infos: list[Any] = []
             for _ in range(1500):
@@ -409,7 +416,7 @@ def test_multiqueue_cancelled_reads_and_writes_lose_nothing(
 
 
 def test_multiqueue_write_waits_for_room_and_sends_every_frame_once(
-    mq_pair: VethPair, run: Callable[[Awaitable[None]], None]
+    mq_pair: VethPair, run: Run
 ) -> None:
     """2000 frames over 4 queues of 64 tx frames each: the sync write fills up, the rest waits."""
     frames = frames_to_peer(mq_pair, 2000)
@@ -432,7 +439,7 @@ def test_multiqueue_write_waits_for_room_and_sends_every_frame_once(
 
 # ----------------------------------------------------------------------- ReceiveThread
 def test_receive_thread_hands_every_frame_to_the_loop_in_order(
-    veth_pair: VethPair, run: Callable[[Awaitable[None]], None]
+    veth_pair: VethPair, run: Run
 ) -> None:
     frames = frames_from_peer(veth_pair, 600)
     rng = random.Random(14)
@@ -468,7 +475,7 @@ def test_receive_thread_hands_every_frame_to_the_loop_in_order(
 
 
 def test_receive_thread_drops_and_counts_batches_when_the_consumer_falls_behind(
-    veth_pair: VethPair, run: Callable[[Awaitable[None]], None]
+    veth_pair: VethPair, run: Run
 ) -> None:
     frames = frames_from_peer(veth_pair, 100)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from types import TracebackType
+from typing import Any, Literal, overload
 
 from ..errors import XDPWriteError
 from ..multiqueue import XDPMultiQueue
@@ -141,7 +142,13 @@ class AsyncXDPMultiQueue:
         """``async for data, info in mq``: copies one at a time, queues served in turn."""
         return PacketIterator(self._read_one, lambda: self.closed)
 
-    def batches(self, max_packets: int = 64, zero_copy: bool = False) -> BatchIterator[bytes] | BatchIterator[memoryview]:
+    @overload
+    def batches(self, max_packets: int = ..., zero_copy: Literal[False] = ...) -> BatchIterator[bytes]: ...
+
+    @overload
+    def batches(self, max_packets: int = ..., *, zero_copy: Literal[True]) -> BatchIterator[memoryview]: ...
+
+    def batches(self, max_packets: int = 64, zero_copy: bool = False) -> BatchIterator[Any]:
         """``async for packets, infos in mq.batches(n)``; zero-copy views last until the next iteration."""
         if zero_copy:
             return BatchIterator(lambda: self.zero_copy_read_multi_packets(max_packets), lambda: self.closed)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence, ValuesView
 from collections.abc import Set as AbstractSet
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar, overload
 
 from ..errors import XDPTimeoutError
 from ..options import XDPOptions
@@ -139,7 +139,13 @@ class AsyncXDPPacket:
         """``async for data, info in sock``: copies, one at a time; ends when the socket closes."""
         return PacketIterator(self.read_packet_data, lambda: self.closed)
 
-    def batches(self, max_packets: int = 64, zero_copy: bool = False) -> BatchIterator[bytes] | BatchIterator[memoryview]:
+    @overload
+    def batches(self, max_packets: int = ..., zero_copy: Literal[False] = ...) -> BatchIterator[bytes]: ...
+
+    @overload
+    def batches(self, max_packets: int = ..., *, zero_copy: Literal[True]) -> BatchIterator[memoryview]: ...
+
+    def batches(self, max_packets: int = 64, zero_copy: bool = False) -> BatchIterator[Any]:
         """``async for packets, infos in sock.batches(n)``: batches of up to ``n`` frames.
 
         With ``zero_copy=True`` the packets are views, valid until the next iteration.
