@@ -9,6 +9,8 @@ read, ``check_frames()``, and the frames the peer received) and that traffic sti
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -39,7 +41,7 @@ from xdppacket import (
     XDPMode,
     XDPPacket,
 )
-from xdppacket.aio import AsyncXDPMultiQueue, AsyncXDPPacket, ReceiveThread
+from xdppacket.aio import AsyncXDPMultiQueue, AsyncXDPPacket, ReceiveProcess, ReceiveThread
 
 T = TypeVar("T")
 #: The ``run`` fixture: runs a coroutine to completion on a fresh event loop, returns its result.
@@ -487,7 +489,7 @@ def test_receive_thread_drops_and_counts_batches_when_the_consumer_falls_behind(
             while runner.stats().read_packets < len(frames) and time.monotonic() < deadline:
                 await asyncio.sleep(0.005)
             stats = runner.stats()
-            assert (stats.read_packets, stats.pending_batches, stats.delivered_packets) == (100, 2, 0)
+            assert (stats.read_packets, stats.delivered_packets, runner.pending_batches) == (100, 0, 2)
             first, _ = await runner.get()
             second, _ = await runner.get()
             assert first + second == frames[: len(first) + len(second)]  # the oldest are kept
@@ -496,5 +498,78 @@ def test_receive_thread_drops_and_counts_batches_when_the_consumer_falls_behind(
             assert stats.dropped_batches >= stats.dropped_packets / 4
             assert stats.delivered_packets == len(first) + len(second)
             assert sock.get_stats().rx_dropped == 0  # the ring itself never overflowed
+
+    run(main())
+
+
+# ---------------------------------------------------------------------- ReceiveProcess
+def test_receive_process_hands_every_frame_to_the_loop_in_order(
+    veth_pair: VethPair, run: Run
+) -> None:
+    frames = frames_from_peer(veth_pair, 600)
+
+    async def main() -> None:
+        async with ReceiveProcess(XDPPacket, veth_pair.capture, OptXDPMode(XDP_MODE_SKB), batch_size=32) as runner:
+            child = runner.pid
+            assert child is not None
+            got: list[bytes] = []
+            with AfPacketSender(veth_pair.peer) as sender:
+                for start in range(0, len(frames), 100):
+                    for frame in frames[start : start + 100]:
+                        sender.send(frame)
+                    while len(got) < start + 100:
+                        packets, infos = await asyncio.wait_for(runner.get(), 10)
+                        assert [(info.length, info.queue_id) for info in infos] == [(len(p), 0) for p in packets]
+                        got += packets
+            assert got == frames
+            stats = runner.stats()
+            assert (stats.read_packets, stats.delivered_packets, stats.dropped_packets) == (600, 600, 0)
+            assert runner.kernel_dropped == 0
+        assert runner.pid is None
+        with pytest.raises(ChildProcessError):
+            os.waitpid(child, os.WNOHANG)  # reaped
+        with pytest.raises(EOFError):
+            await runner.get()
+        # The child released the queue: it can be opened again at once.
+        AsyncXDPPacket(veth_pair.capture, OptXDPMode(XDP_MODE_SKB)).close()
+
+    run(main())
+
+
+def test_receive_process_raises_what_opening_the_socket_raised(run: Run) -> None:
+    async def main() -> None:
+        runner = ReceiveProcess(XDPPacket, "no-such-if0")
+        with pytest.raises(OSError, match="no-such-if0"):
+            await runner.start()
+        assert runner.pid is None
+
+    run(main())
+
+
+def test_receive_process_drops_and_counts_what_the_consumer_cannot_take(
+    veth_pair: VethPair, run: Run
+) -> None:
+    frames = frames_from_peer(veth_pair, 400)
+
+    async def main() -> None:
+        async with ReceiveProcess(XDPPacket, veth_pair.capture, OptXDPMode(XDP_MODE_SKB), batch_size=8,
+                                  buffer_bytes=16384) as runner:
+            send_frames(veth_pair.peer, frames)
+            await asyncio.sleep(0.5)  # the child reads everything; most does not fit the buffer
+            got: list[bytes] = []
+            with contextlib.suppress(asyncio.TimeoutError):
+                while True:
+                    got += (await asyncio.wait_for(runner.get(), 0.3))[0]
+            assert 0 < len(got) < 400
+            assert set(got) <= set(frames)
+            assert got == sorted(got, key=frames.index)  # in order, gaps where batches were dropped
+            # Counters travel with the batches: one more frame brings them up to date.
+            send_frames(veth_pair.peer, frames[:1])
+            assert (await asyncio.wait_for(runner.get(), 5))[0] == frames[:1]
+            stats = runner.stats()
+            assert (stats.read_packets, stats.delivered_packets) == (401, len(got) + 1)
+            assert stats.dropped_packets == 400 - len(got)
+            assert stats.dropped_batches >= stats.dropped_packets / 8
+            assert runner.kernel_dropped == 0
 
     run(main())

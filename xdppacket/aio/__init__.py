@@ -5,14 +5,16 @@ return what they return; waiting is the event loop's (``OptIoMode``/``OptPollTim
 are ignored), and no call ever blocks the loop. Cancelling any coroutine, or leaving an
 ``async for`` early, loses no received frame and leaks no transmit frame.
 
-``ReceiveThread`` reads a synchronous socket in a thread of its own and hands copied
-batches to asyncio code through a bounded queue, counting what it had to drop: for
-programs whose event loop is too busy to keep a ring drained. README.md ("asyncio")
+``ReceiveThread`` reads a synchronous socket in a thread of its own, ``ReceiveProcess``
+in a child process; both hand copied batches to asyncio code through a bounded queue,
+counting what they had to drop: for programs whose event loop is too busy to keep a
+ring drained. README.md ("asyncio")
 says when to use which, with measured figures.
 """
 
 from ._multiqueue import AsyncXDPMultiQueue
 from ._packet import AsyncXDPPacket
-from ._runner import ReceiveThread, ReceiveThreadStats
+from ._process import ReceiveProcess
+from ._runner import ReceiveStats, ReceiveThread
 
-__all__ = ["AsyncXDPMultiQueue", "AsyncXDPPacket", "ReceiveThread", "ReceiveThreadStats"]
+__all__ = ["AsyncXDPMultiQueue", "AsyncXDPPacket", "ReceiveProcess", "ReceiveStats", "ReceiveThread"]

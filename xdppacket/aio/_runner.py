@@ -24,7 +24,7 @@ from typing import Protocol
 
 from ..stats import CaptureInfo
 
-__all__ = ["ReceiveThread", "ReceiveThreadStats"]
+__all__ = ["Batch", "ReceiveStats", "ReceiveThread"]
 
 #: What the thread hands over: copied frames and their infos, as ``read_multi_packets`` returns them.
 Batch = tuple[list[bytes], list[CaptureInfo]]
@@ -42,16 +42,15 @@ class BatchReader(Protocol):
 
 
 @dataclass(frozen=True)
-class ReceiveThreadStats:
-    """Counters of a ``ReceiveThread``: what it read, what the consumer took, what it dropped."""
+class ReceiveStats:
+    """Counters of a receive runner: frames read, taken by the consumer, dropped because it fell behind."""
 
-    __slots__ = ("read_packets", "delivered_packets", "dropped_batches", "dropped_packets", "pending_batches")
+    __slots__ = ("read_packets", "delivered_packets", "dropped_batches", "dropped_packets")
 
     read_packets: int
     delivered_packets: int
     dropped_batches: int
     dropped_packets: int
-    pending_batches: int
 
 
 class ReceiveThread:
@@ -188,11 +187,17 @@ class ReceiveThread:
         except EOFError:
             raise StopAsyncIteration from None
 
-    def stats(self) -> ReceiveThreadStats:
-        """Frames read, taken by the consumer, dropped because it fell behind; batches waiting."""
+    def stats(self) -> ReceiveStats:
+        """Frames read, taken by the consumer, dropped because it fell behind."""
         with self._lock:
-            return ReceiveThreadStats(self._read_packets, self._delivered_packets, self._dropped_batches,
-                                      self._dropped_packets, len(self._batches))
+            return ReceiveStats(self._read_packets, self._delivered_packets, self._dropped_batches,
+                                self._dropped_packets)
+
+    @property
+    def pending_batches(self) -> int:
+        """Batches read and waiting for the consumer."""
+        with self._lock:
+            return len(self._batches)
 
 
 def _set_done(waiter: asyncio.Future[None]) -> None:
