@@ -11,8 +11,9 @@ asyncio code. Each reader runs under three loads of the event loop:
   the GIL (``time.sleep``, like a blocking C library or file call);
 - ``python``: another task runs pure-Python code 5 ms in every 10 ms (holds the GIL).
 
-Readers: ``direct`` (``AsyncXDPPacket.batches(256)``, copies) and ``thread``
-(``ReceiveThread``, batches of 256, at most 64 waiting). Rounds alternate the
+Readers: ``direct`` (``AsyncXDPPacket.batches(256)``, copies), ``thread``
+(``ReceiveThread``, batches of 256, at most 64 waiting) and ``process`` (``ReceiveProcess``,
+batches of 256, 16 MiB of buffer; the child shares CPU 0 too). Rounds alternate the
 combinations; medians are printed, with the share of offered frames that were lost (in
 the ring, the kernel's ``rx_dropped``, or dropped by the thread's bounded queue).
 Usage, as root: ``python cmd/aio_bench.py [--rounds N] [--seconds S] [--json]``.
@@ -34,13 +35,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from xdppacket import XDP_MODE_DRV, OptXDPMode, XDPPacket
-from xdppacket.aio import AsyncXDPPacket, ReceiveThread
+from xdppacket.aio import AsyncXDPPacket, ReceiveProcess, ReceiveThread
 from xdppacket.testing import GeneratorResult, TrafficGenerator, private_netns, veth_pair
 
 FRAME = b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + b"\x88\xb5" + bytes(50)  # 64 bytes
 BATCH = 256
 LOADS = ("idle", "blocking", "python")
-READERS = ("direct", "thread")
+READERS = ("direct", "thread", "process")
 BUSY_S, PERIOD_S = 0.005, 0.010
 
 
@@ -100,10 +101,23 @@ async def consume_thread(capture: str, counts: dict[str, int], ready: asyncio.Ev
             counts["queue_dropped"] = runner.stats().dropped_packets
 
 
+async def consume_process(capture: str, counts: dict[str, int], ready: asyncio.Event) -> None:
+    """Count frames handed over by a ``ReceiveProcess`` (same CPU) until cancelled; then both drops."""
+    async with ReceiveProcess(XDPPacket, capture, OptXDPMode(XDP_MODE_DRV), batch_size=BATCH) as runner:
+        ready.set()
+        try:
+            async for packets, _ in runner:
+                counts["delivered"] += len(packets)
+        finally:
+            counts["kernel_dropped"] = runner.kernel_dropped
+            counts["queue_dropped"] = runner.stats().dropped_packets
+
+
 async def one_round(pair_capture: str, generator: TrafficGenerator, reader: str, load: str,
                     seconds: float) -> Round:
     counts = {"delivered": 0, "kernel_dropped": 0, "queue_dropped": 0}
-    consumers: dict[str, Callable[..., Awaitable[None]]] = {"direct": consume_direct, "thread": consume_thread}
+    consumers: dict[str, Callable[..., Awaitable[None]]] = {
+        "direct": consume_direct, "thread": consume_thread, "process": consume_process}
     ready = asyncio.Event()
     stop = asyncio.Event()
     consumer = asyncio.ensure_future(consumers[reader](pair_capture, counts, ready))
@@ -156,9 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"rows": table, "rounds": [asdict(r) for r in rounds]}, indent=1))
     else:
-        print(f"{'load':<9} {'reader':<7} {'handed to asyncio':>18} {'lost':>6} {'of which queue':>15} {'offered':>10}")
+        print(f"{'load':<9} {'reader':<8} {'handed to asyncio':>18} {'lost':>6} {'of which queue':>15} {'offered':>10}")
         for row in table:
-            print(f"{row['load']:<9} {row['reader']:<7} {row['pps'] / 1e3:>14.0f} kpps {row['lost']:>6.0%} "
+            print(f"{row['load']:<9} {row['reader']:<8} {row['pps'] / 1e3:>14.0f} kpps {row['lost']:>6.0%} "
                   f"{row['queue_dropped_share']:>15.0%} {row['offered_pps'] / 1e6:>6.2f} Mpps")
     return 0
 
