@@ -185,6 +185,42 @@ def test_close_wakes_a_waiting_read_and_ends_iteration(veth_pair: VethPair, run:
     run(main())
 
 
+def test_concurrent_readers_all_wake_on_one_registration(veth_pair: VethPair, run: Run) -> None:
+    """Three tasks wait on one socket; the loop watches its descriptor once and wakes them all.
+
+    (``add_reader`` keeps one callback per descriptor: a waiter whose callback was replaced
+    would only notice frames at the end of its wait slice, 250 ms later.)
+    """
+    frames = frames_from_peer(veth_pair, 3)
+
+    async def main() -> None:
+        async with AsyncXDPPacket(veth_pair.capture, OptXDPMode(XDP_MODE_SKB)) as sock:
+            readers = [asyncio.ensure_future(sock.read_packet_data()) for _ in range(3)]
+            await asyncio.sleep(0.05)
+            send_frames(veth_pair.peer, frames)
+            started = time.monotonic()
+            done = await asyncio.gather(*readers)
+            assert time.monotonic() - started < 0.15
+            assert sorted(data for data, _ in done) == sorted(frames)
+
+    run(main())
+
+
+def test_close_wakes_a_waiting_write(veth_pair: VethPair, run: Run) -> None:
+    frames = frames_to_peer(veth_pair, 2000)
+
+    async def main() -> None:
+        sock = AsyncXDPPacket(veth_pair.capture, OptXDPMode(XDP_MODE_SKB), OptNumFrames(64), OptRingSize(64))
+        writer = asyncio.ensure_future(sock.write_multi_packets(frames))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        sock.close()
+        with pytest.raises(ValueError, match="closed"):
+            await asyncio.wait_for(writer, 1)
+
+    run(main())
+
+
 # ------------------------------------------------------------------------------ writing
 def test_writes_wait_for_room_and_every_frame_arrives_in_order(
     veth_pair: VethPair, peer_capture: AfPacketCapture, run: Run
