@@ -462,12 +462,12 @@ def test_multiqueue_write_waits_for_room_and_sends_every_frame_once(
     async def main() -> None:
         async with AsyncXDPMultiQueue(mq_pair.capture, OptXDPMode(XDP_MODE_SKB), OptQueueCount(MULTI_QUEUES),
                                       OptNumFrames(64), OptRingSize(64)) as mq:
+            with pytest.raises(ValueError, match="shorter than an Ethernet header"):
+                await mq.write_packet([frames[0], b"x", frames[1]])  # nothing queued, no queue used up
             assert await mq.write_packet(frames[:1001]) == 1001
             assert await mq.write_packet(frames[1001:]) == 999
             per_queue = [stats.tx_packets for stats in mq.get_stats()[1:]]
             assert per_queue == [500, 500, 500, 500]
-            with pytest.raises(ValueError, match="shorter than an Ethernet header"):
-                await mq.write_packet([frames[0], b"x"])
 
     with AfPacketCapture(mq_pair.peer) as capture:
         run(main())

@@ -165,13 +165,15 @@ class AsyncXDPMultiQueue:
         count = len(self._senders)
         first = self._next_write_queue
         try:
-            return self._mq.write_packet(frames)
-        except XDPWriteError as error:
+            sent = self._mq.write_packet(frames)
+        except XDPWriteError as error:  # validation passed: the rotation moved on
+            self._next_write_queue = (first + len(frames)) % count
             if isinstance(error.__cause__, OSError):
                 raise
             unsent = _unsent_shares(frames, first, count, error.sent)
-        finally:
+        else:
             self._next_write_queue = (first + len(frames)) % count
+            return sent
         sent = len(frames) - sum(len(share) for _, share in unsent)
         for queue, share in unsent:
             try:
