@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from tests.xdp_helpers import frames_from_peer, send_frames, watchdog
 from xdppacket.pcap import PcapReader
 
 TIMEOUT_S = 20
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextlib.contextmanager
@@ -101,3 +103,20 @@ def test_async_pingpong_bounces_every_frame(veth_pair: VethPair) -> None:
         output = finish(example)
     words = output.split()
     assert words[:5] == ["300", "round", "trips,", "0", "lost:"], output
+
+
+def test_aio_bench_measures_every_reader_under_every_load() -> None:
+    """``cmd/aio_bench.py`` (one short round; it makes its own namespace) reports real counts."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "cmd" / "aio_bench.py"), "--rounds", "1", "--seconds", "0.2", "--json"],
+        env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    combinations = {(row["load"], row["reader"]) for row in report["rows"]}
+    assert combinations == {(load, reader) for load in ("idle", "blocking", "python")
+                            for reader in ("direct", "thread", "process")}
+    for one in report["rounds"]:
+        assert 0 < one["delivered"] <= one["offered"], one
