@@ -234,8 +234,9 @@ class PacedGenerator:
             self._run(min(_MAX_REPEAT, max(self.batch_size, int(self._drop_rate * left * _REPEAT_MARGIN))))
             calls += 1
         sent, first = self._sent_and_first()
-        # Slots from the first frame on: the call's fixed start-up time asks for none.
-        asked = round((end - first) / interval) if sent else round((end - start) / interval)
+        # Slots from the first frame on (the call's fixed start-up time asks for none): one at
+        # the first frame, then one every interval before the end.
+        asked = -(-(end - (first if sent else start)) // interval)
         every = self._mix[0]
         return PacedResult(sent=sent, shortfall=max(0, asked - sent), marked=sent // every if every else 0,
                            seconds=(end - (first if sent else start)) / 1e9, calls=calls)
