@@ -495,6 +495,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"about a minute: 1 round of 1 s at {' '.join(map(str, QUICK_STEPS))} pps")
     parser.add_argument("--json", action="store_true",
                         help="print the results as one JSON document on stdout (progress on stderr)")
+    parser.add_argument("--output", type=Path, metavar="DIR",
+                        help="also write the JSON document to DIR/capture-bench-<time>.json")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.duration = 1, 1.0
@@ -621,21 +623,25 @@ def report(args: argparse.Namespace, started: float, cpus: Sequence[int], idle: 
     result = verdict(rows, args.rounds)
     filter_result = {"expression": FILTER_EXPRESSION, "rate": FILTER_RATE, "matching_share": 1 / FILTER_SHARE,
                      "note": filter_note, "runs": [{**asdict(run), "loss": run.loss} for run in filter_runs]}
+    document = {
+        "settings": {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+                     "seconds": round(time.time() - started, 1), "rounds": args.rounds,
+                     "duration": args.duration, "steps": args.steps, "frame_size": FRAME_SIZE,
+                     "tool_cpu": cpus[0], "generator_cpu": cpus[1], "idle_before": idle,
+                     "tcpdump_buffer_kib": args.tcpdump_buffer or TCPDUMP_DEFAULT_BUFFER_KIB,
+                     "xdppacket_ring_frames": XDP_CAPTURE_RING_FRAMES, "lossless_below": LOSSLESS,
+                     "kernel": platform.release(), "python": platform.python_version(),
+                     "xdppacket": xdppacket.__version__},
+        "steps": [{**asdict(row), "total_ns": row.total_ns, "sustained": row.sustained} for row in rows],
+        "runs": [{**asdict(run), "loss": run.loss} for run in runs],
+        "verdict": result,
+        "filter": filter_result,
+    }
+    if args.output:
+        args.output.mkdir(parents=True, exist_ok=True)
+        path = args.output / f"capture-bench-{time.strftime('%Y%m%d-%H%M%S', time.localtime(started))}.json"
+        path.write_text(json.dumps(document, indent=2) + "\n")
     if args.json:
-        document = {
-            "settings": {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-                         "seconds": round(time.time() - started, 1), "rounds": args.rounds,
-                         "duration": args.duration, "steps": args.steps, "frame_size": FRAME_SIZE,
-                         "tool_cpu": cpus[0], "generator_cpu": cpus[1], "idle_before": idle,
-                         "tcpdump_buffer_kib": args.tcpdump_buffer or TCPDUMP_DEFAULT_BUFFER_KIB,
-                         "xdppacket_ring_frames": XDP_CAPTURE_RING_FRAMES, "lossless_below": LOSSLESS,
-                         "kernel": platform.release(), "python": platform.python_version(),
-                         "xdppacket": xdppacket.__version__},
-            "steps": [{**asdict(row), "total_ns": row.total_ns, "sustained": row.sustained} for row in rows],
-            "runs": [{**asdict(run), "loss": run.loss} for run in runs],
-            "verdict": result,
-            "filter": filter_result,
-        }
         print(json.dumps(document, indent=2))
         return
     print(f"\n{settings_text(args, cpus, idle)}\n")
