@@ -68,8 +68,8 @@ else:
 FRAME_SIZE = 64
 LOSSLESS = 0.001
 """A step is sustained when under this share of the frames asked for is missing from the file."""
-STEPS = (100_000, 250_000, 500_000, 750_000, 1_000_000, 1_500_000, 2_000_000, 2_500_000, 3_000_000)
-QUICK_STEPS = (250_000, 500_000, 1_000_000, 2_000_000, 3_000_000)
+STEPS = (50_000, 100_000, 150_000, 250_000, 500_000, 750_000, 1_000_000, 1_500_000, 2_000_000, 3_000_000)
+QUICK_STEPS = (100_000, 250_000, 500_000, 1_000_000, 2_000_000)
 FILTER_RATE = 3_000_000
 FILTER_PORT = 53
 OTHER_PORT = 9
@@ -80,6 +80,8 @@ GRACE_SECONDS = 1.5
 """After the load, before the stop: longer than tcpdump's 1 s buffer timeout (TPACKET_V3
 hands a partly filled block to tcpdump only after it), so both have drained what they hold."""
 READY_TIMEOUT = 30.0
+REALTIME_PRIORITY = 1
+"""--realtime: SCHED_FIFO at the lowest priority, above every ordinary process."""
 FAILURES_BEFORE_GIVING_UP = 2
 """Consecutive failed steps after which a tool's higher steps are skipped in that round."""
 TCPDUMP_DEFAULT_BUFFER_KIB = 2048  # libpcap's default when -B is not given (Linux)
@@ -145,11 +147,13 @@ def idle_share(seconds: float) -> float:
     return (idle_after - idle_before) / max(1, total_after - total_before)
 
 
-def process_cpu(pid: int) -> tuple[float, float]:
-    """(user, kernel) CPU seconds of process ``pid`` so far (/proc/PID/stat fields 14, 15)."""
+def process_cpu(pid: int) -> tuple[float, float, float]:
+    """(user, kernel, waited) seconds of process ``pid`` so far: CPU time from /proc/PID/stat
+    (fields 14, 15); time spent runnable but waiting for a CPU from /proc/PID/schedstat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / ticks, int(fields[12]) / ticks
+    waited_ns = int(Path(f"/proc/{pid}/schedstat").read_text().split()[1])
+    return int(fields[11]) / ticks, int(fields[12]) / ticks, waited_ns / 1e9
 
 
 # --------------------------------------------------------------------------- the tools
@@ -157,12 +161,19 @@ class CaptureTool:
     """One ``tcpdump -w`` or ``xdppacket capture -w`` run, pinned to ``cpu``, ready once it
     says "listening on"; stopped with SIGINT as a user's Ctrl-C would."""
 
-    def __init__(self, tool: str, path: Path, cpu: int, expression: str, tcpdump_buffer_kib: int | None) -> None:
+    def __init__(self, tool: str, path: Path, cpu: int, expression: str, tcpdump_buffer_kib: int | None,
+                 realtime: bool) -> None:
         self.tool = tool
+
+        def place() -> None:
+            os.sched_setaffinity(0, {cpu})
+            if realtime:
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))
+
         self.process = subprocess.Popen(
             self.command(tool, path, expression, tcpdump_buffer_kib),
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
+            preexec_fn=place,
         )
         self._early_errors = ""
         try:
@@ -277,6 +288,8 @@ class Run:
     user_s: float
     kernel_s: float
     softirq_s: float
+    waited_s: float
+    """Time the tool was ready to run but waited for its CPU (other work on the machine)."""
     matching_asked: int = 0
     """Filter scenario: frames among ``asked`` that the expression matches (1 in FILTER_SHARE)."""
     matching_offered: int = 0
@@ -306,6 +319,7 @@ class Bench:
     duration: float
     directory: Path
     tcpdump_buffer_kib: int | None
+    realtime: bool
     generators: dict[str, PacedGenerator] = field(default_factory=dict)
 
     def run(self, tool: str, round_number: int, rate: int, load: str = "steps", expression: str = "") -> Run:
@@ -313,14 +327,14 @@ class Bench:
         generator of ``load`` offers ``rate`` frames a second for the bench's duration."""
         path = self.directory / f"{tool}-{rate}.pcap"
         capture = None if tool == "none" else CaptureTool(tool, path, self.tool_cpu, expression,
-                                                           self.tcpdump_buffer_kib)
+                                                           self.tcpdump_buffer_kib, self.realtime)
         try:
             time.sleep(0.2)  # past its start-up: the CPU window holds the load only
-            user0, kernel0 = process_cpu(capture.process.pid) if capture else (0.0, 0.0)
+            user0, kernel0, waited0 = process_cpu(capture.process.pid) if capture else (0.0, 0.0, 0.0)
             softirq0, _ = proc_stat_cpu()
             offered = self.generators[load].send(rate, self.duration)
             time.sleep(GRACE_SECONDS)
-            user1, kernel1 = process_cpu(capture.process.pid) if capture else (0.0, 0.0)
+            user1, kernel1, waited1 = process_cpu(capture.process.pid) if capture else (0.0, 0.0, 0.0)
             softirq1, _ = proc_stat_cpu()
             counters = capture.stop() if capture else {"dropped": 0}
         except BaseException:
@@ -332,7 +346,7 @@ class Bench:
         ticks = os.sysconf("SC_CLK_TCK")
         return Run(tool=tool, round=round_number, rate=rate, asked=offered.asked, offered=offered.sent,
                    offered_seconds=offered.seconds, in_file=in_file, tool_dropped=counters["dropped"],
-                   user_s=user1 - user0, kernel_s=kernel1 - kernel0,
+                   user_s=user1 - user0, kernel_s=kernel1 - kernel0, waited_s=waited1 - waited0,
                    softirq_s=(softirq1 - softirq0) / ticks,
                    matching_asked=offered.asked // FILTER_SHARE if expression else 0,
                    matching_offered=offered.marked)
@@ -354,6 +368,8 @@ class StepRow:
     user_ns: float
     kernel_ns: float
     softirq_ns: float
+    waited: float
+    """Share of the load's time the tool waited, runnable, for its CPU."""
 
     @property
     def total_ns(self) -> float:
@@ -379,6 +395,7 @@ def step_rows(runs: Sequence[Run], duration: float) -> list[StepRow]:
                 user_ns=statistics.median(run.ns_per_frame(run.user_s) for run in mine),
                 kernel_ns=statistics.median(run.ns_per_frame(run.kernel_s) for run in mine),
                 softirq_ns=statistics.median(run.ns_per_frame(run.softirq_s) for run in mine),
+                waited=statistics.median(run.waited_s / run.offered_seconds for run in mine),
             ))
     return rows
 
@@ -404,10 +421,10 @@ def format_table(header: Sequence[str], cells: Sequence[Sequence[str]], left: in
 
 
 def steps_table(rows: Sequence[StepRow]) -> str:
-    header = ("tool", "rate pps", "offered pps", "not sent", "in file pps", "loss", "tool drops",
+    header = ("tool", "rate pps", "offered pps", "not sent", "in file pps", "loss", "tool drops", "waited",
               "user ns/f", "kernel ns/f", "softirq ns/f", "total ns/f")
     cells = [(TOOL_LABELS[row.tool], f"{row.rate:,}", f"{row.offered_pps:,.0f}", f"{row.shortfall:.1%}",
-              f"{row.captured_pps:,.0f}", f"{row.loss:.2%}", f"{row.tool_dropped:,}", f"{row.user_ns:,.0f}",
+              f"{row.captured_pps:,.0f}", f"{row.loss:.2%}", f"{row.tool_dropped:,}", f"{row.waited:.0%}", f"{row.user_ns:,.0f}",
               f"{row.kernel_ns:,.0f}", f"{row.softirq_ns:,.0f}", f"{row.total_ns:,.0f}") for row in rows]
     return format_table(header, cells)
 
@@ -490,6 +507,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"offered rates (default {' '.join(map(str, STEPS))})")
     parser.add_argument("--tcpdump-buffer", type=int, metavar="KIB",
                         help=f"tcpdump -B (default: none given, libpcap's {TCPDUMP_DEFAULT_BUFFER_KIB} KiB)")
+    parser.add_argument("--no-realtime", dest="realtime", action="store_false",
+                        help="run the tools and the generator as ordinary processes (by default they "
+                             "run SCHED_FIFO, priority 1, so that other work on a shared machine "
+                             "neither keeps a tool waiting for its CPU nor upsets the pacing)")
     parser.add_argument("--no-filter", action="store_true", help="skip the filter scenario")
     parser.add_argument("--quick", action="store_true",
                         help=f"about a minute: 1 round of 1 s at {' '.join(map(str, QUICK_STEPS))} pps")
@@ -575,9 +596,9 @@ def main(argv: list[str] | None = None) -> int:
         run_tool("ip", "-V")  # fail early, and plainly, without iproute2
         pair = VethPair.create(CAPTURE_IF, PEER_IF, 1)
         bench = Bench(pair=pair, tool_cpu=cpus[0], generator_cpu=cpus[1], duration=args.duration,
-                      directory=directory, tcpdump_buffer_kib=args.tcpdump_buffer)
-        bench.generators["steps"] = PacedGenerator(PEER_IF, STEP_FRAME, cpu=cpus[1])
-        bench.generators["filter"] = PacedGenerator(PEER_IF, udp_frame(OTHER_PORT), cpu=cpus[1],
+                      directory=directory, tcpdump_buffer_kib=args.tcpdump_buffer, realtime=args.realtime)
+        bench.generators["steps"] = PacedGenerator(PEER_IF, STEP_FRAME, cpu=cpus[1], realtime=args.realtime)
+        bench.generators["filter"] = PacedGenerator(PEER_IF, udp_frame(OTHER_PORT), cpu=cpus[1], realtime=args.realtime,
                                                     mark_every=FILTER_SHARE, mark_port=FILTER_PORT,
                                                     other_port=OTHER_PORT)
         idle = idle_share(1.0)

@@ -163,13 +163,15 @@ class PacedGenerator:
     """Sends copies of ``frame`` out of ``ifname`` at a set rate (see the module's doc).
 
     ``cpu``: the thread runs there while sending (a veth receiver gets the frames on rx
-    queue CPU mod its queue count, and its kernel receive work runs there too).
+    queue CPU mod its queue count, and its kernel receive work runs there too); with
+    ``realtime``, as SCHED_FIFO.
     """
 
-    def __init__(self, ifname: str, frame: bytes, *, cpu: int, batch_size: int = 64,
+    def __init__(self, ifname: str, frame: bytes, *, cpu: int, batch_size: int = 64, realtime: bool = False,
                  mark_every: int = 0, mark_port: int = 0, other_port: int = 0) -> None:
         self.frame = bytes(frame)
         self.cpu = cpu
+        self.realtime = realtime
         self.batch_size = batch_size
         self._mix = (mark_every, socket.htons(mark_port), socket.htons(other_port))
         if mark_every and len(self.frame) < _UDP_DPORT_OFFSET + 2:
@@ -214,12 +216,19 @@ class PacedGenerator:
         return state[_SENT // 8], state[_FIRST // 8]
 
     def _run(self, frames: int) -> None:
+        """One test run on ``cpu``; with ``realtime`` as SCHED_FIFO, so that other work on a
+        shared machine cannot preempt the pacing (the kernel's RT throttling still leaves
+        others 5% of the CPU)."""
         previous = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {self.cpu})
+        if self.realtime:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
         try:
             prog_test_run(self._prog_fd, self.frame, repeat=frames, flags=BPF_F_TEST_XDP_LIVE_FRAMES,
                           batch_size=self.batch_size)
         finally:
+            if self.realtime:
+                os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
             os.sched_setaffinity(0, previous)
 
     def send(self, rate: float, seconds: float) -> PacedResult:
