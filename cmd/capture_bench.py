@@ -26,6 +26,12 @@ How the load is made, and what that means (read before quoting a figure):
 - Buffers: each tool's default (tcpdump: no ``-B``, libpcap's 2 MiB ring, about 14,000
   64-byte frames; xdppacket capture: 1024 UMEM frames and a 1024-entry rx ring per queue);
   ``--tcpdump-buffer`` changes tcpdump's.
+- Scheduling: the tools and the generator run SCHED_FIFO (priority 1) by default, so that
+  other work on a shared machine neither keeps a tool waiting for its CPU (its ring or
+  buffer would overflow meanwhile) nor stalls the pacing; the "waited" column shows how
+  long each tool still waited, runnable, for its CPU (``/proc/PID/schedstat``). Each run's
+  load lasts at most 0.9 s: the kernel gives ordinary tasks 50 ms of every second a
+  real-time task keeps a CPU busy, and the generator keeps its CPU busy.
 - CPU per captured frame: the tool process's user and kernel time (``/proc/PID/stat``) plus
   the softirq time of all CPUs (``/proc/stat``: the kernel's receive work, whichever CPU ran
   it), from just before the load to the end of the drain grace, over the frames in the file.
@@ -60,10 +66,10 @@ import xdppacket
 
 if TYPE_CHECKING:  # cmd/ is no package at run time (stdlib has a `cmd`); mypy knows it as one
     from cmd.benchnet import VethPair, enter_private_netns, run_tool
-    from cmd.pacedgen import PacedGenerator
+    from cmd.pacedgen import REALTIME_MAX_SECONDS, REALTIME_PRIORITY, PacedGenerator
 else:
     from benchnet import VethPair, enter_private_netns, run_tool
-    from pacedgen import PacedGenerator
+    from pacedgen import REALTIME_MAX_SECONDS, REALTIME_PRIORITY, PacedGenerator
 
 FRAME_SIZE = 64
 LOSSLESS = 0.001
@@ -80,8 +86,6 @@ GRACE_SECONDS = 1.5
 """After the load, before the stop: longer than tcpdump's 1 s buffer timeout (TPACKET_V3
 hands a partly filled block to tcpdump only after it), so both have drained what they hold."""
 READY_TIMEOUT = 30.0
-REALTIME_PRIORITY = 1
-"""--realtime: SCHED_FIFO at the lowest priority, above every ordinary process."""
 FAILURES_BEFORE_GIVING_UP = 2
 """Consecutive failed steps after which a tool's higher steps are skipped in that round."""
 TCPDUMP_DEFAULT_BUFFER_KIB = 2048  # libpcap's default when -B is not given (Linux)
@@ -501,30 +505,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.splitlines()[9:]))
-    parser.add_argument("--rounds", type=int, default=3, help="rounds over all steps (default 3)")
-    parser.add_argument("--duration", type=float, default=2.0, help="seconds of load per run (default 2)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds over all steps (default 5)")
+    parser.add_argument("--duration", type=float, default=REALTIME_MAX_SECONDS,
+                        help=f"seconds of load per run (default and, unless --no-realtime, most "
+                             f"{REALTIME_MAX_SECONDS:g}: the kernel stops a busy real-time task for 50 ms "
+                             f"a second)")
     parser.add_argument("--steps", type=int, nargs="+", metavar="PPS",
                         help=f"offered rates (default {' '.join(map(str, STEPS))})")
     parser.add_argument("--tcpdump-buffer", type=int, metavar="KIB",
                         help=f"tcpdump -B (default: none given, libpcap's {TCPDUMP_DEFAULT_BUFFER_KIB} KiB)")
     parser.add_argument("--no-realtime", dest="realtime", action="store_false",
-                        help="run the tools and the generator as ordinary processes (by default they "
-                             "run SCHED_FIFO, priority 1, so that other work on a shared machine "
-                             "neither keeps a tool waiting for its CPU nor upsets the pacing)")
+                        help="run the tools and the generator as ordinary tasks (by default they run "
+                             "SCHED_FIFO, priority 1, so that other work on a shared machine neither "
+                             "keeps a tool waiting for its CPU nor upsets the pacing)")
     parser.add_argument("--no-filter", action="store_true", help="skip the filter scenario")
     parser.add_argument("--quick", action="store_true",
-                        help=f"about a minute: 1 round of 1 s at {' '.join(map(str, QUICK_STEPS))} pps")
+                        help=f"about a minute: 1 round of 0.9 s at {' '.join(map(str, QUICK_STEPS))} pps")
     parser.add_argument("--json", action="store_true",
                         help="print the results as one JSON document on stdout (progress on stderr)")
     parser.add_argument("--output", type=Path, metavar="DIR",
                         help="also write the JSON document to DIR/capture-bench-<time>.json")
     args = parser.parse_args(argv)
     if args.quick:
-        args.rounds, args.duration = 1, 1.0
+        args.rounds, args.duration = 1, min(args.duration, REALTIME_MAX_SECONDS)
         args.steps = args.steps or list(QUICK_STEPS)
     args.steps = sorted(set(args.steps or STEPS))
     if args.rounds < 1 or args.duration <= 0 or min(args.steps) < 1:
         parser.error("--rounds, --duration and --steps must be positive")
+    if args.realtime and args.duration > REALTIME_MAX_SECONDS:
+        parser.error(f"--duration above {REALTIME_MAX_SECONDS:g} s needs --no-realtime: the kernel gives "
+                     f"ordinary tasks 50 ms of every second a real-time task keeps a CPU busy, and the "
+                     f"load would stop for them")
     return args
 
 

@@ -40,7 +40,12 @@ from xdppacket._bpf import (
     prog_test_run,
 )
 
-__all__ = ["PacedGenerator", "PacedResult"]
+__all__ = ["REALTIME_MAX_SECONDS", "REALTIME_PRIORITY", "PacedGenerator", "PacedResult"]
+
+#: SCHED_FIFO priority of real-time runs: the lowest, above every ordinary task.
+REALTIME_PRIORITY = 1
+#: The longest real-time send that the kernel's 950 ms of every second never interrupts.
+REALTIME_MAX_SECONDS = 0.9
 
 _INSN = struct.Struct("<BBhi")
 # The program's state: one array entry of u64 fields, written by user space before each run.
@@ -164,7 +169,7 @@ class PacedGenerator:
 
     ``cpu``: the thread runs there while sending (a veth receiver gets the frames on rx
     queue CPU mod its queue count, and its kernel receive work runs there too); with
-    ``realtime``, as SCHED_FIFO.
+    ``realtime``, as SCHED_FIFO (see ``_run``).
     """
 
     def __init__(self, ifname: str, frame: bytes, *, cpu: int, batch_size: int = 64, realtime: bool = False,
@@ -217,12 +222,14 @@ class PacedGenerator:
 
     def _run(self, frames: int) -> None:
         """One test run on ``cpu``; with ``realtime`` as SCHED_FIFO, so that other work on a
-        shared machine cannot preempt the pacing (the kernel's RT throttling still leaves
-        others 5% of the CPU)."""
+        shared machine cannot preempt the pacing. The kernel still gives ordinary tasks 50 ms
+        of each second a real-time task keeps a CPU busy (RT throttling, or the fair server
+        since Linux 6.12): keep each ``send`` under ``REALTIME_MAX_SECONDS``, with a pause
+        after it, or the frames stop for those 50 ms."""
         previous = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {self.cpu})
         if self.realtime:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))
         try:
             prog_test_run(self._prog_fd, self.frame, repeat=frames, flags=BPF_F_TEST_XDP_LIVE_FRAMES,
                           batch_size=self.batch_size)
