@@ -553,8 +553,8 @@ def run_steps(bench: Bench, args: argparse.Namespace, log: Any) -> list[Run]:
                 run = bench.run(tool, round_number, rate)
                 runs.append(run)
                 failures[tool] = 0 if run.loss < LOSSLESS else failures[tool] + 1
-                log(f"round {round_number}/{args.rounds}  {TOOL_LABELS[tool]:<22} rate {rate:>10,}  offered "
-                    f"{run.offered_pps:>11,.0f}  in file {run.in_file:>10,}  loss {run.loss:7.2%}  "
+                log(f"round {round_number}/{args.rounds}  {TOOL_LABELS[tool]:<22} rate {rate:>10,}  frames: asked "
+                    f"{run.asked:>10,}  sent {run.offered:>10,}  in file {run.in_file:>10,}  loss {run.loss:7.2%}  "
                     f"tool drops {run.tool_dropped:,}")
     return runs
 
@@ -579,8 +579,8 @@ def run_filter(bench: Bench, args: argparse.Namespace, log: Any) -> tuple[list[R
                 log(f"filter: {note}")
                 continue
             runs.append(run)
-            log(f"filter {round_number}/{args.rounds}  {TOOL_LABELS[tool]:<22} offered {run.offered_pps:>11,.0f}  "
-                f"matching {run.matching_offered:>8,}  in file {run.in_file:>8,}")
+            log(f"filter {round_number}/{args.rounds}  {TOOL_LABELS[tool]:<22} frames: asked {run.asked:>10,}  "
+                f"sent {run.offered:>10,}  matching sent {run.matching_offered:>8,}  in file {run.in_file:>8,}")
     return runs, note
 
 
