@@ -32,12 +32,14 @@ How the load is made, and what that means (read before quoting a figure):
   long each tool still waited, runnable, for its CPU (``/proc/PID/schedstat``). Each run's
   load lasts at most 0.9 s: the kernel gives ordinary tasks 50 ms of every second a
   real-time task keeps a CPU busy, and the generator keeps its CPU busy.
-- CPU per captured frame: the tool process's user and kernel time (``/proc/PID/stat``) plus
-  the softirq time of all CPUs (``/proc/stat``: the kernel's receive work, whichever CPU ran
+- CPU per captured frame: the tool process's CPU time, user and kernel (``/proc/PID/schedstat``,
+  in nanoseconds; its user share from the coarse ticks of ``/proc/PID/stat``), plus the
+  softirq time of all CPUs (``/proc/stat``: the kernel's receive work, whichever CPU ran
   it), from just before the load to the end of the drain grace, over the frames in the file.
   Not counted: the generator's own work (building, pacing and redirecting frames, the same
-  for both tools). Tick-sampled (250 Hz here): a few percent of noise per run; other work on
-  a shared machine adds softirq time of its own (the idle share before the run is printed).
+  for both tools). The softirq time is tick-sampled (250 Hz here) and counted in 1/100 s: a
+  few percent of noise per run, more for few frames; other work on a shared machine adds
+  softirq time of its own (the idle share before the run is printed).
 
 Usage: ``python cmd/capture_bench.py [--quick] [--rounds N] [--duration S] [--json]``
 (root; tcpdump installed). ``make bench`` runs it after ``cmd/bench.py``.
@@ -74,7 +76,7 @@ else:
 FRAME_SIZE = 64
 LOSSLESS = 0.001
 """A step is sustained when under this share of the frames asked for is missing from the file."""
-STEPS = (50_000, 100_000, 150_000, 250_000, 500_000, 750_000, 1_000_000, 1_500_000, 2_000_000, 3_000_000)
+STEPS = (50_000, 100_000, 150_000, 250_000, 350_000, 500_000, 750_000, 1_000_000, 1_500_000, 2_000_000, 3_000_000)
 QUICK_STEPS = (100_000, 250_000, 500_000, 1_000_000, 2_000_000)
 FILTER_RATE = 3_000_000
 FILTER_PORT = 53
@@ -151,13 +153,31 @@ def idle_share(seconds: float) -> float:
     return (idle_after - idle_before) / max(1, total_after - total_before)
 
 
-def process_cpu(pid: int) -> tuple[float, float, float]:
-    """(user, kernel, waited) seconds of process ``pid`` so far: CPU time from /proc/PID/stat
-    (fields 14, 15); time spent runnable but waiting for a CPU from /proc/PID/schedstat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    waited_ns = int(Path(f"/proc/{pid}/schedstat").read_text().split()[1])
-    return int(fields[11]) / ticks, int(fields[12]) / ticks, waited_ns / 1e9
+@dataclass(frozen=True)
+class ProcessTimes:
+    """A single-threaded process's scheduler figures so far."""
+
+    ran_s: float
+    """CPU time, user and kernel, in nanoseconds' precision (/proc/PID/schedstat)."""
+    waited_s: float
+    """Time runnable but waiting for a CPU (/proc/PID/schedstat)."""
+    user_ticks: int
+    kernel_ticks: int
+    """The split of CPU time, in 1/100 s ticks (/proc/PID/stat fields 14, 15): coarse, so
+    used only for the user share of ``ran_s``."""
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessTimes:
+        ran_ns, waited_ns = Path(f"/proc/{pid}/schedstat").read_text().split()[:2]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return cls(int(ran_ns) / 1e9, int(waited_ns) / 1e9, int(fields[11]), int(fields[12]))
+
+    def __sub__(self, before: ProcessTimes) -> ProcessTimes:
+        return ProcessTimes(self.ran_s - before.ran_s, self.waited_s - before.waited_s,
+                            self.user_ticks - before.user_ticks, self.kernel_ticks - before.kernel_ticks)
+
+
+_NO_PROCESS = ProcessTimes(0.0, 0.0, 0, 0)
 
 
 # --------------------------------------------------------------------------- the tools
@@ -289,8 +309,10 @@ class Run:
     offered_seconds: float
     in_file: int
     tool_dropped: int
-    user_s: float
-    kernel_s: float
+    tool_s: float
+    """CPU time of the tool process, user and kernel."""
+    user_ticks: int
+    kernel_ticks: int
     softirq_s: float
     waited_s: float
     """Time the tool was ready to run but waited for its CPU (other work on the machine)."""
@@ -307,6 +329,12 @@ class Run:
     @property
     def offered_pps(self) -> float:
         return self.offered / self.offered_seconds if self.offered_seconds else 0.0
+
+    @property
+    def user_share(self) -> float | None:
+        """The user share of the tool's CPU time, from ticks (None: too short to tell)."""
+        ticks = self.user_ticks + self.kernel_ticks
+        return self.user_ticks / ticks if ticks else None
 
     def ns_per_frame(self, seconds: float, frames: int | None = None) -> float:
         count = self.in_file if frames is None else frames
@@ -334,11 +362,11 @@ class Bench:
                                                            self.tcpdump_buffer_kib, self.realtime)
         try:
             time.sleep(0.2)  # past its start-up: the CPU window holds the load only
-            user0, kernel0, waited0 = process_cpu(capture.process.pid) if capture else (0.0, 0.0, 0.0)
+            tool_before = ProcessTimes.of(capture.process.pid) if capture else _NO_PROCESS
             softirq0, _ = proc_stat_cpu()
             offered = self.generators[load].send(rate, self.duration)
             time.sleep(GRACE_SECONDS)
-            user1, kernel1, waited1 = process_cpu(capture.process.pid) if capture else (0.0, 0.0, 0.0)
+            times = (ProcessTimes.of(capture.process.pid) if capture else _NO_PROCESS) - tool_before
             softirq1, _ = proc_stat_cpu()
             counters = capture.stop() if capture else {"dropped": 0}
         except BaseException:
@@ -350,7 +378,8 @@ class Bench:
         ticks = os.sysconf("SC_CLK_TCK")
         return Run(tool=tool, round=round_number, rate=rate, asked=offered.asked, offered=offered.sent,
                    offered_seconds=offered.seconds, in_file=in_file, tool_dropped=counters["dropped"],
-                   user_s=user1 - user0, kernel_s=kernel1 - kernel0, waited_s=waited1 - waited0,
+                   tool_s=times.ran_s, user_ticks=times.user_ticks, kernel_ticks=times.kernel_ticks,
+                   waited_s=times.waited_s,
                    softirq_s=(softirq1 - softirq0) / ticks,
                    matching_asked=offered.asked // FILTER_SHARE if expression else 0,
                    matching_offered=offered.marked)
@@ -369,15 +398,16 @@ class StepRow:
     loss: float
     tool_dropped: int
     shortfall: float
-    user_ns: float
-    kernel_ns: float
+    tool_ns: float
+    user_share: float | None
+    """Of ``tool_ns``, the share in user space (median of the rounds that could tell)."""
     softirq_ns: float
     waited: float
     """Share of the load's time the tool waited, runnable, for its CPU."""
 
     @property
     def total_ns(self) -> float:
-        return self.user_ns + self.kernel_ns + self.softirq_ns
+        return self.tool_ns + self.softirq_ns
 
     @property
     def sustained(self) -> bool:
@@ -396,12 +426,17 @@ def step_rows(runs: Sequence[Run], duration: float) -> list[StepRow]:
                 loss=statistics.median(run.loss for run in mine),
                 tool_dropped=int(statistics.median(run.tool_dropped for run in mine)),
                 shortfall=statistics.median(1 - run.offered / run.asked for run in mine),
-                user_ns=statistics.median(run.ns_per_frame(run.user_s) for run in mine),
-                kernel_ns=statistics.median(run.ns_per_frame(run.kernel_s) for run in mine),
+                tool_ns=statistics.median(run.ns_per_frame(run.tool_s) for run in mine),
+                user_share=_median_or_none([run.user_share for run in mine]),
                 softirq_ns=statistics.median(run.ns_per_frame(run.softirq_s) for run in mine),
                 waited=statistics.median(run.waited_s / run.offered_seconds for run in mine),
             ))
     return rows
+
+
+def _median_or_none(values: Sequence[float | None]) -> float | None:
+    known = [value for value in values if value is not None]
+    return statistics.median(known) if known else None
 
 
 def lossless_rate(rows: Sequence[StepRow], tool: str, rounds: int) -> int | None:
@@ -426,10 +461,12 @@ def format_table(header: Sequence[str], cells: Sequence[Sequence[str]], left: in
 
 def steps_table(rows: Sequence[StepRow]) -> str:
     header = ("tool", "rate pps", "offered pps", "not sent", "in file pps", "loss", "tool drops", "waited",
-              "user ns/f", "kernel ns/f", "softirq ns/f", "total ns/f")
+              "tool ns/f", "user", "softirq ns/f", "total ns/f")
     cells = [(TOOL_LABELS[row.tool], f"{row.rate:,}", f"{row.offered_pps:,.0f}", f"{row.shortfall:.1%}",
-              f"{row.captured_pps:,.0f}", f"{row.loss:.2%}", f"{row.tool_dropped:,}", f"{row.waited:.0%}", f"{row.user_ns:,.0f}",
-              f"{row.kernel_ns:,.0f}", f"{row.softirq_ns:,.0f}", f"{row.total_ns:,.0f}") for row in rows]
+              f"{row.captured_pps:,.0f}", f"{row.loss:.2%}", f"{row.tool_dropped:,}", f"{row.waited:.0%}",
+              f"{row.tool_ns:,.0f}",
+              "-" if row.user_share is None else f"{row.user_share:.0%}", f"{row.softirq_ns:,.0f}",
+              f"{row.total_ns:,.0f}") for row in rows]
     return format_table(header, cells)
 
 
@@ -477,14 +514,13 @@ def median(values: Iterable[float]) -> float:
 
 
 def filter_table(runs: Sequence[Run]) -> str:
-    header = ("tool", "offered pps", "matching sent", "in file", "loss", "tool drops", "user ns/f",
-              "kernel ns/f", "softirq ns/f", "tool ns/offered f", "softirq ns/offered f")
+    header = ("tool", "offered pps", "matching sent", "in file", "loss", "tool drops", "tool ns/f",
+              "softirq ns/f", "tool ns/offered f", "softirq ns/offered f")
     cells = []
     for tool in ("none", *TOOLS):
         mine = [run for run in runs if run.tool == tool]
         if not mine:
             continue
-
         captured = tool != "none"
         cells.append((
             TOOL_LABELS[tool], f"{median(run.offered_pps for run in mine):,.0f}",
@@ -492,9 +528,9 @@ def filter_table(runs: Sequence[Run]) -> str:
             f"{median(run.in_file for run in mine):,.0f}" if captured else "-",
             f"{median(run.loss for run in mine):.2%}" if captured else "-",
             f"{median(run.tool_dropped for run in mine):,.0f}" if captured else "-",
-            *(f"{median(run.ns_per_frame(getattr(run, part)) for run in mine):,.0f}" if captured else "-"
-              for part in ("user_s", "kernel_s", "softirq_s")),
-            f"{median(run.ns_per_frame(run.user_s + run.kernel_s, run.offered) for run in mine):,.1f}",
+            f"{median(run.ns_per_frame(run.tool_s) for run in mine):,.0f}" if captured else "-",
+            f"{median(run.ns_per_frame(run.softirq_s) for run in mine):,.0f}" if captured else "-",
+            f"{median(run.ns_per_frame(run.tool_s, run.offered) for run in mine):,.1f}",
             f"{median(run.ns_per_frame(run.softirq_s, run.offered) for run in mine):,.1f}",
         ))
     return format_table(header, cells)
@@ -645,8 +681,9 @@ def settings_text(args: argparse.Namespace, cpus: Sequence[int], idle: float) ->
             f"(native XDP). Files: tmpfs (/dev/shm), classic pcap, both.\n"
             f"loss: frames missing from the file out of those the rate asked for; not sent: the share "
             f"of those the generator fell behind on (a NIC would have dropped them); tool drops: its "
-            f"own 'dropped by kernel'; CPU per frame in the file: the tool's user and kernel time, and "
-            f"the softirq time of all CPUs (the kernel's receive work).")
+            f"own 'dropped by kernel'; waited: share of the load's time the tool was runnable but not "
+            f"running; CPU per frame in the file: the tool process's (user and kernel; 'user' is its "
+            f"user share) and the softirq time of all CPUs (the kernel's receive work).")
 
 
 def report(args: argparse.Namespace, started: float, cpus: Sequence[int], idle: float, runs: list[Run],

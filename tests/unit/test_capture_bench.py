@@ -51,7 +51,7 @@ def test_a_record_cut_short_is_an_error(tmp_path: Path) -> None:
 
 def row(tool: str, rate: int, loss: float, ns: float, rounds: int = 3) -> StepRow:
     return StepRow(tool=tool, rate=rate, rounds=rounds, offered_pps=rate, captured_pps=rate * (1 - loss),
-                   loss=loss, shortfall=0.0, tool_dropped=0, user_ns=ns, kernel_ns=0.0, softirq_ns=0.0,
+                   loss=loss, shortfall=0.0, tool_dropped=0, tool_ns=ns, user_share=None, softirq_ns=0.0,
                    waited=0.0)
 
 
