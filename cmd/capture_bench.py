@@ -540,7 +540,7 @@ def filter_table(runs: Sequence[Run]) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n".join(__doc__.splitlines()[9:]))
+                                     epilog=__doc__.split("\n\n", 2)[2])
     parser.add_argument("--rounds", type=int, default=5, help="rounds over all steps (default 5)")
     parser.add_argument("--duration", type=float, default=REALTIME_MAX_SECONDS,
                         help=f"seconds of load per run (default and, unless --no-realtime, most "

@@ -181,14 +181,15 @@ class PacedGenerator:
         self._mix = (mark_every, socket.htons(mark_port), socket.htons(other_port))
         if mark_every and len(self.frame) < _UDP_DPORT_OFFSET + 2:
             raise ValueError("a marked mix needs an IPv4/UDP frame")
+        self._prog_fd = -1
         self._map_fd = map_create(BPF_MAP_TYPE_ARRAY, 4, _STATE.size, 1, "paced_state")
         try:
             self._prog_fd = prog_load(BPF_PROG_TYPE_XDP, _program(self._map_fd, socket.if_nametoindex(ifname)),
                                       "GPL", "paced_gen")
+            self._drop_rate = self._calibrate()
         except BaseException:
-            os.close(self._map_fd)
+            self.close()
             raise
-        self._drop_rate = self._calibrate()
 
     def close(self) -> None:
         for fd in (self._prog_fd, self._map_fd):
