@@ -135,22 +135,23 @@ STEP_FRAME = b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + b"\x88\xb5" + bytes(FRA
 
 
 # --------------------------------------------------------------------------- CPU
-def proc_stat_cpu() -> tuple[int, int]:
-    """(softirq ticks, all ticks) of all CPUs together, from the first line of /proc/stat."""
-    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return fields[_PROC_STAT_SOFTIRQ - 1], sum(fields)
+def _all_cpus_ticks() -> list[int]:
+    """The first line of /proc/stat: user nice system idle iowait irq softirq ... of all CPUs."""
+    return [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+
+
+def softirq_seconds() -> float:
+    """Softirq time of all CPUs together so far."""
+    return _all_cpus_ticks()[_PROC_STAT_SOFTIRQ - 1] / os.sysconf("SC_CLK_TCK")
 
 
 def idle_share(seconds: float) -> float:
     """How idle all CPUs were over ``seconds``: other work on the machine skews every figure."""
-    def idle_and_total() -> tuple[int, int]:
-        ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return ticks[3] + ticks[4], sum(ticks)
-
-    idle_before, total_before = idle_and_total()
+    before = _all_cpus_ticks()
     time.sleep(seconds)
-    idle_after, total_after = idle_and_total()
-    return (idle_after - idle_before) / max(1, total_after - total_before)
+    after = _all_cpus_ticks()
+    idle = after[3] + after[4] - before[3] - before[4]  # idle + iowait
+    return idle / max(1, sum(after) - sum(before))
 
 
 @dataclass(frozen=True)
@@ -343,11 +344,9 @@ class Run:
 
 @dataclass
 class Bench:
-    """The veth pair, the generators (by load), the CPUs and where the files go."""
+    """Where the tools run and their files go, and the generators (by load)."""
 
-    pair: VethPair
     tool_cpu: int
-    generator_cpu: int
     duration: float
     directory: Path
     tcpdump_buffer_kib: int | None
@@ -363,11 +362,11 @@ class Bench:
         try:
             time.sleep(0.2)  # past its start-up: the CPU window holds the load only
             tool_before = ProcessTimes.of(capture.process.pid) if capture else _NO_PROCESS
-            softirq0, _ = proc_stat_cpu()
+            softirq_before = softirq_seconds()
             offered = self.generators[load].send(rate, self.duration)
             time.sleep(GRACE_SECONDS)
             times = (ProcessTimes.of(capture.process.pid) if capture else _NO_PROCESS) - tool_before
-            softirq1, _ = proc_stat_cpu()
+            softirq = softirq_seconds() - softirq_before
             counters = capture.stop() if capture else {"dropped": 0}
         except BaseException:
             if capture is not None:
@@ -375,12 +374,11 @@ class Bench:
             raise
         in_file = count_pcap_records(path) if capture else 0
         path.unlink(missing_ok=True)
-        ticks = os.sysconf("SC_CLK_TCK")
         return Run(tool=tool, round=round_number, rate=rate, asked=offered.asked, offered=offered.sent,
                    offered_seconds=offered.seconds, in_file=in_file, tool_dropped=counters["dropped"],
                    tool_s=times.ran_s, user_ticks=times.user_ticks, kernel_ticks=times.kernel_ticks,
                    waited_s=times.waited_s,
-                   softirq_s=(softirq1 - softirq0) / ticks,
+                   softirq_s=softirq,
                    matching_asked=offered.asked // FILTER_SHARE if expression else 0,
                    matching_offered=offered.marked)
 
@@ -642,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
         enter_private_netns()
         run_tool("ip", "-V")  # fail early, and plainly, without iproute2
         pair = VethPair.create(CAPTURE_IF, PEER_IF, 1)
-        bench = Bench(pair=pair, tool_cpu=cpus[0], generator_cpu=cpus[1], duration=args.duration,
+        bench = Bench(tool_cpu=cpus[0], duration=args.duration,
                       directory=directory, tcpdump_buffer_kib=args.tcpdump_buffer, realtime=args.realtime)
         bench.generators["steps"] = PacedGenerator(PEER_IF, STEP_FRAME, cpu=cpus[1], realtime=args.realtime)
         bench.generators["filter"] = PacedGenerator(PEER_IF, udp_frame(OTHER_PORT), cpu=cpus[1], realtime=args.realtime,
