@@ -512,7 +512,7 @@ def median(values: Iterable[float]) -> float:
 
 
 def filter_table(runs: Sequence[Run]) -> str:
-    header = ("tool", "offered pps", "matching sent", "in file", "loss", "tool drops", "tool ns/f",
+    header = ("tool", "offered pps", "matching sent", "in file", "loss", "loss of sent", "tool drops", "tool ns/f",
               "softirq ns/f", "tool ns/offered f", "softirq ns/offered f")
     cells = []
     for tool in ("none", *TOOLS):
@@ -525,6 +525,7 @@ def filter_table(runs: Sequence[Run]) -> str:
             f"{median(run.matching_offered for run in mine):,.0f}",
             f"{median(run.in_file for run in mine):,.0f}" if captured else "-",
             f"{median(run.loss for run in mine):.2%}" if captured else "-",
+            f"{median(1 - run.in_file / max(1, run.matching_offered) for run in mine):.2%}" if captured else "-",
             f"{median(run.tool_dropped for run in mine):,.0f}" if captured else "-",
             f"{median(run.ns_per_frame(run.tool_s) for run in mine):,.0f}" if captured else "-",
             f"{median(run.ns_per_frame(run.softirq_s) for run in mine):,.0f}" if captured else "-",
@@ -719,8 +720,9 @@ def report(args: argparse.Namespace, started: float, cpus: Sequence[int], idle: 
           f"of 64-byte UDP frames (the others to port 9, passed on to the stack), both tools with the expression:")
     if filter_runs:
         print(filter_table(filter_runs))
-        print("(ns/f: per frame in the file; ns/offered f: per frame of the whole stream; 'no capture' "
-              "is the load alone: the stack's own cost)")
+        print("(loss: of the matching frames asked for; loss of sent: of those the generator sent; ns/f: "
+              "per frame in the file; ns/offered f: per frame of the whole stream; 'no capture' is the load "
+              "alone: the stack's own cost)")
     if filter_note:
         print(f"  {filter_note}")
 
