@@ -23,7 +23,7 @@ How the load is made, and what that means (read before quoting a figure):
 - Loss: 1 - frames in the written file / frames asked for. Both files go to the same tmpfs
   (``/dev/shm``), are counted by walking their records, and are deleted at once. The tools'
   own kernel drop counters (their closing "dropped by kernel" lines) are shown too.
-- Buffers: each tool's default (tcpdump: no ``-B``, libpcap's 2 MiB ring, about 14,000
+- Buffers: each tool's default (tcpdump: no ``-B``, libpcap's 2 MiB ring, about 13,000
   64-byte frames; xdppacket capture: 1024 UMEM frames and a 1024-entry rx ring per queue);
   ``--tcpdump-buffer`` changes tcpdump's.
 - Scheduling: the tools and the generator run SCHED_FIFO (priority 1) by default, so that
