@@ -59,9 +59,16 @@ demo: system-packages $(DEMO_STAMP)
 # Extra bench arguments, e.g. `make bench BENCH_ARGS=--quick` (about a minute) or "--rounds 5".
 BENCH_ARGS ?=
 
+# Then capture against tcpdump (cmd/capture_bench.py, a few minutes; --quick in BENCH_ARGS
+# makes it quick too; more arguments in CAPTURE_BENCH_ARGS) and scapy's sniff over both
+# sockets (cmd/scapy_bench.py, one short round).
+CAPTURE_BENCH_ARGS ?=
+
 bench: setup
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(VENV)/bin/python cmd/bench.py $(BENCH_ARGS)
+	$(VENV)/bin/python cmd/capture_bench.py --output results $(filter --quick,$(BENCH_ARGS)) $(CAPTURE_BENCH_ARGS)
+	$(VENV)/bin/python cmd/scapy_bench.py --rounds 1 --seconds 1
 
 lint: setup
 	$(VENV)/bin/ruff check .

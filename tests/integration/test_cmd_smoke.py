@@ -89,3 +89,38 @@ def test_drain_reports_every_reader() -> None:
         assert len(row["rounds_pps"]) == 1, name
         assert row["median_pps"] > 0, name
     assert drains["AF_PACKET recv_into"]["ratio_to_afpacket"] == 1.0
+
+
+def run_capture_bench(*args: str) -> dict[str, Any]:
+    """``cmd/capture_bench.py --json`` (it enters a network namespace of its own)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "cmd" / "capture_bench.py"), *args, "--json"],
+        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
+
+
+def test_capture_bench_compares_both_tools() -> None:
+    """A tiny run (one slow step, 0.3 s): both tools' rows, counts that add up, the verdict,
+    and the filter scenario (xdppacket's row, or the note saying why it is missing)."""
+    document = run_capture_bench("--rounds", "1", "--duration", "0.3", "--steps", "20000")
+    assert [(row["tool"], row["rate"]) for row in document["steps"]] == [("xdppacket", 20000), ("tcpdump", 20000)]
+    for run in document["runs"]:
+        assert 0 < run["offered"] <= run["asked"], run
+        assert 0 < run["in_file"] <= run["offered"], run
+        assert run["loss"] == pytest.approx(1 - run["in_file"] / run["asked"]), run
+    for row in document["steps"]:
+        assert row["total_ns"] == pytest.approx(row["tool_ns"] + row["softirq_ns"])
+        assert row["tool_ns"] > 0  # the tool ran (schedstat counts nanoseconds)
+    assert set(document["verdict"]["lossless_pps"]) == {"xdppacket", "tcpdump"}
+    assert document["verdict"]["target"] in {"PASS", "FAIL", "UNDECIDED"}
+    filter_runs = {run["tool"]: run for run in document["filter"]["runs"]}
+    expected = {"none", "tcpdump", "xdppacket"} if document["filter"]["note"] is None else {"none", "tcpdump"}
+    assert set(filter_runs) == expected, document["filter"]["note"]
+    tcpdump = filter_runs["tcpdump"]
+    assert tcpdump["matching_offered"] == tcpdump["offered"] // 100
+    assert tcpdump["in_file"] <= tcpdump["matching_offered"]
