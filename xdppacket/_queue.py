@@ -31,16 +31,16 @@ from collections.abc import Sequence
 from typing import Union
 
 from . import _netlink
-from . import _uapi as uapi
+from ._frame_fit import check_frames_fit
 from ._frames import FrameAccountingError
 from ._interface import interface_index, rx_queue_count
 from ._leases import release_views
 from ._program import XskProgram
 from ._tx import Frame
 from ._wait import wait_readable, wait_writable
-from ._xsk import XskSocket
+from ._xsk import XskSocket, bind_flags_for
 from .errors import XDPTimeoutError
-from .options import XDPMode, XDPOptions
+from .options import XDPOptions
 from .stats import CaptureInfo, XDPStats
 
 __all__ = ["BLOCKING_WAIT_SLICE_US", "Packet", "XskQueue", "audit_frames_at_close", "frames_for_writing"]
@@ -89,17 +89,16 @@ class XskQueue:
         self.queue_id = options.queue_id
         self.options = options
         self.frame_limit = _largest_frame(ifname, ifindex, options.frame_size)
+        check_frames_fit(ifname, _netlink.get_link(ifindex).mtu, options, stacklevel=3)
         program: XskProgram | None = None
         xsk: XskSocket | None = None
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             program = XskProgram.acquire(ifname, ifindex, options.xdp_mode, queues, options.program_path,
                                          options.queue_id, options.program_name)
-            bind_flags = uapi.XDP_USE_NEED_WAKEUP
-            if options.xdp_mode is XDPMode.SKB:
-                bind_flags |= uapi.XDP_COPY
             xsk = XskSocket(ifname, ifindex, options.queue_id, options.num_frames, options.frame_size,
-                            options.ring_size, bind_flags)
+                            options.ring_size, bind_flags_for(options), headroom=options.headroom,
+                            huge_pages=options.huge_pages, busy_poll=options.busy_poll)
             program.register(options.queue_id, xsk.fileno())
         except BaseException:
             if xsk is not None:
@@ -113,6 +112,10 @@ class XskQueue:
         assert xsk.tx is not None
         self.program = program
         self._xsk = xsk
+        #: Whether the kernel bound the socket in zero-copy mode (OptBindMode).
+        self.zero_copy = xsk.zero_copy
+        #: OptBusyPoll: an empty read spins this long on recvfrom before it sleeps; None: off.
+        self._busy_poll_us = None if options.busy_poll is None else options.busy_poll.timeout_us
         self._rx = xsk.rx
         self._tx = xsk.tx
         self._wake_read = wake_read
@@ -359,12 +362,32 @@ class XskQueue:
         if remaining is not None and remaining < 0:
             self.check_alive()
             return False
+        if self._busy_poll_us is not None and self._busy_poll_rx(deadline):
+            return True
         self._polls += 1
         wait_readable(self._fds, BLOCKING_WAIT_SLICE_US if remaining is None else remaining)
         self.check_open()
         if not self._rx.ready(1):
             self.check_alive()
         return True
+
+    def _busy_poll_rx(self, deadline: int | None) -> bool:
+        """Spin on recvfrom, each running the driver's receive work (busy polling), for up to
+        the busy-poll timeout; True as soon as frames are ready.
+
+        The need_wakeup flag is not consulted: with busy polling the driver may leave the
+        work to the application without asking (its interrupts deferred).
+        """
+        assert self._busy_poll_us is not None
+        spin_until = time.monotonic_ns() + self._busy_poll_us * 1000
+        if deadline is not None:
+            spin_until = min(spin_until, deadline)
+        while True:
+            self._xsk.drive_rx()
+            if self._rx.ready(1):
+                return True
+            if time.monotonic_ns() >= spin_until:
+                return False
 
     def check_alive(self) -> None:
         """Raise ``OSError`` if the interface vanished under the socket (SO_ERROR says ENETDOWN)."""
@@ -431,8 +454,8 @@ class XskQueue:
         tx = self._tx
         err = 0
         for _ in range(_MAX_KICKS_PER_WRITE):
-            if not tx.unsent() or not tx.needs_wakeup():
-                return 0
+            if not tx.unsent() or not (tx.needs_wakeup() or self._busy_poll_us is not None):
+                return 0  # with busy polling every kick runs the driver's tx work
             err = self._last_kick_errno = self._xsk.kick_tx()
             if err != errno.EAGAIN:
                 break

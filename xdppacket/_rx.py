@@ -32,6 +32,7 @@ class RxPath:
         self._rx = rx
         self._all_frames = umem.rx_frames
         self._to_frame = ~(umem.frame_size - 1)
+        self._headroom = umem.headroom
         self._free = FreeFrames(list(self._all_frames))
         self._leases = ZeroCopyLeases(umem)
         #: Refills that found the fill ring too full for every free frame (``fq_full``).
@@ -162,7 +163,9 @@ class RxPath:
             "lent": self._leases.lent_frames(),
         }
         frame_size = ~self._to_frame + 1
-        drifted = [hex(a) for addresses in raw.values() for a in addresses if a % frame_size >= frame_size // 2]
+        # Received data starts 256 + headroom bytes into its frame: drift is beyond that.
+        drift_at = frame_size // 2 + self._headroom
+        drifted = [hex(a) for addresses in raw.values() for a in addresses if a % frame_size >= drift_at]
         if drifted:
             raise FrameAccountingError(f"rx addresses drifted within their frames: {drifted[:8]}")
         to_frame = self._to_frame
