@@ -13,11 +13,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import json
 import os
 import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -408,3 +410,26 @@ def test_default_mtu_does_not_warn_and_multiqueue_warns_too(veth_pair: VethPair)
     set_mtu(3000, veth_pair.capture)
     with pytest.warns(UserWarning, match="OptMultiBuffer"):
         XDPMultiQueue(veth_pair.capture, OptQueueCount(2), OptXDPMode(XDP_MODE_SKB), OptFrameSize(2048)).close()
+
+
+# ------------------------------------------------------------------------- the benchmark
+
+
+def test_busy_poll_benchmark_reports_both_variants() -> None:
+    """``cmd/busypoll_bench.py`` enters a network namespace of its own, so it runs as a subprocess."""
+    repo = Path(__file__).resolve().parents[2]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo), env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, str(repo / "cmd" / "busypoll_bench.py"), "--rounds", "1", "--pings", "50",
+         "--frames", "2000", "--json"],
+        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    variants = json.loads(result.stdout)["variants"]
+    assert set(variants) == {"no busy poll", "OptBusyPoll(timeout_us=50)"}
+    for name, row in variants.items():
+        assert row["pings_lost"] == 0, name
+        assert 0 < row["rtt_median_us"] <= row["rtt_p99_us"], name
+        assert row["throughput_pps"] > 0, name
+        assert 0 < row["delivered_fraction"] <= 1, name
