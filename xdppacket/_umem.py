@@ -74,9 +74,9 @@ class Umem:
         needed = self.size // page
         return OSError(
             errno.ENOMEM,
-            f"OptHugePages: the UMEM needs {needed} free huge page(s) of {page // 1024} kB, fewer are free "
-            f"(HugePages_Free in {_MEMINFO}); reserve more: echo N > {_NR_HUGEPAGES} (N >= the pages in use "
-            f"plus {needed} per socket)",
+            f"OptHugePages: the UMEM needs {needed} free huge page(s) of {page // 1024} kB and fewer are "
+            f"free (HugePages_Free in {_MEMINFO}); reserve more as root: echo N > {_NR_HUGEPAGES}, N being "
+            f"the huge pages already in use plus {needed} for this socket",
         )
 
     @property

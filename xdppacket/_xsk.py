@@ -88,6 +88,7 @@ def explain_os_error(error: OSError, action: str, ifname: str, queue_id: int) ->
 
 
 _BIND_STEP = "binding the socket"
+_HUGE_PAGES_STEP = "allocating the UMEM on huge pages"
 # What bind answers when the driver cannot do zero-copy: no ndo_xsk_wakeup (EOPNOTSUPP),
 # or a driver that refuses the pool for this queue (EINVAL).
 _ZERO_COPY_REFUSALS = (errno.EOPNOTSUPP, errno.EINVAL)
@@ -151,7 +152,7 @@ class XskSocket:
             if busy_poll is not None:
                 step = "enabling busy polling (SO_PREFER_BUSY_POLL, SO_BUSY_POLL, SO_BUSY_POLL_BUDGET)"
                 self._enable_busy_poll(busy_poll)
-            step = "allocating the UMEM" + (" on huge pages" if huge_pages else "")
+            step = _HUGE_PAGES_STEP if huge_pages else "allocating the UMEM"
             self.umem = Umem(num_frames, frame_size, headroom=headroom, huge_pages=huge_pages)
             step = "registering the UMEM (XDP_UMEM_REG)"
             # Aligned chunks (no XDP_UMEM_UNALIGNED_CHUNK_FLAG): receiving relies on the
@@ -190,6 +191,8 @@ class XskSocket:
             self.close()
             if step == _BIND_STEP and bind_flags & uapi.XDP_ZEROCOPY and error.errno in _ZERO_COPY_REFUSALS:
                 raise _zero_copy_refused(error, ifname, queue_id) from error
+            if step == _HUGE_PAGES_STEP and error.errno == errno.ENOMEM:  # the Umem's message names the fix
+                raise OSError(error.errno, f"{step} for {ifname} queue {queue_id} failed: {error.strerror}") from error
             raise explain_os_error(error, step, ifname, queue_id) from error
         except BaseException:
             self.close()

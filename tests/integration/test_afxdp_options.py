@@ -266,8 +266,12 @@ def test_too_few_huge_pages_names_the_sysctl(veth_pair: VethPair, reserve_huge_p
     with leaves_nothing_behind(veth_pair), pytest.raises(OSError) as caught:  # noqa: PT011
         XDPPacket(veth_pair.capture, OptHugePages())  # 8 MiB: 4 pages
     assert caught.value.errno == errno.ENOMEM
-    assert "needs 4 free huge page(s) of 2048 kB" in str(caught.value)
-    assert "echo N > /proc/sys/vm/nr_hugepages" in str(caught.value)
+    assert str(caught.value) == (
+        f"[Errno 12] allocating the UMEM on huge pages for {veth_pair.capture} queue 0 failed: OptHugePages: "
+        f"the UMEM needs 4 free huge page(s) of 2048 kB and fewer are free (HugePages_Free in /proc/meminfo); "
+        f"reserve more as root: echo N > /proc/sys/vm/nr_hugepages, N being the huge pages already in use "
+        f"plus 4 for this socket"
+    )
 
 
 # --------------------------------------------------------------------------------- headroom
