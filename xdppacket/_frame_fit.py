@@ -16,11 +16,18 @@ import warnings
 
 from .options import XDP_PACKET_HEADROOM, XDPOptions
 
-__all__ = ["check_frames_fit", "longest_delivered_frame", "received_bytes_per_frame"]
+__all__ = ["FramesTooLongWarning", "check_frames_fit", "longest_delivered_frame", "received_bytes_per_frame"]
 
 _ETH_HLEN = 14
 _VLAN_HLEN = 4
 _LARGEST_FRAME_SIZE = 4096
+
+
+class FramesTooLongWarning(UserWarning):
+    """The interface can deliver frames longer than a UMEM frame holds: those will be dropped.
+
+    Its own class so that a socket that only sends (``xdppacket replay``) can ignore it.
+    """
 
 
 def longest_delivered_frame(mtu: int) -> int:
@@ -60,6 +67,6 @@ def check_frames_fit(ifname: str, mtu: int, options: XDPOptions, stacklevel: int
         f"{ifname} has MTU {mtu}, so it delivers frames of up to {longest} bytes, but a "
         f"{options.frame_size}-byte UMEM frame holds only {room} received bytes: longer frames are dropped "
         f"by the kernel and show only in rx_dropped; " + ", or ".join(fixes),
-        UserWarning,
+        FramesTooLongWarning,
         stacklevel=stacklevel + 1,
     )
