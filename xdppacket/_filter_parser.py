@@ -869,26 +869,8 @@ class _Parser:
         raise _syntax_error(token)
 
 
-#: Layers ``layer[...]`` may address.
-_LOADABLE = frozenset(
-    [
-        "link",
-        "ip",
-        "ip6",
-        "arp",
-        "rarp",
-        "tcp",
-        "udp",
-        "sctp",
-        "icmp",
-        "icmp6",
-        "igmp",
-        "igrp",
-        "pim",
-        "vrrp",
-        "carp",
-    ]
-)
+#: Layers ``layer[...]`` may address: every protocol qualifier but the IPsec headers.
+_LOADABLE = _PROTOCOLS - {"ah", "esp"}
 
 
 def _proto_abbrev(protocol: str, token: Token) -> ProtoAbbrev:

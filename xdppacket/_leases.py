@@ -110,7 +110,11 @@ class ZeroCopyLeases:
         """Stop tracking ``ended`` leases (idempotent); keep one exporter for reuse."""
         if not ended:
             return
-        self._leases = [lease for lease in self._leases if all(lease is not e for e in ended)]
+        if ended == self._leases:  # the usual case: every batch lent ended (leases compare by identity)
+            self._leases = []
+        else:
+            gone = set(map(id, ended))
+            self._leases = [lease for lease in self._leases if id(lease) not in gone]
         self._spare = ended[-1].exporter
 
     @property

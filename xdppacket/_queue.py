@@ -171,7 +171,7 @@ class XskQueue:
             release_views(self.handed_views)
             self.handed_views.clear()
             try:
-                if os.getpid() == self._owner_pid:
+                if self.opened_here:  # a forked child must not unplug its parent's socket
                     self.program.unregister(self.queue_id)
             finally:
                 self._xsk.close()
@@ -209,7 +209,7 @@ class XskQueue:
 
     def _read_one_until(self, copy: bool, deadline: int | None) -> tuple[Packet, CaptureInfo] | None:
         with self._read_lock:
-            self.begin_read()
+            self._begin_read()
             frame = self._next_ready(copy)
             if frame is None:
                 self.note_empty()
@@ -222,16 +222,18 @@ class XskQueue:
     def read_batch(self, max_packets: int, copy: bool) -> tuple[list[Packet], list[CaptureInfo]]:
         """Up to ``max_packets`` frames; at least one in blocking mode, maybe none otherwise."""
         with self._read_lock:
-            self.begin_read()
-            count = self.ready(max_packets)
+            self._begin_read()
+            if self.ahead or self.ahead_views:
+                return self._take_ready(self.ready(max_packets), copy)
+            count = self._rx.ready(max_packets)
             if not count:
                 self.note_empty()
                 deadline = self._deadline()
                 while not count:
                     if not self.wait_for_rx(deadline):
                         return [], []
-                    count = self.ready(max_packets)
-            return self.take_ready(count, copy)
+                    count = self._rx.ready(max_packets)
+            return self._take(count, copy)
 
     def poll_one(self, copy: bool) -> tuple[Packet, CaptureInfo] | None:
         """One frame if there is one, without waiting: the step of a multi-queue read.
@@ -246,19 +248,23 @@ class XskQueue:
                 or self._rx.ready(1)):
             return None
         with self._read_lock:
-            self.begin_read()
+            self._begin_read()
             return self._next_ready(copy)
 
     def begin_read(self) -> None:
         """Every read starts here: zero-copy views handed out by the previous read end now."""
+        with self._read_lock:
+            self._begin_read()
+
+    def _begin_read(self) -> None:
+        """``begin_read`` for a caller that holds the read lock."""
         self.check_open()
         handed = self.handed_views
         if handed:
             release_views(handed)  # one exported further keeps its frame via the lease
             handed.clear()
         if not self.ahead_views and self._rx.loans_outstanding:
-            with self._read_lock:
-                self._rx.end_loans()
+            self._rx.end_loans()
 
     def ready(self, limit: int) -> int:
         """How many frames (up to ``limit``) a read could return now without waiting."""
@@ -270,17 +276,21 @@ class XskQueue:
     def take_ready(self, count: int, copy: bool) -> tuple[list[Packet], list[CaptureInfo]]:
         """Take ``count`` frames that ``ready`` reported: read-ahead ones first, then the ring's."""
         with self._read_lock:
-            read_ahead = len(self.ahead) + len(self.ahead_views)
-            if not read_ahead:
-                return self._take(count, copy)
-            pairs = [self._pop_ahead() for _ in range(min(count, read_ahead))]
-            packets = [self._hand_out(packet, copy) for packet, _ in pairs]
-            infos = [info for _, info in pairs]
-            if count > read_ahead:
-                more, more_infos = self._take(count - read_ahead, copy)
-                packets += more
-                infos += more_infos
-            return packets, infos
+            return self._take_ready(count, copy)
+
+    def _take_ready(self, count: int, copy: bool) -> tuple[list[Packet], list[CaptureInfo]]:
+        """``take_ready`` for a caller that holds the read lock."""
+        read_ahead = len(self.ahead) + len(self.ahead_views)
+        if not read_ahead:
+            return self._take(count, copy)
+        pairs = [self._pop_ahead() for _ in range(min(count, read_ahead))]
+        packets = [self._hand_out(packet, copy) for packet, _ in pairs]
+        infos = [info for _, info in pairs]
+        if count > read_ahead:
+            more, more_infos = self._take(count - read_ahead, copy)
+            packets += more
+            infos += more_infos
+        return packets, infos
 
     def _pop_ahead(self) -> tuple[Packet, CaptureInfo]:
         return self.ahead.popleft() if self.ahead else self.ahead_views.popleft()

@@ -17,6 +17,13 @@ from ._umem import Umem
 __all__ = ["RxPath"]
 
 _U32 = 0xFFFFFFFF
+# Moves are built with tuple.__new__ on the hot paths: a NamedTuple's own constructor costs
+# twice as much, and this runs for every batch.
+_new_move = tuple.__new__
+_INTO_FREE = MoveKind.INTO_FREE
+_INTO_LEASE = MoveKind.INTO_LEASE
+_LEASE_TO_FREE = MoveKind.LEASE_TO_FREE
+_OUT_OF_FREE = MoveKind.OUT_OF_FREE
 
 
 class RxPath:
@@ -31,6 +38,7 @@ class RxPath:
         self._fill = fill
         self._rx = rx
         self._all_frames = umem.rx_frames
+        self._frame_size = umem.frame_size
         self._to_frame = ~(umem.frame_size - 1)
         self._headroom = umem.headroom
         self._free = FreeFrames(list(self._all_frames))
@@ -58,7 +66,7 @@ class RxPath:
         addresses, lengths = rx.peek(count)
         area = self._area
         packets = [area[a : a + n] for a, n in zip(addresses, lengths)]
-        free.move = Move(MoveKind.INTO_FREE, addresses, rx, rx.index_after(count))
+        free.move = _new_move(Move, (_INTO_FREE, addresses, rx, rx.index_after(count)))
         rx.release(count)
         free.frames += addresses
         free.move = None
@@ -72,7 +80,7 @@ class RxPath:
             self._settle()
         rx = self._rx
         addresses, lengths = rx.peek(count)
-        free.move = Move(MoveKind.INTO_LEASE, addresses, rx, rx.index_after(count))
+        free.move = _new_move(Move, (_INTO_LEASE, addresses, rx, rx.index_after(count)))
         rx.release(count)
         lease = self._leases.record(addresses)
         free.move = None
@@ -85,8 +93,8 @@ class RxPath:
             self._settle()
         ended = self._leases.ended()
         if ended:
-            frames = [frame for lease in ended for frame in lease.frames]
-            free.move = Move(MoveKind.LEASE_TO_FREE, frames, None, 0)
+            frames = ended[0].frames if len(ended) == 1 else [f for lease in ended for f in lease.frames]
+            free.move = _new_move(Move, (_LEASE_TO_FREE, frames, None, 0))
             self._leases.forget(ended)
             free.frames += frames
             free.move = None
@@ -110,7 +118,7 @@ class RxPath:
             self.fill_ring_full += 1
         if room:
             batch = frames[-room:]
-            free.move = Move(MoveKind.OUT_OF_FREE, batch, fill, fill.index_after(room))
+            free.move = _new_move(Move, (_OUT_OF_FREE, batch, fill, fill.index_after(room)))
             fill.submit(batch)
             del frames[-room:]
             free.move = None
@@ -162,10 +170,9 @@ class RxPath:
             "rx ring": self._rx.peek(unread)[0] if unread else [],
             "lent": self._leases.lent_frames(),
         }
-        frame_size = ~self._to_frame + 1
         # Received data starts 256 + headroom bytes into its frame: drift is beyond that.
-        drift_at = frame_size // 2 + self._headroom
-        drifted = [hex(a) for addresses in raw.values() for a in addresses if a % frame_size >= drift_at]
+        drift_at = self._frame_size // 2 + self._headroom
+        drifted = [hex(a) for addresses in raw.values() for a in addresses if a % self._frame_size >= drift_at]
         if drifted:
             raise FrameAccountingError(f"rx addresses drifted within their frames: {drifted[:8]}")
         to_frame = self._to_frame

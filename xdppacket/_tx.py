@@ -19,6 +19,11 @@ from ._umem import Umem
 __all__ = ["Frame", "TxPath"]
 
 _U32 = 0xFFFFFFFF
+# Moves are built with tuple.__new__ on the hot paths: a NamedTuple's own constructor costs
+# twice as much, and this runs for every batch.
+_new_move = tuple.__new__
+_INTO_FREE = MoveKind.INTO_FREE
+_OUT_OF_FREE = MoveKind.OUT_OF_FREE
 #: A frame ready to copy into the UMEM: validated, with ``len`` in bytes.
 Frame = Union[bytes, bytearray, memoryview]
 
@@ -50,7 +55,7 @@ class TxPath:
         count = completion.available(completion.size)
         if count:
             addresses = completion.peek(count)
-            free.move = Move(MoveKind.INTO_FREE, addresses, completion, completion.index_after(count))
+            free.move = _new_move(Move, (_INTO_FREE, addresses, completion, completion.index_after(count)))
             completion.release(count)
             free.frames += addresses
             free.move = None
@@ -78,7 +83,7 @@ class TxPath:
         descriptors = [0] * (2 * count)  # addr0, len0, addr1, len1, ... (options stay 0)
         descriptors[0::2] = addresses
         descriptors[1::2] = batch_sizes
-        self._free.move = Move(MoveKind.OUT_OF_FREE, addresses, tx, tx.index_after(count))
+        self._free.move = _new_move(Move, (_OUT_OF_FREE, addresses, tx, tx.index_after(count)))
         tx.submit(array("Q", descriptors))
         del free[-count:]
         self._free.move = None

@@ -132,6 +132,14 @@ def test_veth_pair_creates_both_ends_and_deletes_them(pytest_netns: PrivateNetns
     assert not {"tka", "tkb"} & _interfaces()
 
 
+@pytest.mark.parametrize("names", [("ma", "mb"), ("dev", "name")], ids=["keyword-prefix", "keywords"])
+def test_veth_pair_takes_names_that_look_like_ip_keywords(pytest_netns: PrivateNetns, names: tuple[str, str]) -> None:
+    """``ip link add ma ...`` reads "ma" as the keyword "master": names must be spelt out."""
+    with private_netns(), veth_pair(*names):
+        assert _interfaces() == {"lo", *names}
+    assert not set(names) & _interfaces()
+
+
 def test_veth_pair_is_deleted_when_the_block_raises(pytest_netns: PrivateNetns) -> None:
     with private_netns():
         with pytest.raises(ZeroDivisionError), veth_pair("tka", "tkb"):

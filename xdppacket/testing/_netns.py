@@ -159,7 +159,8 @@ def veth_pair(
         if _exists(name):
             raise FileExistsError(errno.EEXIST, f"interface {name!r} already exists here", name)
     _ip(
-        "link", "add", capture, "numrxqueues", str(queues), "numtxqueues", str(queues),
+        # "name" spelt out: a bare name that abbreviates a keyword ("ma": master) is misread.
+        "link", "add", "name", capture, "numrxqueues", str(queues), "numtxqueues", str(queues),
         "type", "veth",
         "peer", "name", peer, "numrxqueues", str(peer_queues), "numtxqueues", str(peer_queues),
     )  # fmt: skip
@@ -178,7 +179,7 @@ def veth_pair(
         )
     finally:
         if _exists(capture):  # deleting one end deletes both; the block may have done it
-            _ip("link", "delete", capture)
+            _ip("link", "delete", "dev", capture)
 
 
 def _ip(*args: str) -> None:
