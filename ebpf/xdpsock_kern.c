@@ -21,6 +21,11 @@
 /* BPF helpers are called by number: the verifier replaces the call target. */
 static long (*bpf_redirect_map)(void *map, __u64 key, __u64 flags) =
 	(void *)BPF_FUNC_redirect_map;
+static long (*bpf_xdp_adjust_meta)(struct xdp_md *ctx, int delta) =
+	(void *)BPF_FUNC_xdp_adjust_meta;
+static __u64 (*bpf_ktime_get_ns)(void) = (void *)BPF_FUNC_ktime_get_ns;
+
+#include "xdppacket_meta.h"
 
 /* Rx queue index -> AF_XDP socket; the loader resizes it to the queue count. */
 struct {
@@ -33,6 +38,20 @@ struct {
 SEC("xdp")
 int xdp_sock_prog(struct xdp_md *ctx)
 {
+	/* The arrival time goes into the frame's XDP metadata, which copy mode
+	 * copies into the UMEM just before the frame (see xdppacket_meta.h).
+	 * A driver without metadata support refuses the adjustment: the frame
+	 * then goes without, and the library uses the time it reads the ring. */
+	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct xdppacket_meta)) == 0) {
+		void *data = (void *)(long)ctx->data;
+		struct xdppacket_meta *meta = (void *)(long)ctx->data_meta;
+
+		if ((void *)(meta + 1) <= data) {
+			meta->rx_time_ns = bpf_ktime_get_ns();
+			meta->meta_len = sizeof(*meta);
+			meta->magic = XDPPACKET_META_MAGIC;
+		}
+	}
 	/* The low bits of the flags argument are the action taken when the
 	 * queue has no socket in the map: pass the frame on to the stack. */
 	return bpf_redirect_map(&xsks_map, ctx->rx_queue_index, XDP_PASS);

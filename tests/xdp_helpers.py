@@ -193,13 +193,19 @@ def assert_capture_infos(
     infos: Sequence[CaptureInfo], frames: Sequence[bytes], sock: XDPPacket, not_before: int,
     not_after: int,
 ) -> None:
-    """Each info describes its frame, on ``sock``'s interface and queue, within the time span."""
+    """Each info describes its frame, on ``sock``'s interface and queue, within the time span.
+
+    Timestamps are arrival times, in the order the frames arrived.
+    """
     assert len(infos) == len(frames)
     for info, frame in zip(infos, frames):
         assert (info.capture_length, info.length) == (len(frame), len(frame))
         assert (info.interface_index, info.queue_id) == (sock.ifindex, sock.queue_id)
         assert not_before <= info.timestamp_ns <= not_after
         assert info.timestamp == info.timestamp_ns / 10**9
+    stamps = [info.timestamp_ns for info in infos]
+    disorder = [(i, stamps[i] - stamps[i + 1]) for i in range(len(stamps) - 1) if stamps[i] > stamps[i + 1]]
+    assert not disorder, (disorder[:5], not_before, not_after, stamps[:3], stamps[-3:])
 
 
 def assert_nothing_arrives(capture: AfPacketCapture, wait: float = 0.2) -> None:

@@ -68,6 +68,7 @@ __all__ = [
     "bpf_attr_map_elem",
     "bpf_attr_get_id",
     "bpf_attr_obj_info",
+    "bpf_attr_prog_bind_map",
     "bpf_attr_prog_load",
     "bpf_attr_test_run",
     "bpf_link_info",
@@ -92,6 +93,7 @@ __all__ = [
     "obj_get_info_by_fd",
     "prog_get_fd_by_id",
     "prog_get_info_by_fd",
+    "prog_bind_map",
     "prog_load",
     "prog_test_run",
     "xdp_md",
@@ -112,6 +114,7 @@ BPF_LINK_CREATE = 28
 BPF_LINK_GET_FD_BY_ID = 30
 BPF_LINK_GET_NEXT_ID = 31
 BPF_MAP_FREEZE = 22
+BPF_PROG_BIND_MAP = 35
 
 # enum bpf_map_type
 BPF_MAP_TYPE_HASH = 1
@@ -218,6 +221,16 @@ class bpf_attr_prog_load(ctypes.Structure):
         ("core_relos", _u64),
         ("core_relo_rec_size", _u32),
         ("log_true_size", _u32),
+    ]
+
+
+class bpf_attr_prog_bind_map(ctypes.Structure):
+    """``union bpf_attr`` for ``BPF_PROG_BIND_MAP`` (the ``prog_bind_map`` member, 12 bytes)."""
+
+    _fields_ = [
+        ("prog_fd", _u32),
+        ("map_fd", _u32),
+        ("flags", _u32),
     ]
 
 
@@ -395,6 +408,9 @@ class BpfProgInfo:
     type: int
     name: str
     map_ids: tuple[int, ...]
+    #: The kernel's hash of the instructions as loaded, map fds left out: two loads of one
+    #: program have the same tag whatever maps they use.
+    tag: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -630,6 +646,16 @@ def prog_load(
         ) from None
 
 
+def prog_bind_map(prog_fd: int, map_fd: int) -> None:
+    """Make a program hold a map it does not use (``BPF_PROG_BIND_MAP``, kernel >= 5.10).
+
+    The map then lives as long as the program and is among its ``map_ids``: a way to
+    leave information next to a program for other processes to find.
+    """
+    attr = bpf_attr_prog_bind_map(prog_fd=prog_fd, map_fd=map_fd)
+    _bpf_call(BPF_PROG_BIND_MAP, attr, f"bpf(BPF_PROG_BIND_MAP) of map fd {map_fd} to program fd {prog_fd}")
+
+
 def link_create(prog_fd: int, target_ifindex: int, attach_type: int, flags: int = 0) -> int:
     """Attach a program with a BPF link (``BPF_LINK_CREATE``); return the link's fd.
 
@@ -728,7 +754,8 @@ def prog_get_info_by_fd(prog_fd: int) -> BpfProgInfo:
         _fill_info(prog_fd, info)
         map_ids = tuple(id_buffer[: min(info.nr_map_ids, len(id_buffer))])
     return BpfProgInfo(
-        id=info.id, type=info.type, name=info.name.decode("ascii", "replace"), map_ids=map_ids
+        id=info.id, type=info.type, name=info.name.decode("ascii", "replace"), map_ids=map_ids,
+        tag=bytes(info.tag),
     )
 
 

@@ -13,6 +13,10 @@ references with the new map fds and loads it, as libbpf would:
   (``BPF_PSEUDO_MAP_VALUE`` with the variable's offset).
 * several programs in one object: one is chosen by name.
 * ``SEC("xdp.frags")``: loaded with ``BPF_F_XDP_HAS_FRAGS`` (multi-buffer frames).
+* a prologue (a capture filter, see ``xdppacket.filter``) may go in front of the chosen
+  program: its references then move down by the prologue's length. Jumps and bpf-to-bpf
+  calls are relative and need no change, and the loader passes the kernel no BTF
+  function or line info that would.
 
 Anything else (calls to non-inlined functions, externs) is refused at parse time with a
 message saying how to change the program.
@@ -23,7 +27,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
@@ -164,6 +168,23 @@ class BpfProgram:
     def instruction_count(self) -> int:
         """Instruction slots (an ``ld_imm64`` takes two)."""
         return len(self.instructions) // _INSN_SIZE
+
+    def with_prologue(self, prologue: bytes) -> BpfProgram:
+        """This program with ``prologue`` in front: it runs first and falls through to it.
+
+        The prologue must use no maps and keep its jumps inside itself (as a compiled
+        ``CompiledFilter`` does); the program's map references move down by its length.
+        """
+        if len(prologue) % _INSN_SIZE:
+            raise ValueError(
+                f"a prologue must be whole {_INSN_SIZE}-byte BPF instructions, got {len(prologue)} bytes"
+            )
+        shift = len(prologue) // _INSN_SIZE
+        relocations = tuple(
+            replace(relocation, instruction_index=relocation.instruction_index + shift)
+            for relocation in self.map_relocations
+        )
+        return replace(self, instructions=prologue + self.instructions, map_relocations=relocations)
 
 
 def relocate(
@@ -348,14 +369,16 @@ class BpfObject:
         self,
         max_entries_overrides: Mapping[str, int] | None = None,
         program_name: str | None = None,
+        prologue: bytes = b"",
     ) -> LoadedBpfObject:
         """Create every map, relocate and load the XDP program; the caller owns the result.
 
-        ``max_entries_overrides`` resizes maps by name. Global data maps get their section's
+        ``max_entries_overrides`` resizes maps by name. ``prologue`` (see
+        :meth:`BpfProgram.with_prologue`) runs in front of the program. Global data maps get their section's
         contents, and ``.rodata`` is frozen, before the program loads. If anything fails part
         way, every fd created so far is closed before the error propagates.
         """
-        program = self.program(program_name)
+        program = self.program(program_name).with_prologue(prologue)
         overrides = dict(max_entries_overrides or {})
         unknown = sorted(set(overrides) - {definition.name for definition in self.maps})
         if unknown:
@@ -698,11 +721,15 @@ def read_bpf_object(path: str | os.PathLike[str] | None) -> BpfObject:
 
 
 def load_xsk_program(
-    path: str | os.PathLike[str] | None, queue_count: int, program_name: str | None = None
+    path: str | os.PathLike[str] | None,
+    queue_count: int,
+    program_name: str | None = None,
+    prologue: bytes = b"",
 ) -> LoadedBpfObject:
     """Load an XDP program for AF_XDP sockets with its ``xsks_map`` sized to ``queue_count``.
 
-    ``path=None`` loads the program shipped with xdppacket. A user's object must
+    ``path=None`` loads the program shipped with xdppacket; ``prologue`` (a capture
+    filter's instructions) runs in front of it. A user's object must
     declare an XSKMAP named ``xsks_map`` with u32 keys and values (see
     ebpf/xdpsock_kern.c). The caller owns the result and closes it.
     """
@@ -730,6 +757,6 @@ def load_xsk_program(
             f"{xsks_map.value_size}-byte values; declare both as __u32"
         )
     try:
-        return bpf_object.load({XSKS_MAP_NAME: queue_count}, program_name)
+        return bpf_object.load({XSKS_MAP_NAME: queue_count}, program_name, prologue)
     except ValueError as err:
         raise ValueError(f"{source}: {err}") from None

@@ -12,6 +12,15 @@ Sharing works at two levels:
   it: it finds the XDP link by id (no bpffs needed), opens its own descriptors for the
   link, program and maps, and so keeps the program attached for as long as it runs.
 
+A capture filter (``OptFilter``) is part of the program: its instructions go in front of
+the program's own. Sockets sharing a program therefore share its filter, and a socket
+asking for a different program or filter is refused: in one process by comparing what
+the sockets asked for; across processes by comparing the kernel's tag of the attached
+program (a hash of its instructions that leaves out map fds) with the tag of the program
+this process would load, loaded for that purpose without being attached. The error names
+the other process's filter, which the attaching process records next to its program
+(``_filter_record``).
+
 Every error path closes what it opened, and the registry is keyed per network namespace
 of the calling thread, since interface indexes are only unique within one namespace.
 """
@@ -27,10 +36,17 @@ from typing import ClassVar
 
 from . import _bpf, _netlink
 from ._bpf_object import BpfObject, load_xsk_program, read_bpf_object
+from ._filter_record import (
+    FILTER_RECORD_MAP_NAME,
+    filter_text,
+    read_filter_record,
+    record_filter,
+)
 from ._interface import interface_index, network_namespace_id
 from ._machine import require_supported_machine
 from ._maps import LoadedProgram
 from .errors import BPFVerifierError, XDPProgramBusyError
+from .filter import CompiledFilter
 from .options import XDPMode
 
 __all__ = ["XskProgram", "clear_iface_residue_xdp_resources"]
@@ -60,10 +76,13 @@ class XskProgram:
 
     def __init__(self, key: tuple[int, int], ifname: str, mode: XDPMode, link_fd: int,
                  program: LoadedProgram, map_entries: int, attached_here: bool,
-                 program_path: str | None = None, program_name: str | None = None):
+                 program_path: str | None = None, program_name: str | None = None,
+                 capture_filter: CompiledFilter | None = None):
         self._key = key
         self.program_path = program_path
         self.program_name = program_name
+        #: The filter in front of the program (None: it captures every frame).
+        self.capture_filter = capture_filter
         self.ifname = ifname
         self.mode = mode
         self.link_fd = link_fd
@@ -87,13 +106,16 @@ class XskProgram:
     @classmethod
     def acquire(cls, ifname: str, ifindex: int, mode: XDPMode, queue_count: int,
                 program_path: str | None, queue_id: int,
-                program_name: str | None = None) -> XskProgram:
+                program_name: str | None = None,
+                capture_filter: CompiledFilter | None = None) -> XskProgram:
         """A shared reference to the interface's program, attaching or joining it if needed.
 
         ``program_path`` None means the shipped program; ``program_name`` chooses one
-        program of an object holding several. Joining a program another process attached,
-        the object is still read, for the types of its maps and variables. ``queue_id``
-        is the queue the caller opens, named in error messages.
+        program of an object holding several; ``capture_filter`` goes in front of it.
+        Joining a program another process attached, the object is still read, for the
+        types of its maps and variables. ``queue_id`` is the queue the caller opens, named
+        in error messages. A different program or filter than the interface's sockets
+        already use is a ``ValueError``.
         """
         require_supported_machine()  # before any bpf() call: the socket could not run anyway
         # ifindexes are per network namespace, and each thread may be in its own.
@@ -103,7 +125,7 @@ class XskProgram:
             if program is None:
                 try:
                     program = _attach_or_join(key, ifname, ifindex, mode, queue_count, program_path,
-                                              program_name)
+                                              program_name, capture_filter)
                 except (XDPProgramBusyError, BPFVerifierError):
                     raise  # their messages name the interface or program already
                 except OSError as error:
@@ -125,6 +147,13 @@ class XskProgram:
                 raise ValueError(
                     f"{ifname} already runs {running} for other sockets of this process; all its "
                     f"sockets must use the same OptXDPProgram"
+                )
+            elif _prologue(program.capture_filter) != _prologue(capture_filter):  # the code, as across processes
+                raise ValueError(
+                    f"{ifname} already captures with {filter_text(program.capture_filter)} for other "
+                    f"sockets of this process, and this socket asks for {filter_text(capture_filter)}; "
+                    f"the sockets of one interface share one XDP program, hence one filter: open "
+                    f"them all with the same OptFilter"
                 )
             program._users += 1
             return program
@@ -165,13 +194,14 @@ class XskProgram:
 
 def _attach_or_join(key: tuple[int, int], ifname: str, ifindex: int, mode: XDPMode,
                     queue_count: int, program_path: str | None,
-                    program_name: str | None) -> XskProgram:
+                    program_name: str | None, capture_filter: CompiledFilter | None) -> XskProgram:
     for _ in range(_ATTACH_ATTEMPTS):
         link = _netlink.get_link(ifindex)
         if link.xdp_attached == _netlink.XDP_ATTACHED_NONE:
-            program = _attach(key, ifname, ifindex, mode, queue_count, program_path, program_name)
+            program = _attach(key, ifname, ifindex, mode, queue_count, program_path, program_name,
+                              capture_filter)
         else:
-            program = _join(key, ifname, link, mode, program_path, program_name)
+            program = _join(key, ifname, link, mode, program_path, program_name, capture_filter)
         if program is not None:
             return program
     raise OSError(errno.EBUSY, f"could not attach to or join the XDP program of {ifname}: other "
@@ -180,9 +210,10 @@ def _attach_or_join(key: tuple[int, int], ifname: str, ifindex: int, mode: XDPMo
 
 def _attach(key: tuple[int, int], ifname: str, ifindex: int, mode: XDPMode,
             queue_count: int, program_path: str | None,
-            program_name: str | None) -> XskProgram | None:
+            program_name: str | None, capture_filter: CompiledFilter | None) -> XskProgram | None:
     """Load and attach our program; ``None`` if another process attached one first."""
-    with load_xsk_program(program_path, queue_count, program_name) as loaded:
+    with load_xsk_program(program_path, queue_count, program_name, _prologue(capture_filter)) as loaded:
+        record_filter(loaded.prog_fd, capture_filter)  # before other processes can see it
         prog_id = _bpf.prog_get_info_by_fd(loaded.prog_fd).id
         try:
             try:
@@ -195,7 +226,8 @@ def _attach(key: tuple[int, int], ifname: str, ifindex: int, mode: XDPMode,
             prog_fd, map_fds = loaded.take_fds()
             program = _loaded_program(name, prog_fd, map_fds, bpf_object)
             return XskProgram(key, ifname, mode, link_fd, program, queue_count, attached_here=True,
-                              program_path=program_path, program_name=program_name)
+                              program_path=program_path, program_name=program_name,
+                              capture_filter=capture_filter)
         except BaseException:
             # Found through /proc rather than by link_fd: an exception (KeyboardInterrupt from
             # a signal handler) may land after the kernel made the link and before its fd
@@ -231,8 +263,13 @@ def _loaded_program(name: str, prog_fd: int, map_fds: dict[str, int],
         raise
 
 
+def _prologue(capture_filter: CompiledFilter | None) -> bytes:
+    return b"" if capture_filter is None else capture_filter.instructions
+
+
 def _join(key: tuple[int, int], ifname: str, link: _netlink.LinkInfo, mode: XDPMode,
-          program_path: str | None, program_name: str | None) -> XskProgram | None:
+          program_path: str | None, program_name: str | None,
+          capture_filter: CompiledFilter | None) -> XskProgram | None:
     """Join the xdppacket program another process attached; ``None`` if it just went away."""
     bpf_object = read_bpf_object(program_path)  # what its maps and variables hold
     try:
@@ -269,9 +306,15 @@ def _join(key: tuple[int, int], ifname: str, link: _netlink.LinkInfo, mode: XDPM
         map_fds = _open_maps(prog_fd)
         fds.extend(map_fds.values())
         map_entries = _xsks_map_entries(map_fds, ifname, link.xdp_prog_id)
-        name = _bpf.prog_get_info_by_fd(prog_fd).name
+        attached = _bpf.prog_get_info_by_fd(prog_fd)
+        _require_same_program(ifname, attached, read_filter_record(map_fds), program_path,
+                              program_name, capture_filter)
+        record_fd = map_fds.pop(FILTER_RECORD_MAP_NAME, None)  # not one of the program's maps
+        if record_fd is not None:
+            fds.remove(record_fd)
+            os.close(record_fd)
         del fds[1:]  # the LoadedProgram owns the program and map fds from here on
-        program = _loaded_program(name, prog_fd, map_fds, bpf_object)
+        program = _loaded_program(attached.name, prog_fd, map_fds, bpf_object)
     except FileNotFoundError:
         _close_all(fds)
         return None  # the program was detached while we looked: start over
@@ -279,7 +322,38 @@ def _join(key: tuple[int, int], ifname: str, link: _netlink.LinkInfo, mode: XDPM
         _close_all(fds)
         raise
     return XskProgram(key, ifname, mode, link_fd, program, map_entries, attached_here=False,
-                      program_path=program_path, program_name=program_name)
+                      program_path=program_path, program_name=program_name,
+                      capture_filter=capture_filter)
+
+
+def _require_same_program(ifname: str, attached: _bpf.BpfProgInfo, attached_filter: str,
+                          program_path: str | None, program_name: str | None,
+                          capture_filter: CompiledFilter | None) -> None:
+    """Refuse to join a program other than the one this process would attach.
+
+    The program this process would load is loaded (not attached) for its tag, then
+    closed; equal tags mean equal instructions, filter included, whatever maps each uses.
+    """
+    with load_xsk_program(program_path, 1, program_name, _prologue(capture_filter)) as ours:
+        if _bpf.prog_get_info_by_fd(ours.prog_fd).tag == attached.tag:
+            return
+    wanted = filter_text(capture_filter)
+    if attached_filter != wanted:
+        raise ValueError(
+            f"{ifname} already captures with {attached_filter} for another process's sockets, and "
+            f"this socket asks for {wanted}; the sockets of one interface share one XDP program, "
+            f"hence one filter: open them all with the same OptFilter, or wait until the other "
+            f"process closes its sockets"
+        )
+    ours_text = program_path or "the shipped program"
+    if program_name is not None:
+        ours_text += f" (program {program_name!r})"
+    raise ValueError(
+        f"{ifname} already runs XDP program id {attached.id} ({attached.name!r}, {attached_filter}) "
+        f"for another process's sockets, which is not what this socket would load ({ours_text}, "
+        f"{wanted}); the sockets of one interface share one XDP program: open them all with the "
+        f"same OptXDPProgram and OptFilter (and the same xdppacket version)"
+    )
 
 
 def _find_xdp_link(ifindex: int, prog_id: int) -> int | None:

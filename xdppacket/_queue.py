@@ -28,6 +28,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Union
 
 from . import _netlink
@@ -43,7 +44,7 @@ from .errors import XDPTimeoutError
 from .options import XDPOptions
 from .stats import CaptureInfo, XDPStats
 
-__all__ = ["BLOCKING_WAIT_SLICE_US", "Packet", "XskQueue", "audit_frames_at_close", "frames_for_writing"]
+__all__ = ["Packet", "XskQueue", "audit_frames_at_close", "frames_for_writing", "wait_for_frames"]
 
 _new_tuple = tuple.__new__
 #: A received frame: a copy or a zero-copy view.
@@ -95,10 +96,10 @@ class XskQueue:
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             program = XskProgram.acquire(ifname, ifindex, options.xdp_mode, queues, options.program_path,
-                                         options.queue_id, options.program_name)
+                                         options.queue_id, options.program_name, options.filter)
             xsk = XskSocket(ifname, ifindex, options.queue_id, options.num_frames, options.frame_size,
-                            options.ring_size, bind_flags_for(options), headroom=options.headroom,
-                            huge_pages=options.huge_pages, busy_poll=options.busy_poll)
+                            options.ring_size, bind_flags_for(options), custom_program=options.program_path is not None,
+                            headroom=options.headroom, huge_pages=options.huge_pages, busy_poll=options.busy_poll)
             program.register(options.queue_id, xsk.fileno())
         except BaseException:
             if xsk is not None:
@@ -324,32 +325,36 @@ class XskQueue:
 
     def _take(self, count: int, copy: bool) -> tuple[list[Packet], list[CaptureInfo]]:
         """Take ``count`` frames off the rx ring (the caller checked they are there)."""
-        packets: list[Packet]
         if copy:
-            packets, lengths = self._rx.take_copies(count)  # type: ignore[assignment]
+            packets, lengths, times, metadata = self._rx.take_copies(count)
         else:
-            packets, lengths = self._rx.lend_views(count)  # type: ignore[assignment]
+            packets, lengths, times, metadata = self._rx.lend_views(count)
         self._rx_packets += count
         self._rx_bytes += sum(lengths)
-        return packets, self._capture_infos(lengths)
+        return packets, self._capture_infos(lengths, times, metadata)
 
-    def _capture_infos(self, lengths: list[int]) -> list[CaptureInfo]:
-        """One CaptureInfo per frame; frames of equal length share one (it is immutable).
+    def _capture_infos(self, lengths: list[int], times: list[int | None],
+                       metadata: list[bytes] | None) -> list[CaptureInfo]:
+        """One CaptureInfo per frame, stamped with its arrival time.
 
-        Sharing makes them a third as costly on real traffic, where few lengths recur, and
-        a batch of one length (a flood of small frames) costs one tuple in all.
+        A frame without one gets the time of this read. Without arrival times at all,
+        frames of equal length share one CaptureInfo (it is immutable).
         """
-        now = time.time_ns()
         ifindex = self.ifindex
         queue_id = self.queue_id
-        first = lengths[0]
-        if lengths.count(first) == len(lengths):
-            return [_new_tuple(CaptureInfo, (now, first, first, ifindex, queue_id))] * len(lengths)
-        shared: dict[int, CaptureInfo] = {}
-        return [
-            shared[n] if n in shared else shared.setdefault(n, _new_tuple(CaptureInfo, (now, n, n, ifindex, queue_id)))
-            for n in lengths
-        ]
+        if metadata is None and None not in times:
+            # The common case, per frame: built by C-level map/zip, a third cheaper than a
+            # comprehension (one CaptureInfo per frame is most of a read's Python work).
+            return list(map(_new_tuple, repeat(CaptureInfo),
+                            zip(times, lengths, lengths, repeat(ifindex), repeat(queue_id), repeat(b""))))
+        now = time.time_ns()
+        if metadata is None and times.count(None) == len(times):
+            first = lengths[0]
+            if lengths.count(first) == len(lengths):
+                return [_new_tuple(CaptureInfo, (now, first, first, ifindex, queue_id, b""))] * len(lengths)
+        metas = metadata if metadata is not None else [b""] * len(lengths)
+        return [_new_tuple(CaptureInfo, (now if t is None else t, n, n, ifindex, queue_id, m))
+                for t, n, m in zip(times, lengths, metas)]
 
     # ------------------------------------------------------------------ waiting
     def _deadline(self) -> int | None:
@@ -363,23 +368,10 @@ class XskQueue:
                 self._rx.refill()
 
     def wait_for_rx(self, deadline: int | None) -> bool:
-        """Wait once for frames, at most until ``deadline``; False once it has passed.
-
-        Without a deadline (blocking mode) the wait lasts a slice, so that a vanished
-        interface is noticed; the caller loops.
-        """
-        remaining = _remaining_us(deadline)
-        if remaining is not None and remaining < 0:
-            self.check_alive()
-            return False
+        """Wait once for frames, at most until ``deadline``; False once it has passed."""
         if self._busy_poll_us is not None and self._busy_poll_rx(deadline):
             return True
-        self._polls += 1
-        wait_readable(self._fds, BLOCKING_WAIT_SLICE_US if remaining is None else remaining)
-        self.check_open()
-        if not self._rx.ready(1):
-            self.check_alive()
-        return True
+        return wait_for_frames([self], self._fds, deadline)
 
     def _busy_poll_rx(self, deadline: int | None) -> bool:
         """Spin on recvfrom, each running the driver's receive work (busy polling), for up to
@@ -485,8 +477,8 @@ class XskQueue:
             self._send_busy, self._send_again, *self._xsk.kernel_statistics(),
         )
 
-    def note_shared_wait(self) -> None:
-        """Count one wait that a multi-queue read made over this queue among others."""
+    def note_poll(self) -> None:
+        """Count one wait on this queue (alone or among others)."""
         self._polls += 1
 
     def check_frames(self) -> dict[str, dict[str, int]]:
@@ -505,6 +497,27 @@ class XskQueue:
             census.check()
             result[census.half] = census.counts()
         return result
+
+
+def wait_for_frames(queues: Sequence[XskQueue], fds: Sequence[int], deadline: int | None) -> bool:
+    """One wait over ``queues`` (watching ``fds``), at most until ``deadline``; False once it passed.
+
+    Without a deadline (blocking mode) the wait lasts a slice, so that an interface that
+    vanished is noticed (the kernel says so only in SO_ERROR); the caller loops.
+    """
+    remaining = _remaining_us(deadline)
+    if remaining is not None and remaining < 0:
+        for queue in queues:
+            queue.check_alive()
+        return False
+    for queue in queues:
+        queue.note_poll()
+    ready = wait_readable(fds, BLOCKING_WAIT_SLICE_US if remaining is None else remaining)
+    for queue in queues:
+        queue.check_open()
+        if not ready:
+            queue.check_alive()
+    return True
 
 
 #: While not None, every close() checks the frame accounting first and appends failures here.

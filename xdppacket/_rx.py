@@ -9,12 +9,20 @@ the middle of it is settled by the next call.
 
 from __future__ import annotations
 
+from typing import Any, Optional
+
+from ._arrival import ArrivalReader
 from ._frames import FrameAccountingError, FrameCensus, FreeFrames, Move, MoveKind
 from ._leases import ZeroCopyLeases
 from ._rings import FillRing, RxRing
 from ._umem import Umem
 
-__all__ = ["RxPath"]
+__all__ = ["Received", "RxPath"]
+
+#: What a read takes off the ring: packets (copies or views), their lengths, their arrival
+#: times (CLOCK_REALTIME ns, None where the frame had none) and custom metadata (None:
+#: the program is the shipped one, which writes none).
+Received = tuple[list[Any], list[int], list[Optional[int]], Optional[list[bytes]]]
 
 _U32 = 0xFFFFFFFF
 # Moves are built with tuple.__new__ on the hot paths: a NamedTuple's own constructor costs
@@ -33,8 +41,9 @@ class RxPath:
     serialises calls.
     """
 
-    def __init__(self, umem: Umem, fill: FillRing, rx: RxRing):
+    def __init__(self, umem: Umem, fill: FillRing, rx: RxRing, custom_program: bool):
         self._area = umem.map
+        self._arrivals = ArrivalReader(umem.map, custom_metadata=custom_program)
         self._fill = fill
         self._rx = rx
         self._all_frames = umem.rx_frames
@@ -52,12 +61,13 @@ class RxPath:
         """Frames waiting in the rx ring, up to ``limit``."""
         return self._rx.available(limit)
 
-    def take_copies(self, count: int) -> tuple[list[bytes], list[int]]:
+    def take_copies(self, count: int) -> Received:
         """Copy ``count`` ready frames out (``count`` <= ``ready``); their frames go back to the kernel.
 
         A descriptor's address points past the kernel's headroom inside its frame. It
         goes back to the fill ring as it is: in aligned mode the kernel rounds fill
-        addresses down to their frame (libxdp's xdpsock relies on the same).
+        addresses down to their frame (libxdp's xdpsock relies on the same). Arrival
+        times are read from the frames' metadata first.
         """
         free = self._free
         if free.move is not None:
@@ -66,25 +76,29 @@ class RxPath:
         addresses, lengths = rx.peek(count)
         area = self._area
         packets = [area[a : a + n] for a, n in zip(addresses, lengths)]
+        times = self._arrivals.arrival_times(addresses)
+        metadata = self._arrivals.metadata(addresses, times)
         free.move = _new_move(Move, (_INTO_FREE, addresses, rx, rx.index_after(count)))
         rx.release(count)
         free.frames += addresses
         free.move = None
         self.refill()
-        return packets, lengths
+        return packets, lengths, times, metadata
 
-    def lend_views(self, count: int) -> tuple[list[memoryview], list[int]]:
+    def lend_views(self, count: int) -> Received:
         """Lend ``count`` ready frames as read-only views until ``end_loans``."""
         free = self._free
         if free.move is not None:
             self._settle()
         rx = self._rx
         addresses, lengths = rx.peek(count)
+        times = self._arrivals.arrival_times(addresses)
+        metadata = self._arrivals.metadata(addresses, times)
         free.move = _new_move(Move, (_INTO_LEASE, addresses, rx, rx.index_after(count)))
         rx.release(count)
         lease = self._leases.record(addresses)
         free.move = None
-        return self._leases.views(lease, addresses, lengths), lengths
+        return self._leases.views(lease, addresses, lengths), lengths, times, metadata
 
     def end_loans(self) -> None:
         """Take back every lent frame no view shows any more, and give it to the kernel."""
@@ -184,5 +198,6 @@ class RxPath:
         )
 
     def close(self) -> None:
-        """End the loans that can end (views raise ``ValueError`` from now on)."""
+        """End the loans that can end (views raise ``ValueError`` from now on); drop our views."""
         self._leases.close()
+        self._arrivals.close()

@@ -51,6 +51,16 @@ class CompiledFilter:
     def instruction_count(self) -> int:
         return len(self.instructions) // 8
 
+    @property
+    def option_text(self) -> str:
+        """How the option making this filter is written: what error messages name."""
+        if self.expression is None:
+            return f"OptFilter.from_cbpf(<{self.instruction_count} eBPF instructions>)"
+        return f"OptFilter({self.expression!r})"
+
+    def __repr__(self) -> str:  # the instructions' bytes would drown everything else
+        return f"<CompiledFilter of {self.option_text}: {self.instruction_count} instructions>"
+
     def standalone(self, matched_action: int) -> bytes:
         """A whole XDP program: the prologue, then ``return matched_action`` on a match."""
         return (
@@ -106,6 +116,4 @@ class OptFilter:
         return self.compiled.expression
 
     def __repr__(self) -> str:
-        if self.expression is None:
-            return f"OptFilter.from_cbpf(<{self.compiled.instruction_count} eBPF instructions>)"
-        return f"OptFilter({self.expression!r})"
+        return self.compiled.option_text

@@ -20,8 +20,7 @@ from dataclasses import replace
 from types import TracebackType
 
 from ._interface import rx_queue_count
-from ._queue import BLOCKING_WAIT_SLICE_US, Packet, XskQueue, frames_for_writing
-from ._wait import wait_readable
+from ._queue import Packet, XskQueue, frames_for_writing, wait_for_frames
 from .errors import XDPWriteError
 from .options import resolve_options
 from .packet import XDPPacket, check_batch_size, wrap_queue
@@ -164,27 +163,10 @@ class XDPMultiQueue:
         return None if self._timeout_us is None else time.monotonic_ns() + self._timeout_us * 1000
 
     def _wait(self, deadline: int | None) -> bool:
-        """One wait over every queue; False once the deadline has passed.
-
-        Without a deadline (blocking mode) the wait lasts a slice, so that a queue whose
-        interface vanished is noticed; the caller loops.
-        """
-        if deadline is None:
-            remaining = BLOCKING_WAIT_SLICE_US
-        else:
-            remaining = (deadline - time.monotonic_ns()) // 1000
-            if remaining < 0:
-                for queue in self._queues:
-                    queue.check_alive()
-                return False
+        """One wait over every queue; False once the deadline has passed."""
         for queue in self._queues:
             queue.note_empty()
-            queue.note_shared_wait()
-        if not wait_readable(self._fds, remaining):
-            for queue in self._queues:
-                queue.check_alive()
-        self._check_open()
-        return True
+        return wait_for_frames(self._queues, self._fds, deadline)
 
     def _read(self, limit: int, copy: bool) -> tuple[list[Packet], list[CaptureInfo]]:
         with self._lock:

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Union
 
+from .filter import CompiledFilter, OptFilter
+
 __all__ = [
     "BIND_AUTO",
     "BIND_COPY",
@@ -299,6 +301,7 @@ Option = Union[
     OptPollTimeout,
     OptIoMode,
     OptXDPProgram,
+    OptFilter,
     OptBindMode,
     OptBusyPoll,
     OptHugePages,
@@ -315,6 +318,7 @@ _FIELD_BY_OPTION: dict[type, str] = {
     OptPollTimeout: "poll_timeout_us",
     OptIoMode: "io_mode",
     OptXDPProgram: "program_path",
+    OptFilter: "filter",
     OptBindMode: "bind_mode",
     OptBusyPoll: "busy_poll",
     OptHugePages: "huge_pages",
@@ -338,6 +342,8 @@ class XDPOptions:
     program_path: str | None = None
     #: Which program of ``program_path`` (None: its only one).
     program_name: str | None = None
+    #: The capture filter spliced into the XDP program (None: every frame is captured).
+    filter: CompiledFilter | None = None
     bind_mode: BindMode = BindMode.AUTO
     #: None: no busy polling.
     busy_poll: OptBusyPoll | None = None
@@ -361,12 +367,6 @@ def resolve_options(opts: Iterable[object], *, owner: str) -> XDPOptions:
     resolved = XDPOptions()
     for opt in opts:
         field = _FIELD_BY_OPTION.get(type(opt))
-        if field is None and type(opt).__name__ == "OptFilter":
-            raise ValueError(
-                f"{owner}: OptFilter is not wired into the sockets' XDP program yet; "
-                f"compile_filter() validates an expression, and without a filter every frame "
-                f"of the bound queues is captured"
-            )
         if field is None:
             raise TypeError(
                 f"{owner}: unknown option {opt!r}; options are "
@@ -375,6 +375,9 @@ def resolve_options(opts: Iterable[object], *, owner: str) -> XDPOptions:
         if type(opt) is not_for_owner:
             hint = "OptQueueID" if owner == "XDPPacket" else "OptQueueCount"
             raise TypeError(f"{owner} does not take {type(opt).__name__}; use {hint}")
+        if isinstance(opt, OptFilter):
+            resolved = replace(resolved, filter=opt.compiled)
+            continue
         resolved = replace(resolved, **{field: opt.value})  # type: ignore[attr-defined]
         if isinstance(opt, OptXDPProgram):
             resolved = replace(resolved, program_name=opt.program)

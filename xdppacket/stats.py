@@ -16,11 +16,15 @@ class CaptureInfo(NamedTuple):
     """
 
     timestamp_ns: int
-    """CLOCK_REALTIME nanoseconds when the frame was taken off the rx ring."""
+    """CLOCK_REALTIME nanoseconds when the frame reached the XDP program (the shipped
+    program writes it into the frame's metadata); when a program writes none, when the
+    frame was taken off the rx ring (frames of one batch then share it)."""
     capture_length: int
     length: int
     interface_index: int
     queue_id: int
+    metadata: bytes = b""
+    """XDP metadata a custom program put before the frame, in front of xdppacket's trailer."""
 
     @property
     def timestamp(self) -> float:

@@ -39,8 +39,8 @@ def test_a_burst_is_read_exactly_and_in_order(veth_pair: VethPair, mode: XDPMode
     """300 frames sent at once (default options: they all fit the fill ring), then read."""
     frames = frames_from_peer(veth_pair, COUNT)
     with XDPPacket(veth_pair.capture, OptXDPMode(mode)) as sock:
+        not_before = time.time_ns()  # timestamps are arrival times: before the read
         send_frames(veth_pair.peer, frames)
-        not_before = time.time_ns()
         received, infos = read_frames(sock, COUNT, variant)
         not_after = time.time_ns()
         assert received == frames
@@ -59,8 +59,8 @@ def test_frames_are_recycled_through_a_small_umem(
     with XDPPacket(veth_pair.capture, OptXDPMode(mode), OptNumFrames(64), OptRingSize(64)) as sock:
         received = []
         for start in range(0, COUNT, chunk):
-            send_frames(veth_pair.peer, frames[start : start + chunk])
             not_before = time.time_ns()
+            send_frames(veth_pair.peer, frames[start : start + chunk])
             got, infos = read_frames(sock, chunk, variant, batch=16)
             assert_capture_infos(infos, got, sock, not_before, time.time_ns())
             received += got

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from xdppacket import _bpf
+from xdppacket import _bpf, compile_filter
 from xdppacket._bpf_object import (
     BpfObject,
     MapRelocation,
@@ -323,8 +323,10 @@ def test_shipped_object_has_one_xdp_program(shipped: BpfObject) -> None:
     (program,) = shipped.programs
     assert program.name == "xdp_sock_prog"
     assert program.section_name == "xdp"
-    # r2 = ctx->rx_queue_index; r1 = &xsks_map (2 slots); r3 = XDP_PASS; call; exit
-    assert program.instruction_count == 6
+    # The metadata trailer (bpf_xdp_adjust_meta, bounds check, bpf_ktime_get_ns, three
+    # stores: 15 instructions), then r2 = ctx->rx_queue_index; r1 = &xsks_map (2 slots);
+    # r3 = XDP_PASS; call; exit
+    assert program.instruction_count == 21
     assert shipped.program() is program
     assert shipped.program("xdp") is program
     assert shipped.license == "GPL"
@@ -344,7 +346,7 @@ def test_shipped_object_declares_xsks_map_in_btf(shipped: BpfObject) -> None:
 
 def test_shipped_object_relocations_point_at_ld_imm64(shipped: BpfObject) -> None:
     (program,) = shipped.programs
-    assert program.map_relocations == (MapRelocation(instruction_index=1, map_name="xsks_map"),)
+    assert program.map_relocations == (MapRelocation(instruction_index=16, map_name="xsks_map"),)
     for relocation in program.map_relocations:
         assert program.instructions[relocation.instruction_index * 8] == 0x18
 
@@ -352,12 +354,13 @@ def test_shipped_object_relocations_point_at_ld_imm64(shipped: BpfObject) -> Non
 def test_relocate_sets_pseudo_map_fd_and_keeps_dst_register(shipped: BpfObject) -> None:
     (program,) = shipped.programs
     patched = relocate(program.instructions, program.map_relocations, {"xsks_map": 42})
-    code, registers, off, imm = struct.unpack_from("<BBhi", patched, 8)
+    at = 16 * 8  # the ld_imm64 of &xsks_map
+    code, registers, off, imm = struct.unpack_from("<BBhi", patched, at)
     assert (code, registers & 0x0F, registers >> 4, off, imm) == (0x18, 1, 1, 0, 42)
-    assert struct.unpack_from("<i", patched, 20) == (0,)  # upper half of the immediate
-    assert patched[:8] == program.instructions[:8]
-    assert patched[24:] == program.instructions[24:]
-    assert program.instructions[9] == 0x01  # the parsed program itself is left untouched
+    assert struct.unpack_from("<i", patched, at + 12) == (0,)  # upper half of the immediate
+    assert patched[:at] == program.instructions[:at]
+    assert patched[at + 16 :] == program.instructions[at + 16 :]
+    assert program.instructions[at + 1] == 0x01  # the parsed program itself is left untouched
 
 
 def test_elf_parser_reads_sections_and_symbols() -> None:
@@ -367,14 +370,14 @@ def test_elf_parser_reads_sections_and_symbols() -> None:
     xdp = elf.section_by_name("xdp")
     assert xdp is not None
     assert xdp.is_executable
-    assert len(xdp.data) == 48
+    assert len(xdp.data) == 21 * 8
     symbols = {symbol.name: symbol for symbol in elf.symbols()}
     assert symbols["xdp_sock_prog"].type == STT_FUNC
-    assert symbols["xdp_sock_prog"].size == 48
+    assert symbols["xdp_sock_prog"].size == 21 * 8
     assert symbols["xsks_map"].section_index == elf.section_by_name(".maps").index  # type: ignore[union-attr]
     (rel,) = [s for s in elf.relocation_sections() if s.info == xdp.index]
     (relocation,) = elf.relocations(rel)
-    assert (relocation.offset, relocation.type) == (8, R_BPF_64_64)
+    assert (relocation.offset, relocation.type) == (16 * 8, R_BPF_64_64)
     assert elf.symbols()[relocation.symbol_index].name == "xsks_map"
 
 
@@ -568,6 +571,36 @@ def test_pseudo_call_leaving_the_program_asks_for_inlining() -> None:
         BpfObject.parse(build_bpf_elf(legacy_spec(program=program, relocations=[])))
 
 
+def test_a_prologue_goes_in_front_and_moves_every_reference_down() -> None:
+    (program,) = parse_test_object("globals.o").programs
+    prologue = compile_filter("udp port 53").instructions
+    shift = len(prologue) // 8
+    spliced = program.with_prologue(prologue)
+    assert spliced.instructions == prologue + program.instructions
+    assert spliced.instruction_count == program.instruction_count + shift
+    # Map references and the addresses of global variables (BPF_PSEUDO_MAP_VALUE) alike.
+    assert [(r.instruction_index, r.map_name, r.value_offset) for r in spliced.map_relocations] == [
+        (r.instruction_index + shift, r.map_name, r.value_offset) for r in program.map_relocations
+    ]
+    assert any(r.value_offset is not None for r in spliced.map_relocations)
+    fds = {name: 3 for name in {r.map_name for r in program.map_relocations}}
+    patched = relocate(spliced.instructions, spliced.map_relocations, fds)
+    assert patched[: len(prologue)] == prologue
+    assert patched[len(prologue) :] == relocate(program.instructions, program.map_relocations, fds)
+    assert (spliced.name, spliced.section_name) == (program.name, program.section_name)
+
+
+def test_a_prologue_keeps_the_frags_flag_and_no_prologue_changes_nothing() -> None:
+    (program,) = parse_test_object("frags.o").programs
+    assert program.with_prologue(compile_filter("ip").instructions).frags
+    assert program.with_prologue(b"") == program
+
+
+def test_a_prologue_must_be_whole_instructions(shipped: BpfObject) -> None:
+    with pytest.raises(ValueError, match="a prologue must be whole 8-byte BPF instructions, got 12 bytes"):
+        shipped.programs[0].with_prologue(bytes(12))
+
+
 def test_global_data_becomes_a_map_and_its_address_a_map_value() -> None:
     # r1 = &.rodata + 4 (a section symbol: the offset is in the immediate), the legacy map
     # reference to xsks_map kept at instruction 1.
@@ -673,6 +706,7 @@ EXPECTED_LAYOUT = {
         80,
         {"data_in": 16, "repeat": 32, "ctx_in": 48, "flags": 64, "batch_size": 72},
     ),
+    _bpf.bpf_attr_prog_bind_map: (12, {"map_fd": 4, "flags": 8}),
     _bpf.bpf_attr_get_id: (12, {"next_id": 4, "open_flags": 8}),
     _bpf.bpf_attr_obj_info: (16, {"info": 8}),
     _bpf.bpf_attr_link_create: (
@@ -681,7 +715,7 @@ EXPECTED_LAYOUT = {
     ),
     _bpf.bpf_prog_info: (
         232,
-        {"nr_map_ids": 52, "map_ids": 56, "name": 64, "netns_dev": 88, "attach_btf_id": 224},
+        {"tag": 8, "nr_map_ids": 52, "map_ids": 56, "name": 64, "netns_dev": 88, "attach_btf_id": 224},
     ),
     _bpf.bpf_map_info: (88, {"max_entries": 16, "name": 24, "map_extra": 80}),
     _bpf.bpf_link_info: (48, {"prog_id": 8, "variants": 16}),

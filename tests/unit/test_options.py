@@ -21,6 +21,7 @@ from xdppacket import (
     XDP_MODE_SKB,
     OptBindMode,
     OptBusyPoll,
+    OptFilter,
     OptFrameSize,
     OptHeadroom,
     OptHugePages,
@@ -32,6 +33,7 @@ from xdppacket import (
     OptRingSize,
     OptXDPMode,
     XDPOptions,
+    compile_filter,
 )
 from xdppacket.options import resolve_options
 
@@ -198,11 +200,25 @@ def test_options_are_immutable() -> None:
     assert options.num_frames == option.value == 512
 
 
-def test_a_filter_option_is_refused_by_name_until_sockets_take_it() -> None:
-    from xdppacket import OptFilter
+def test_no_filter_by_default() -> None:
+    assert resolve_options([], owner="XDPPacket").filter is None
 
-    with pytest.raises(ValueError, match=r"^XDPPacket: OptFilter is not wired into the sockets' XDP program yet"):
-        resolve_options([OptFilter("udp port 53")], owner="XDPPacket")
+
+@pytest.mark.parametrize("owner", ["XDPPacket", "XDPMultiQueue"])
+def test_a_filter_resolves_to_its_compiled_prologue(owner: str) -> None:
+    option = OptFilter("udp port 53")
+    options = resolve_options([OptNumFrames(512), option], owner=owner)
+    assert options.filter is option.compiled
+    assert options.filter == compile_filter("udp port 53")
+    assert options.num_frames == 512
+    assert "filter=<CompiledFilter of OptFilter('udp port 53'): " in repr(options)
+
+
+def test_the_last_filter_wins() -> None:
+    classic = OptFilter.from_cbpf([(0x06, 0, 0, 0xFFFF)])
+    options = resolve_options([OptFilter("tcp"), classic], owner="XDPPacket")
+    assert options.filter is classic.compiled
+    assert options.filter.expression is None
 
 
 # ------------------------------------------------------------------ advanced AF_XDP options

@@ -73,9 +73,9 @@ def test_capture_info_fields() -> None:
         interface_index=7,
         queue_id=3,
     )
-    assert tuple(info) == (1_700_000_000_123_456_789, 60, 64, 7, 3)
+    assert tuple(info) == (1_700_000_000_123_456_789, 60, 64, 7, 3, b"")  # no metadata by default
     assert CaptureInfo._fields == (
-        "timestamp_ns", "capture_length", "length", "interface_index", "queue_id",
+        "timestamp_ns", "capture_length", "length", "interface_index", "queue_id", "metadata",
     )  # fmt: skip
 
 
@@ -94,4 +94,4 @@ def test_capture_info_is_immutable(field: str) -> None:
     info = CaptureInfo(1, 60, 60, 1, 0)
     with pytest.raises(AttributeError):
         setattr(info, field, 5)
-    assert info == (1, 60, 60, 1, 0)
+    assert info == (1, 60, 60, 1, 0, b"")

@@ -4,13 +4,13 @@ Every rx queue is captured unless ``--queues`` says otherwise: a socket on one q
 multi-queue NIC silently misses the frames the NIC steers to the others. Frames go to a
 pcap/pcapng file (``-w``) or become one summary line each on stdout. SIGINT (Ctrl-C) and
 SIGTERM end the capture cleanly: the file is completed and tcpdump's closing lines
-("N packets captured", ...) go to stderr.
+("N packets captured", ...) go to stderr. A filter expression runs in the XDP program
+(``OptFilter``): the frames it does not match go on to the host's network stack.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Callable, Protocol, TextIO
 
 from .._interface import rx_queue_count
+from ..filter import OptFilter
 from ..multiqueue import XDPMultiQueue
 from ..options import (
     IO_MODE_NONBLOCK,
@@ -121,15 +122,9 @@ def _dropped(stats: XDPStats) -> int:
     return stats.rx_dropped + stats.rx_ring_full
 
 
-def _filter_options(expression: str) -> list[object]:
-    """``OptFilter(expression)`` when one is given; the filter module loads only then."""
-    if not expression:
-        return []
-    package = importlib.import_module("xdppacket")
-    if not hasattr(package, "OptFilter"):
-        raise ValueError("this version of xdppacket has no capture filters (OptFilter); "
-                         "capture without an expression")
-    return [package.OptFilter(expression)]
+def _filter_options(expression: str) -> list[OptFilter]:
+    """``OptFilter(expression)`` when one is given (a bad one raises ``XDPFilterError``)."""
+    return [OptFilter(expression)] if expression else []
 
 
 @contextmanager

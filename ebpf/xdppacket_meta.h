@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The metadata trailer xdppacket reads before each received frame.
+ *
+ * An XDP program that calls bpf_xdp_adjust_meta() and fills this struct
+ * directly in front of the frame's data gives the library the frame's arrival
+ * time (CaptureInfo.timestamp_ns). Metadata of its own goes in front of the
+ * trailer: meta_len counts all of it, the trailer included, and the library
+ * returns the part before the trailer as CaptureInfo.metadata. Include this
+ * header in your own program (OptXDPProgram) to do the same.
+ */
+#ifndef XDPPACKET_META_H
+#define XDPPACKET_META_H
+
+#include <linux/types.h>
+
+#define XDPPACKET_META_MAGIC 0x50504458 /* "XDPP" in little-endian memory */
+
+struct xdppacket_meta {
+	__u64 rx_time_ns; /* bpf_ktime_get_ns(): CLOCK_MONOTONIC nanoseconds */
+	__u32 meta_len;   /* bytes of metadata before the frame, this trailer included */
+	__u32 magic;      /* XDPPACKET_META_MAGIC: the trailer is there */
+};
+
+#endif

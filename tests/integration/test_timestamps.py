@@ -1,0 +1,107 @@
+"""Arrival timestamps from the XDP metadata trailer, and custom programs' own metadata."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.netns import AfPacketSender, VethPair, make_test_frame
+from tests.xdp_helpers import BOTH_MODES, frames_from_peer, read_frames, send_frames, settle
+from xdppacket import (
+    IO_MODE_NONBLOCK,
+    OptIoMode,
+    OptNumFrames,
+    OptRingSize,
+    OptXDPMode,
+    OptXDPProgram,
+    XDPMode,
+    XDPPacket,
+)
+
+METADATA_PROGRAM = str(Path(__file__).resolve().parents[1] / "bpf" / "metadata.o")
+NONBLOCK = (OptIoMode(IO_MODE_NONBLOCK),)
+GAP_NS = 1_000_000
+
+
+def send_spaced(pair: VethPair, frames: list[bytes], gap_s: float = GAP_NS / 1e9) -> list[int]:
+    """Send ``frames`` one by one ``gap_s`` apart; return CLOCK_REALTIME just before each send."""
+    sent = []
+    with AfPacketSender(pair.peer) as sender:
+        for frame in frames:
+            sent.append(time.time_ns())
+            sender.send(frame)
+            time.sleep(gap_s)
+    return sent
+
+
+@BOTH_MODES
+@pytest.mark.parametrize("method", ["read_multi_packets", "zero_copy_read_multi_packets", "read_packet_data"])
+def test_frames_sent_a_millisecond_apart_and_read_late_are_stamped_a_millisecond_apart(
+    veth_pair: VethPair, mode: XDPMode, method: str
+) -> None:
+    frames = frames_from_peer(veth_pair, 30)
+    with XDPPacket(veth_pair.capture, OptXDPMode(mode), *NONBLOCK) as sock:
+        sent = send_spaced(veth_pair, frames)
+        time.sleep(0.05)  # read late: the ring time would be 50 ms after every arrival
+        read_started = time.time_ns()
+        got, infos = read_frames(sock, len(frames), method, batch=64)
+    assert got == frames
+    stamps = [info.timestamp_ns for info in infos]
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    assert min(gaps) >= 0.9 * GAP_NS  # each frame its own time, in order
+    assert statistics.median(gaps) < 3 * GAP_NS  # sleep(1 ms) oversleeps, never by this much
+    for sent_at, stamp in zip(sent, stamps):
+        assert sent_at <= stamp < sent_at + 2 * GAP_NS  # arrival, not the late read
+    assert stamps[-1] < read_started - 40_000_000
+    assert all(info.metadata == b"" for info in infos)
+
+
+@BOTH_MODES
+def test_a_custom_program_hands_over_its_metadata_and_arrival_times(veth_pair: VethPair, mode: XDPMode) -> None:
+    frames = frames_from_peer(veth_pair, 12)
+    with XDPPacket(veth_pair.capture, OptXDPMode(mode), OptXDPProgram(METADATA_PROGRAM), *NONBLOCK) as sock:
+        sent = send_spaced(veth_pair, frames)
+        time.sleep(0.03)
+        got, infos = read_frames(sock, len(frames), "read_multi_packets")
+    assert got == frames
+    assert [info.metadata for info in infos] == [b"CUSTOM" + bytes([0, i]) for i in range(len(frames))]
+    for sent_at, info in zip(sent, infos):
+        assert sent_at <= info.timestamp_ns < sent_at + 2 * GAP_NS
+
+
+@BOTH_MODES
+def test_a_frame_without_a_trailer_gets_the_ring_time_never_a_stale_one(veth_pair: VethPair, mode: XDPMode) -> None:
+    """With 64 frames, every chunk is reused: the 0xEE frames (no metadata) land on chunks
+    whose earlier frames left a trailer behind, which must not be mistaken for theirs."""
+    stamped = frames_from_peer(veth_pair, 64)
+    bare = [b"\xee" + frame[1:] for frame in frames_from_peer(veth_pair, 64, first_seq=100)]
+    small = (OptNumFrames(64), OptRingSize(64))
+    with XDPPacket(veth_pair.capture, OptXDPMode(mode), OptXDPProgram(METADATA_PROGRAM), *small,
+                   *NONBLOCK) as sock:
+        send_frames(veth_pair.peer, stamped)
+        settle()
+        assert read_frames(sock, 64, "read_multi_packets")[0] == stamped
+        send_frames(veth_pair.peer, bare)
+        time.sleep(0.05)
+        read_started = time.time_ns()
+        got, infos = read_frames(sock, 64, "read_multi_packets")
+    assert got == bare
+    assert all(info.timestamp_ns >= read_started for info in infos)
+    assert all(info.metadata == b"" for info in infos)
+
+
+def test_a_program_that_writes_no_metadata_gets_ring_times(veth_pair: VethPair) -> None:
+    frames = [make_test_frame(60, i, veth_pair.capture_mac, veth_pair.peer_mac) for i in range(5)]
+    frames = [b"\xee" + frame[1:] for frame in frames]
+    with XDPPacket(veth_pair.capture, OptXDPMode(XDPMode.SKB), OptXDPProgram(METADATA_PROGRAM),
+                   *NONBLOCK) as sock:
+        send_frames(veth_pair.peer, frames)
+        time.sleep(0.03)
+        read_started = time.time_ns()
+        got, infos = read_frames(sock, 5, "read_multi_packets")
+    assert got == frames
+    assert len({info.timestamp_ns for info in infos}) == 1  # one batch, one ring time
+    assert infos[0].timestamp_ns >= read_started

@@ -1,0 +1,112 @@
+"""Arrival times (and custom metadata) from the trailer an XDP program writes before each frame.
+
+The shipped program puts ``struct xdppacket_meta`` (``ebpf/xdppacket_meta.h``) directly in
+front of every frame it redirects: the frame's arrival time (``bpf_ktime_get_ns``,
+CLOCK_MONOTONIC) and the length of all metadata before the frame. Copy mode copies that
+metadata into the UMEM with the frame, so it is read here, before the frame goes back to
+the kernel.
+
+A trailer is trusted only if it is newer than every trailer read before on this queue:
+frames reach the ring in the order the program saw them, so an older one is a stale
+leftover of an earlier frame in the same chunk (a program or driver that wrote no
+metadata). Such frames, and any frame without a trailer, get ``None``: the caller uses
+the time it read the ring.
+"""
+
+from __future__ import annotations
+
+import mmap
+import time
+from itertools import repeat
+from operator import add
+
+__all__ = ["TRAILER_SIZE", "XDPPACKET_META_MAGIC", "ArrivalReader", "realtime_offset"]
+
+#: ``struct xdppacket_meta``: u64 rx_time_ns, u32 meta_len, u32 magic ("XDPP").
+TRAILER_SIZE = 16
+XDPPACKET_META_MAGIC = 0x50504458
+# CLOCK_REALTIME - CLOCK_MONOTONIC is re-measured this often (NTP may slew the former).
+_OFFSET_REFRESH_NS = 1_000_000_000
+_offset_cache = (0, -_OFFSET_REFRESH_NS)  # (offset, CLOCK_MONOTONIC when measured)
+# Copy mode puts metadata in the kernel's headroom before the frame (XDP_PACKET_HEADROOM).
+_MAX_METADATA = 256
+
+
+class ArrivalReader:
+    """Reads trailers in front of received frames of one UMEM.
+
+    Holds views of the UMEM: ``close()`` releases them so the area can be unmapped.
+    Not thread-safe: the rx path that owns it serialises calls.
+    """
+
+    def __init__(self, area: mmap.mmap, custom_metadata: bool):
+        whole = memoryview(area)
+        self._views = [whole.cast("I"), whole.cast("Q"), whole]
+        self._u32, self._u64, self._bytes = self._views
+        #: Whether to return metadata in front of the trailer (custom programs may write some).
+        self._custom_metadata = custom_metadata
+        self._newest = 0  # the newest arrival time trusted so far
+
+    def arrival_times(self, addresses: list[int]) -> list[int | None]:
+        """CLOCK_REALTIME arrival time of each frame whose data starts at ``addresses``.
+
+        ``None`` for a frame with no trustworthy trailer: older than the newest one read
+        (stale), later than now (not a time at all), or, for a custom program, without
+        the trailer's magic word.
+        """
+        u64 = self._u64
+        raw = [u64[(a >> 3) - 2] for a in addresses]
+        if self._custom_metadata:
+            u32 = self._u32
+            raw = [t if u32[(a >> 2) - 1] == XDPPACKET_META_MAGIC else 0 for a, t in zip(addresses, raw)]
+        newest = self._newest
+        now = time.monotonic_ns()
+        offset = realtime_offset(now)
+        lowest, highest = min(raw), max(raw)
+        if newest < lowest and highest <= now:  # the usual case: every trailer is fresh
+            self._newest = highest
+            return list(map(add, raw, repeat(offset)))
+        fresh = [t for t in raw if newest < t <= now]
+        if fresh:
+            self._newest = max(fresh)
+        return [t + offset if newest < t <= now else None for t in raw]
+
+    def metadata(self, addresses: list[int], times: list[int | None]) -> list[bytes] | None:
+        """Metadata before each trusted trailer (None when the program is the shipped one)."""
+        if not self._custom_metadata:
+            return None
+        u32 = self._u32
+        found = []
+        for address, arrival in zip(addresses, times):
+            length = u32[(address >> 2) - 2] if arrival is not None else TRAILER_SIZE
+            if TRAILER_SIZE < length <= _MAX_METADATA:
+                found.append(self._bytes[address - length : address - TRAILER_SIZE].tobytes())
+            else:
+                found.append(b"")
+        return found
+
+    def close(self) -> None:
+        for view in self._views:
+            view.release()
+
+
+def realtime_offset(monotonic_now: int) -> int:
+    """CLOCK_REALTIME minus CLOCK_MONOTONIC, in nanoseconds, re-measured once a second.
+
+    Measured per batch, the offset would jitter by however long a preemption between two
+    clock reads lasts (tens of microseconds seen), putting frames of consecutive batches
+    out of order; so it is measured as the tightest of three bracketed readings and kept.
+    """
+    global _offset_cache
+    offset, measured = _offset_cache
+    if monotonic_now - measured < _OFFSET_REFRESH_NS:
+        return offset
+    best_width = best_offset = 0
+    for attempt in range(3):
+        before = time.monotonic_ns()
+        realtime = time.time_ns()
+        after = time.monotonic_ns()
+        if attempt == 0 or after - before < best_width:
+            best_width, best_offset = after - before, realtime - (before + after) // 2
+    _offset_cache = (best_offset, after)
+    return best_offset
