@@ -152,6 +152,11 @@ class XskQueue:
         """What a wait on this queue watches: the socket and the close wake-up pipe."""
         return self._fds
 
+    @property
+    def closing(self) -> bool:
+        """True from the moment close() begins (another thread may still be tearing down)."""
+        return self._closing or self.closed
+
     def check_open(self) -> None:
         if self.closed or self._closing:
             raise ValueError(f"I/O operation on a closed socket ({self.ifname} queue {self.queue_id})")

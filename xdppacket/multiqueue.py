@@ -71,7 +71,7 @@ class XDPMultiQueue:
 
     @property
     def closed(self) -> bool:
-        return all(queue.closed for queue in self._queues)
+        return all(queue.closing for queue in self._queues)
 
     @property
     def zero_copy(self) -> bool:

@@ -49,7 +49,8 @@ class XDPPacket:
     # ----------------------------------------------------------------- lifetime
     @property
     def closed(self) -> bool:
-        return self._queue is None or self._queue.closed
+        """True from the moment ``close()`` begins (in any thread)."""
+        return self._queue is None or self._queue.closing
 
     def fileno(self) -> int:
         """The AF_XDP socket, for ``select``/``selectors``/``asyncio``: readable while frames wait."""
@@ -166,7 +167,7 @@ class XDPPacket:
                 else:
                     frame = queue.read_within(deadline)
             except ValueError:
-                if queue.closed:
+                if queue.closing:
                     return
                 raise
             if frame is None:

@@ -8,7 +8,15 @@ import dpkt
 
 from tests.netns import VethPair
 from tests.xdp_helpers import send_frames, settle
-from xdppacket import IO_MODE_NONBLOCK, OptIoMode, OptNumFrames, OptRingSize, OptXDPMode, XDPMode, XDPPacket
+from xdppacket import (
+    IO_MODE_NONBLOCK,
+    OptIoMode,
+    OptNumFrames,
+    OptRingSize,
+    OptXDPMode,
+    XDPMode,
+    XDPPacket,
+)
 
 
 def udp_frames(pair: VethPair, count: int) -> list[bytes]:
