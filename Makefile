@@ -9,7 +9,7 @@ DEMO_STAMP := $(VENV)/.demo-installed
 # program and the test programs (tests/bpf) ship built, others are raw instructions. tcpdump
 # judges the filter compiler and reads, with tshark, the pcap files the library writes (wireshark-common's debconf question about
 # non-root capture is answered with its default under DEBIAN_FRONTEND=noninteractive).
-TEST_TOOLS := ip:iproute2 ethtool:ethtool unshare:util-linux setpriv:util-linux tcpdump:tcpdump tshark:tshark
+TEST_TOOLS := ip:iproute2 ethtool:ethtool unshare:util-linux setpriv:util-linux tcpdump:tcpdump tshark:tshark strace:strace
 # Rebuilding the shipped XDP program and the test programs (`make ebpf`) needs clang as well.
 EBPF_TOOLS := clang:clang
 # What `system-packages` installs when missing (`make ebpf` passes EBPF_TOOLS instead).

@@ -20,12 +20,20 @@ from .errors import (
 from .filter import CompiledFilter, OptFilter, compile_filter
 from .multiqueue import XDPMultiQueue, get_xdp_socket_from_multi_queue
 from .options import (
+    BIND_AUTO,
+    BIND_COPY,
+    BIND_ZEROCOPY,
     IO_MODE_BLOCK,
     IO_MODE_NONBLOCK,
     XDP_MODE_DRV,
     XDP_MODE_SKB,
+    BindMode,
     IOMode,
+    OptBindMode,
+    OptBusyPoll,
     OptFrameSize,
+    OptHeadroom,
+    OptHugePages,
     OptIoMode,
     OptNumFrames,
     OptPollTimeout,
@@ -74,6 +82,14 @@ __all__ = [
     "XDPFilterError",
     "compile_filter",
     "get_xdp_socket_from_multi_queue",
+    "BIND_AUTO",
+    "BIND_COPY",
+    "BIND_ZEROCOPY",
+    "BindMode",
+    "OptBindMode",
+    "OptBusyPoll",
+    "OptHeadroom",
+    "OptHugePages",
 ]
 
 

@@ -32,16 +32,16 @@ from itertools import repeat
 from typing import Union
 
 from . import _netlink
-from . import _uapi as uapi
+from ._frame_fit import check_frames_fit
 from ._frames import FrameAccountingError
 from ._interface import interface_index, rx_queue_count
 from ._leases import release_views
 from ._program import XskProgram
 from ._tx import Frame
 from ._wait import wait_readable, wait_writable
-from ._xsk import XskSocket
+from ._xsk import XskSocket, bind_flags_for
 from .errors import XDPTimeoutError
-from .options import XDPMode, XDPOptions
+from .options import XDPOptions
 from .stats import CaptureInfo, XDPStats
 
 __all__ = ["Packet", "XskQueue", "audit_frames_at_close", "frames_for_writing", "wait_for_frames"]
@@ -90,17 +90,16 @@ class XskQueue:
         self.queue_id = options.queue_id
         self.options = options
         self.frame_limit = _largest_frame(ifname, ifindex, options.frame_size)
+        check_frames_fit(ifname, _netlink.get_link(ifindex).mtu, options, stacklevel=3)
         program: XskProgram | None = None
         xsk: XskSocket | None = None
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             program = XskProgram.acquire(ifname, ifindex, options.xdp_mode, queues, options.program_path,
                                          options.queue_id, options.program_name, options.filter)
-            bind_flags = uapi.XDP_USE_NEED_WAKEUP
-            if options.xdp_mode is XDPMode.SKB:
-                bind_flags |= uapi.XDP_COPY
             xsk = XskSocket(ifname, ifindex, options.queue_id, options.num_frames, options.frame_size,
-                            options.ring_size, bind_flags, custom_program=options.program_path is not None)
+                            options.ring_size, bind_flags_for(options), custom_program=options.program_path is not None,
+                            headroom=options.headroom, huge_pages=options.huge_pages, busy_poll=options.busy_poll)
             program.register(options.queue_id, xsk.fileno())
         except BaseException:
             if xsk is not None:
@@ -114,6 +113,10 @@ class XskQueue:
         assert xsk.tx is not None
         self.program = program
         self._xsk = xsk
+        #: Whether the kernel bound the socket in zero-copy mode (OptBindMode).
+        self.zero_copy = xsk.zero_copy
+        #: OptBusyPoll: an empty read spins this long on recvfrom before it sleeps; None: off.
+        self._busy_poll_us = None if options.busy_poll is None else options.busy_poll.timeout_us
         self._rx = xsk.rx
         self._tx = xsk.tx
         self._wake_read = wake_read
@@ -371,7 +374,27 @@ class XskQueue:
 
     def wait_for_rx(self, deadline: int | None) -> bool:
         """Wait once for frames, at most until ``deadline``; False once it has passed."""
+        if self._busy_poll_us is not None and self._busy_poll_rx(deadline):
+            return True
         return wait_for_frames([self], self._fds, deadline)
+
+    def _busy_poll_rx(self, deadline: int | None) -> bool:
+        """Spin on recvfrom, each running the driver's receive work (busy polling), for up to
+        the busy-poll timeout; True as soon as frames are ready.
+
+        The need_wakeup flag is not consulted: with busy polling the driver may leave the
+        work to the application without asking (its interrupts deferred).
+        """
+        assert self._busy_poll_us is not None
+        spin_until = time.monotonic_ns() + self._busy_poll_us * 1000
+        if deadline is not None:
+            spin_until = min(spin_until, deadline)
+        while True:
+            self._xsk.drive_rx()
+            if self._rx.ready(1):
+                return True
+            if time.monotonic_ns() >= spin_until:
+                return False
 
     def check_alive(self) -> None:
         """Raise ``OSError`` if the interface vanished under the socket (SO_ERROR says ENETDOWN)."""
@@ -438,8 +461,8 @@ class XskQueue:
         tx = self._tx
         err = 0
         for _ in range(_MAX_KICKS_PER_WRITE):
-            if not tx.unsent() or not tx.needs_wakeup():
-                return 0
+            if not tx.unsent() or not (tx.needs_wakeup() or self._busy_poll_us is not None):
+                return 0  # with busy polling every kick runs the driver's tx work
             err = self._last_kick_errno = self._xsk.kick_tx()
             if err != errno.EAGAIN:
                 break

@@ -49,6 +49,7 @@ class RxPath:
         self._all_frames = umem.rx_frames
         self._frame_size = umem.frame_size
         self._to_frame = ~(umem.frame_size - 1)
+        self._headroom = umem.headroom
         self._free = FreeFrames(list(self._all_frames))
         self._leases = ZeroCopyLeases(umem)
         #: Refills that found the fill ring too full for every free frame (``fq_full``).
@@ -183,8 +184,9 @@ class RxPath:
             "rx ring": self._rx.peek(unread)[0] if unread else [],
             "lent": self._leases.lent_frames(),
         }
-        half = self._frame_size // 2
-        drifted = [hex(a) for addresses in raw.values() for a in addresses if a % self._frame_size >= half]
+        # Received data starts 256 + headroom bytes into its frame: drift is beyond that.
+        drift_at = self._frame_size // 2 + self._headroom
+        drifted = [hex(a) for addresses in raw.values() for a in addresses if a % self._frame_size >= drift_at]
         if drifted:
             raise FrameAccountingError(f"rx addresses drifted within their frames: {drifted[:8]}")
         to_frame = self._to_frame

@@ -28,6 +28,15 @@ XDP_STATISTICS = 7
 XDP_OPTIONS = 8
 XDP_MAX_TX_SKB_BUDGET = 9  # Linux 6.17+: frames one copy-mode sendto() may send (default 32)
 
+# struct xdp_options { u32 flags; }: the answer to getsockopt(XDP_OPTIONS) on a bound socket.
+XDP_OPTIONS_STRUCT = struct.Struct("=I")
+XDP_OPTIONS_ZEROCOPY = 1 << 0
+
+# Busy polling (SOL_SOCKET, asm-generic/socket.h).
+SO_BUSY_POLL = 46
+SO_PREFER_BUSY_POLL = 69
+SO_BUSY_POLL_BUDGET = 70
+
 # sockaddr_xdp.sxdp_flags
 XDP_SHARED_UMEM = 1 << 0
 XDP_COPY = 1 << 1

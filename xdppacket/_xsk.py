@@ -13,14 +13,16 @@ import threading
 import time
 
 from . import _uapi as uapi
+from ._device import driver_info
 from ._interface import network_namespace_id
 from ._libc import bind_raw
 from ._rings import CompletionRing, FillRing, RxRing, TxRing, map_ring, require_supported_machine
 from ._rx import RxPath
 from ._tx import TxPath
 from ._umem import Umem
+from .options import BindMode, OptBusyPoll, XDPMode, XDPOptions
 
-__all__ = ["XskSocket", "explain_os_error"]
+__all__ = ["XskSocket", "bind_flags_for", "explain_os_error"]
 
 # The kernel frees a closed socket's queue in deferred work (``xp_release_deferred`` in
 # net/xdp/xsk_buff_pool.c, which waits for the rtnl lock), so for a few milliseconds after
@@ -85,6 +87,40 @@ def explain_os_error(error: OSError, action: str, ifname: str, queue_id: int) ->
     return OSError(err, message)
 
 
+_BIND_STEP = "binding the socket"
+_HUGE_PAGES_STEP = "allocating the UMEM on huge pages"
+# What bind answers when the driver cannot do zero-copy: no ndo_xsk_wakeup (EOPNOTSUPP),
+# or a driver that refuses the pool for this queue (EINVAL).
+_ZERO_COPY_REFUSALS = (errno.EOPNOTSUPP, errno.EINVAL)
+
+
+def bind_flags_for(options: XDPOptions) -> int:
+    """The ``sockaddr_xdp`` flags for ``options``: need_wakeup always, copy or zero-copy per OptBindMode.
+
+    ``BIND_AUTO`` in generic mode binds with ``XDP_COPY`` (the only possibility there); in
+    native mode it sets neither flag, so the kernel tries zero-copy and falls back to copy.
+    """
+    flags = uapi.XDP_USE_NEED_WAKEUP | int(options.bind_mode)
+    if options.bind_mode is BindMode.AUTO and options.xdp_mode is XDPMode.SKB:
+        flags |= uapi.XDP_COPY
+    return flags
+
+
+def _zero_copy_refused(error: OSError, ifname: str, queue_id: int) -> OSError:
+    """The error of a ``BIND_ZEROCOPY`` bind the driver refused: names the driver and the way out."""
+    try:
+        info = driver_info(ifname)
+    except OSError:
+        info = None
+    driver = f"driver {info.driver!r}" if info is not None else "its driver"
+    return OSError(
+        error.errno,
+        f"binding {ifname} queue {queue_id} with OptBindMode(BIND_ZEROCOPY) failed: {error.strerror}; "
+        f"{driver} offers no AF_XDP zero-copy on it (`xdppacket diagnose {ifname}` shows the driver's "
+        f"features); use OptBindMode(BIND_AUTO) to fall back to copy mode, or BIND_COPY",
+    )
+
+
 class XskSocket:
     """Owns an AF_XDP socket, the UMEM registered with it, its four rings and the two
     paths (``rx``: fill and rx rings; ``tx``: tx and completion rings) that own the frames.
@@ -95,7 +131,8 @@ class XskSocket:
     """
 
     def __init__(self, ifname: str, ifindex: int, queue_id: int, num_frames: int, frame_size: int,
-                 ring_size: int, bind_flags: int, custom_program: bool = False):
+                 ring_size: int, bind_flags: int, *, custom_program: bool = False, headroom: int = 0,
+                 huge_pages: bool = False, busy_poll: OptBusyPoll | None = None):
         require_supported_machine()
         self.ifname = ifname
         self.queue_id = queue_id
@@ -107,16 +144,22 @@ class XskSocket:
         self.umem: Umem | None = None
         self.rx: RxPath | None = None
         self.tx: TxPath | None = None
+        #: Whether the kernel bound the socket in zero-copy mode (``XDP_OPTIONS``).
+        self.zero_copy = False
         step = "creating the AF_XDP socket"
         try:
             self._sock = socket.socket(uapi.AF_XDP, socket.SOCK_RAW, 0)
-            step = "allocating the UMEM"
-            self.umem = Umem(num_frames, frame_size)
+            if busy_poll is not None:
+                step = "enabling busy polling (SO_PREFER_BUSY_POLL, SO_BUSY_POLL, SO_BUSY_POLL_BUDGET)"
+                self._enable_busy_poll(busy_poll)
+            step = _HUGE_PAGES_STEP if huge_pages else "allocating the UMEM"
+            self.umem = Umem(num_frames, frame_size, headroom=headroom, huge_pages=huge_pages)
             step = "registering the UMEM (XDP_UMEM_REG)"
             # Aligned chunks (no XDP_UMEM_UNALIGNED_CHUNK_FLAG): receiving relies on the
             # kernel rounding fill-ring addresses down to their frame.
             self._sock.setsockopt(
-                uapi.SOL_XDP, uapi.XDP_UMEM_REG, uapi.pack_umem_reg(self.umem.address, self.umem.size, frame_size)
+                uapi.SOL_XDP, uapi.XDP_UMEM_REG,
+                uapi.pack_umem_reg(self.umem.address, self.umem.size, frame_size, headroom),
             )
             step = "sizing the rings"
             for option in (uapi.XDP_UMEM_FILL_RING, uapi.XDP_UMEM_COMPLETION_RING, uapi.XDP_RX_RING, uapi.XDP_TX_RING):
@@ -140,10 +183,16 @@ class XskSocket:
             self._raise_tx_budget(ring_size)
             self.rx = RxPath(self.umem, fill, rx, custom_program)  # fills the fill ring before the bind
             self.tx = TxPath(self.umem, tx, completion)
-            step = "binding the socket"
+            step = _BIND_STEP
             self._bind(uapi.pack_sockaddr_xdp(bind_flags, ifindex, queue_id))
+            step = "reading the bind mode (XDP_OPTIONS)"
+            self.zero_copy = self._read_zero_copy()
         except OSError as error:
             self.close()
+            if step == _BIND_STEP and bind_flags & uapi.XDP_ZEROCOPY and error.errno in _ZERO_COPY_REFUSALS:
+                raise _zero_copy_refused(error, ifname, queue_id) from error
+            if step == _HUGE_PAGES_STEP and error.errno == errno.ENOMEM:  # the Umem's message names the fix
+                raise OSError(error.errno, f"{step} for {ifname} queue {queue_id} failed: {error.strerror}") from error
             raise explain_os_error(error, step, ifname, queue_id) from error
         except BaseException:
             self.close()
@@ -175,6 +224,29 @@ class XskSocket:
         except OSError as error:
             if error.errno not in (errno.ENOPROTOOPT, errno.EINVAL, errno.EACCES):
                 raise
+
+    def _enable_busy_poll(self, busy_poll: OptBusyPoll) -> None:
+        """Let recvfrom/sendto/poll on this socket run the driver's NAPI work themselves."""
+        assert self._sock is not None
+        self._sock.setsockopt(socket.SOL_SOCKET, uapi.SO_PREFER_BUSY_POLL, 1)
+        self._sock.setsockopt(socket.SOL_SOCKET, uapi.SO_BUSY_POLL, busy_poll.timeout_us)
+        self._sock.setsockopt(socket.SOL_SOCKET, uapi.SO_BUSY_POLL_BUDGET, busy_poll.budget)
+
+    def _read_zero_copy(self) -> bool:
+        assert self._sock is not None
+        raw = self._sock.getsockopt(uapi.SOL_XDP, uapi.XDP_OPTIONS, uapi.XDP_OPTIONS_STRUCT.size)
+        (flags,) = uapi.XDP_OPTIONS_STRUCT.unpack(raw)
+        return bool(flags & uapi.XDP_OPTIONS_ZEROCOPY)
+
+    def drive_rx(self) -> None:
+        """One non-blocking ``recvfrom``: with busy polling it runs the driver's receive work now."""
+        assert self._sock is not None
+        try:
+            # Not recv(0): CPython answers that itself, without the system call.
+            self._sock.recv(1, socket.MSG_DONTWAIT)
+        except OSError as error:
+            if error.errno not in (errno.EAGAIN, errno.EBUSY, errno.ENOBUFS, errno.ENETDOWN):
+                raise explain_os_error(error, "driving rx (recvfrom)", self.ifname, self.queue_id) from error
 
     @property
     def closed(self) -> bool:

@@ -73,6 +73,12 @@ class XDPMultiQueue:
     def closed(self) -> bool:
         return all(queue.closing for queue in self._queues)
 
+    @property
+    def zero_copy(self) -> bool:
+        """True when the kernel bound every queue in zero-copy mode (per queue: ``sockets[i].zero_copy``)."""
+        self._check_open()
+        return all(queue.zero_copy for queue in self._queues)
+
     def fileno(self) -> int:
         """An epoll descriptor, readable when any queue has frames (for ``select``/``asyncio``)."""
         self._check_open()

@@ -16,12 +16,20 @@ from typing import Union
 from .filter import CompiledFilter, OptFilter
 
 __all__ = [
+    "BIND_AUTO",
+    "BIND_COPY",
+    "BIND_ZEROCOPY",
+    "BindMode",
     "IO_MODE_BLOCK",
     "IO_MODE_NONBLOCK",
     "IOMode",
     "MAX_POLL_TIMEOUT_US",
     "MAX_QUEUE_COUNT",
+    "OptBindMode",
+    "OptBusyPoll",
     "OptFrameSize",
+    "OptHeadroom",
+    "OptHugePages",
     "OptIoMode",
     "OptNumFrames",
     "OptPollTimeout",
@@ -40,6 +48,10 @@ __all__ = [
 MAX_QUEUE_COUNT = 64
 #: One day: a longer non-blocking wait is a blocking one, and poll(2) takes an int of milliseconds.
 MAX_POLL_TIMEOUT_US = 86_400 * 1_000_000
+#: Where copy-mode receive puts a frame's data: this far into its UMEM frame, plus OptHeadroom.
+XDP_PACKET_HEADROOM = 256
+# The largest UMEM frame (OptFrameSize): no headroom can reach beyond it.
+_LARGEST_FRAME_SIZE = 4096
 
 
 class XDPMode(enum.IntEnum):
@@ -56,10 +68,25 @@ class IOMode(enum.IntEnum):
     NONBLOCK = 1
 
 
+class BindMode(enum.IntEnum):
+    """How the socket binds: let the kernel choose, or insist on copy or zero-copy.
+
+    Values are the ``sockaddr_xdp`` bind flags (``XDP_COPY``, ``XDP_ZEROCOPY``); ``AUTO``
+    sets neither, so the kernel tries zero-copy and falls back to copy.
+    """
+
+    AUTO = 0
+    COPY = 1 << 1  # XDP_COPY
+    ZEROCOPY = 1 << 2  # XDP_ZEROCOPY
+
+
 XDP_MODE_DRV = XDPMode.DRV
 XDP_MODE_SKB = XDPMode.SKB
 IO_MODE_BLOCK = IOMode.BLOCK
 IO_MODE_NONBLOCK = IOMode.NONBLOCK
+BIND_AUTO = BindMode.AUTO
+BIND_COPY = BindMode.COPY
+BIND_ZEROCOPY = BindMode.ZEROCOPY
 
 
 def _require_int(option: str, value: object) -> int:
@@ -193,6 +220,77 @@ class OptXDPProgram:
         object.__setattr__(self, "value", path)
 
 
+@dataclass(frozen=True)
+class OptBindMode:
+    """``BIND_AUTO`` (zero-copy where the driver can, else copy), ``BIND_COPY`` or ``BIND_ZEROCOPY``.
+
+    ``sock.zero_copy`` says what the kernel chose. ``BIND_ZEROCOPY`` fails with an
+    ``OSError`` naming the driver where zero-copy is impossible.
+    """
+
+    value: BindMode
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.value, BindMode):
+            raise TypeError(f"OptBindMode takes BIND_AUTO, BIND_COPY or BIND_ZEROCOPY, got {self.value!r}")
+
+
+@dataclass(frozen=True)
+class OptBusyPoll:
+    """Busy polling: the application's own calls run the driver's receive and send work.
+
+    Sets ``SO_PREFER_BUSY_POLL``, ``SO_BUSY_POLL`` (``timeout_us``) and
+    ``SO_BUSY_POLL_BUDGET`` (``budget``, frames per poll) on the socket, and a read that
+    finds the ring empty spins on ``recvfrom`` for up to ``timeout_us`` before it sleeps.
+    Pays off on NICs whose interrupts are deferred (README: busy polling).
+    """
+
+    budget: int = 64
+    timeout_us: int = 20
+
+    def __post_init__(self) -> None:
+        budget = _require_int("OptBusyPoll budget", self.budget)
+        if not 1 <= budget <= 65535:
+            raise ValueError(f"OptBusyPoll(budget={budget}): the budget must be from 1 to 65535 frames")
+        timeout = _require_int("OptBusyPoll timeout_us", self.timeout_us)
+        if not 0 <= timeout <= 2**31 - 1:
+            raise ValueError(f"OptBusyPoll(timeout_us={timeout}): must be from 0 to {2**31 - 1} microseconds")
+
+    @property
+    def value(self) -> OptBusyPoll:
+        return self
+
+
+@dataclass(frozen=True)
+class OptHugePages:
+    """Put the UMEM on huge pages (fewer TLB misses), rounded up to whole huge pages.
+
+    Needs free huge pages: ``echo N > /proc/sys/vm/nr_hugepages``.
+    """
+
+    @property
+    def value(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class OptHeadroom:
+    """Bytes the kernel leaves free before each received frame (``xdp_umem_reg.headroom``).
+
+    For programs that grow frames at the front with ``bpf_xdp_adjust_head`` in
+    zero-copy mode; in copy mode a frame's data starts ``256 + n`` bytes into its UMEM frame.
+    Every frame the interface can deliver must still fit (checked when the socket opens).
+    """
+
+    value: int
+
+    def __post_init__(self) -> None:
+        number = _require_int("OptHeadroom", self.value)
+        limit = _LARGEST_FRAME_SIZE - XDP_PACKET_HEADROOM
+        if not 0 <= number < limit:
+            raise ValueError(f"OptHeadroom({number}): must be from 0 to {limit - 1} bytes")
+
+
 Option = Union[
     OptNumFrames,
     OptFrameSize,
@@ -204,6 +302,10 @@ Option = Union[
     OptIoMode,
     OptXDPProgram,
     OptFilter,
+    OptBindMode,
+    OptBusyPoll,
+    OptHugePages,
+    OptHeadroom,
 ]
 
 _FIELD_BY_OPTION: dict[type, str] = {
@@ -217,6 +319,10 @@ _FIELD_BY_OPTION: dict[type, str] = {
     OptIoMode: "io_mode",
     OptXDPProgram: "program_path",
     OptFilter: "filter",
+    OptBindMode: "bind_mode",
+    OptBusyPoll: "busy_poll",
+    OptHugePages: "huge_pages",
+    OptHeadroom: "headroom",
 }
 
 
@@ -238,6 +344,12 @@ class XDPOptions:
     program_name: str | None = None
     #: The capture filter spliced into the XDP program (None: every frame is captured).
     filter: CompiledFilter | None = None
+    bind_mode: BindMode = BindMode.AUTO
+    #: None: no busy polling.
+    busy_poll: OptBusyPoll | None = None
+    huge_pages: bool = False
+    #: Bytes kept free before each received frame, beyond the kernel's own 256.
+    headroom: int = 0
 
     @property
     def blocking(self) -> bool:
@@ -273,5 +385,16 @@ def resolve_options(opts: Iterable[object], *, owner: str) -> XDPOptions:
         raise ValueError(
             f"OptRingSize({resolved.ring_size}) exceeds twice OptNumFrames({resolved.num_frames}); "
             f"use a ring size of at most {resolved.num_frames * 2} or more frames"
+        )
+    if resolved.bind_mode is BindMode.ZEROCOPY and resolved.xdp_mode is XDPMode.SKB:
+        raise ValueError(
+            "OptBindMode(BIND_ZEROCOPY) cannot work with OptXDPMode(XDP_MODE_SKB): generic mode always "
+            "copies frames; use OptXDPMode(XDP_MODE_DRV) on a driver with zero-copy, or BIND_AUTO"
+        )
+    frame_room = resolved.frame_size - XDP_PACKET_HEADROOM
+    if resolved.headroom >= frame_room:
+        raise ValueError(
+            f"OptHeadroom({resolved.headroom}) leaves no room for a frame in OptFrameSize({resolved.frame_size}) "
+            f"after the kernel's own {XDP_PACKET_HEADROOM} bytes; use less than {frame_room} bytes"
         )
     return resolved

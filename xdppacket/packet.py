@@ -91,6 +91,11 @@ class XDPPacket:
         return queue
 
     @property
+    def zero_copy(self) -> bool:
+        """Whether the kernel bound this socket in zero-copy mode (see ``OptBindMode``)."""
+        return self._open_queue().zero_copy
+
+    @property
     def program(self) -> LoadedProgram:
         """The XDP program this socket's interface runs: its ``maps`` and ``global_variables``."""
         return self._open_queue().program.program

@@ -12,12 +12,19 @@ from typing import Any
 import pytest
 
 from xdppacket import (
+    BIND_AUTO,
+    BIND_COPY,
+    BIND_ZEROCOPY,
     IO_MODE_BLOCK,
     IO_MODE_NONBLOCK,
     XDP_MODE_DRV,
     XDP_MODE_SKB,
+    OptBindMode,
+    OptBusyPoll,
     OptFilter,
     OptFrameSize,
+    OptHeadroom,
+    OptHugePages,
     OptIoMode,
     OptNumFrames,
     OptPollTimeout,
@@ -212,3 +219,76 @@ def test_the_last_filter_wins() -> None:
     options = resolve_options([OptFilter("tcp"), classic], owner="XDPPacket")
     assert options.filter is classic.compiled
     assert options.filter.expression is None
+
+
+# ------------------------------------------------------------------ advanced AF_XDP options
+
+
+def test_advanced_option_defaults() -> None:
+    options = resolve_options([], owner="XDPPacket")
+    assert (options.bind_mode, options.busy_poll, options.huge_pages, options.headroom) == (BIND_AUTO, None, False, 0)
+
+
+def test_advanced_options_land_in_their_fields() -> None:
+    options = resolve_options(
+        [OptBindMode(BIND_COPY), OptBusyPoll(budget=8, timeout_us=100), OptHugePages(), OptHeadroom(128)],
+        owner="XDPMultiQueue",
+    )
+    assert options.bind_mode is BIND_COPY
+    assert options.busy_poll == OptBusyPoll(budget=8, timeout_us=100)
+    assert (options.huge_pages, options.headroom) == (True, 128)
+    assert OptBusyPoll() == OptBusyPoll(budget=64, timeout_us=20)
+
+
+@pytest.mark.parametrize("value", [0, 2, 4, "BIND_AUTO", None, XDP_MODE_DRV], ids=repr)
+def test_bind_mode_takes_only_the_bind_constants(value: object) -> None:
+    with pytest.raises(TypeError, match=r"^OptBindMode takes BIND_AUTO, BIND_COPY or BIND_ZEROCOPY, got "):
+        OptBindMode(value)  # type: ignore[arg-type]
+
+
+def test_bind_mode_constants_are_the_kernel_bind_flags() -> None:
+    assert (int(BIND_AUTO), int(BIND_COPY), int(BIND_ZEROCOPY)) == (0, 2, 4)  # XDP_COPY, XDP_ZEROCOPY
+
+
+def test_zero_copy_in_generic_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"^OptBindMode\(BIND_ZEROCOPY\) cannot work with "
+                                         r"OptXDPMode\(XDP_MODE_SKB\): generic mode always copies frames"):
+        resolve_options([OptBindMode(BIND_ZEROCOPY), OptXDPMode(XDP_MODE_SKB)], owner="XDPPacket")
+    assert resolve_options([OptBindMode(BIND_COPY), OptXDPMode(XDP_MODE_SKB)], owner="XDPPacket")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"budget": 0}, r"^OptBusyPoll\(budget=0\): the budget must be from 1 to 65535 frames$"),
+        ({"budget": 65536}, r"^OptBusyPoll\(budget=65536\): "),
+        ({"timeout_us": -1}, r"^OptBusyPoll\(timeout_us=-1\): must be from 0 to 2147483647 microseconds$"),
+        ({"timeout_us": 2**31}, r"^OptBusyPoll\(timeout_us=2147483648\): "),
+    ],
+)
+def test_busy_poll_ranges(kwargs: dict[str, int], pattern: str) -> None:
+    with pytest.raises(ValueError, match=pattern):
+        OptBusyPoll(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{"budget": 1}, {"budget": 65535}, {"timeout_us": 0}, {"timeout_us": 2**31 - 1}])
+def test_busy_poll_range_ends_are_accepted(kwargs: dict[str, int]) -> None:
+    assert OptBusyPoll(**kwargs)
+
+
+@pytest.mark.parametrize(("kwargs", "name"), [({"budget": 1.0}, "budget"), ({"timeout_us": True}, "timeout_us")])
+def test_busy_poll_takes_ints(kwargs: dict[str, object], name: str) -> None:
+    with pytest.raises(TypeError, match=rf"^OptBusyPoll {name} takes an int"):
+        OptBusyPoll(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [-1, 3840, 100000])
+def test_headroom_range(value: int) -> None:
+    with pytest.raises(ValueError, match=rf"^OptHeadroom\({value}\): must be from 0 to 3839 bytes$"):
+        OptHeadroom(value)
+
+
+def test_headroom_must_leave_room_in_the_frame() -> None:
+    assert resolve_options([OptFrameSize(2048), OptHeadroom(1791)], owner="XDPPacket").headroom == 1791
+    with pytest.raises(ValueError, match=r"^OptHeadroom\(1792\) leaves no room for a frame in OptFrameSize\(2048\)"):
+        resolve_options([OptFrameSize(2048), OptHeadroom(1792)], owner="XDPPacket")

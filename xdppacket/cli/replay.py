@@ -11,10 +11,12 @@ from __future__ import annotations
 import itertools
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from .._frame_fit import FramesTooLongWarning
 from ..options import OptQueueID, OptXDPMode, XDPMode
 from ..packet import XDPPacket
 from ..pcap import PcapReader
@@ -60,7 +62,9 @@ def run_replay(request: ReplayRequest) -> ReplayResult:
         raise ValueError("--loop needs a file: standard input can be read only once")
     batch_size = _MAX_BATCH if request.pps is None else max(1, min(_MAX_BATCH, int(request.pps * _PACING_SLICE_S)))
     packets = sent_bytes = 0
-    sock = XDPPacket(request.ifname, OptXDPMode(request.mode), OptQueueID(request.queue))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FramesTooLongWarning)  # replay only sends
+        sock = XDPPacket(request.ifname, OptXDPMode(request.mode), OptQueueID(request.queue))
     with sock, StopSignals() as stop:
         start = time.monotonic()
         passes = itertools.count() if request.loop == 0 else range(request.loop)
