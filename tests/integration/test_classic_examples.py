@@ -1,0 +1,268 @@
+"""The classic AF_XDP example programs (rxdrop, txonly, dump, l2fwd_*) do what they say, on veth.
+
+Each program runs as a script in the test's network namespace. Once it prints its first
+line (it is ready), the test sends a known set of frames from the peer, stops the program
+(``--duration``, Ctrl-C or SIGTERM, as a user would) and checks the totals it prints and,
+for the forwarders, the exact frames that come back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+from tests.netns import AfPacketCapture, AfPacketSender, VethFactory, VethPair, start_script
+from tests.xdp_helpers import (
+    BOTH_MODES,
+    MULTI_QUEUES,
+    QueueSenders,
+    frames_for_queue,
+    peer_tx_queue_reaching,
+    read_multiqueue,
+    watchdog,
+)
+from xdppacket import (
+    IO_MODE_NONBLOCK,
+    XDP_MODE_DRV,
+    XDP_MODE_SKB,
+    OptIoMode,
+    OptPollTimeout,
+    OptQueueCount,
+    OptXDPMode,
+    XDPMode,
+    XDPMultiQueue,
+)
+
+MODE_ARG = {XDP_MODE_SKB: "skb", XDP_MODE_DRV: "drv"}
+# Long enough for one rate line, short enough to keep the suite fast.
+DURATION = "1.3"
+EXAMPLE_TIMEOUT_S = 20
+PROGRAMS = ["rxdrop", "txonly", "dump", "l2fwd_1link", "l2fwd_2link", "l2fwd_multicore"]
+
+
+# --------------------------------------------------------------------------------------------
+# Running a program
+
+
+@contextlib.contextmanager
+def program_running(name: str, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """``examples/NAME.py args...``, leading its own process group, which is killed at the end."""
+    program = start_script(f"examples/{name}.py", *args)
+    try:
+        yield program
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(program.pid, signal.SIGKILL)
+        program.communicate()
+
+
+def read_line(program: subprocess.Popen[str]) -> str:
+    assert program.stdout is not None
+    with watchdog(EXAMPLE_TIMEOUT_S):
+        line = program.stdout.readline()
+    assert line, f"the program exited early:\n{program.stderr.read() if program.stderr else ''}"
+    return line.rstrip("\n")
+
+
+def finish(program: subprocess.Popen[str], stop: str = "duration") -> tuple[str, str]:
+    """Stop the program as ``stop`` says; return its remaining stdout and stderr once it exits cleanly.
+
+    ``duration``: it stops by itself; ``ctrl-c``: SIGINT to its whole group, as a terminal
+    sends; ``sigterm``: SIGTERM to the program alone, as ``kill`` does.
+    """
+    if stop == "ctrl-c":
+        os.killpg(program.pid, signal.SIGINT)
+    elif stop == "sigterm":
+        os.kill(program.pid, signal.SIGTERM)
+    try:
+        stdout, stderr = program.communicate(timeout=EXAMPLE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(program.pid, signal.SIGKILL)
+        stdout, stderr = program.communicate()
+        raise AssertionError(f"the program did not stop:\n{stdout}\n{stderr}") from None
+    assert program.returncode == 0, stderr
+    return stdout, stderr
+
+
+def totals(output: str) -> dict[str, str]:
+    """The final ``total LABEL counters...`` lines, by label; every other line must be a rate line."""
+    found = {}
+    for line in output.splitlines():
+        kind, label, counters = line.split(" ", 2)
+        assert kind in ("rate", "total"), line
+        if kind == "total":
+            found[label] = counters
+    return found
+
+
+def rate_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("rate ")]
+
+
+def counters(rx: Sequence[bytes] = (), tx: Sequence[bytes] = (), directions: str = "rx") -> str:
+    """The ``total`` line's counters for frames received ``rx`` and sent ``tx``, no drops."""
+    parts = []
+    if "rx" in directions:
+        parts.append(f"rx_packets={len(rx)} rx_bytes={sum(map(len, rx))}")
+    if "tx" in directions:
+        parts.append(f"tx_packets={len(tx)} tx_bytes={sum(map(len, tx))}")
+    if "rx" in directions:
+        parts.append("rx_dropped=0 rx_ring_full=0")
+    return " ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# Traffic
+
+
+def frames_per_queue(pair: VethPair) -> dict[int, list[bytes]]:
+    """Queue q gets 10 * (q + 1) distinct frames of mixed sizes."""
+    return {queue: frames_for_queue(pair, queue, 10 * (queue + 1)) for queue in range(MULTI_QUEUES)}
+
+
+def swap_macs(frame: bytes) -> bytes:
+    return frame[6:12] + frame[:6] + frame[12:]
+
+
+class PeerEndpoint:
+    """The peer end as an AF_XDP endpoint on all its queues (generic mode).
+
+    Sends frames so they reach a chosen rx queue of the capture end (mode ``mode``) and
+    reads every frame coming back: with a socket on each peer queue, none escapes.
+    Owns an ``XDPMultiQueue`` until ``close()``.
+    """
+
+    def __init__(self, pair: VethPair, mode: XDPMode) -> None:
+        self._mode = mode
+        peer_queues = MULTI_QUEUES + 1 if mode is XDP_MODE_SKB else MULTI_QUEUES
+        self._mq = XDPMultiQueue(pair.peer, OptXDPMode(XDP_MODE_SKB), OptQueueCount(peer_queues),
+                                 OptIoMode(IO_MODE_NONBLOCK), OptPollTimeout(200_000))
+
+    def send(self, rx_queue: int, frames: list[bytes]) -> None:
+        sender = self._mq.sockets[peer_tx_queue_reaching(rx_queue, self._mode)]
+        assert sender.write_multi_packets(frames) == len(frames)
+
+    def receive(self, count: int) -> list[bytes]:
+        """Exactly ``count`` frames, then nothing more for one poll timeout."""
+        frames, _ = read_multiqueue(self._mq, count, "read_multi_packets")
+        assert self._mq.read_multi_packets(64) == ([], [])
+        return frames
+
+    def close(self) -> None:
+        self._mq.close()
+
+
+@pytest.fixture
+def peer_endpoint(pair: VethPair, mode: XDPMode) -> Iterator[PeerEndpoint]:
+    endpoint = PeerEndpoint(pair, mode)
+    try:
+        yield endpoint
+    finally:
+        endpoint.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Every program
+
+
+@pytest.mark.parametrize("name", PROGRAMS)
+def test_help_exits_0_and_describes_the_program(name: str) -> None:
+    with program_running(name, "--help") as program:
+        stdout, stderr = finish(program)
+    assert stderr == ""
+    assert stdout.startswith(f"usage: {name}.py ")
+    assert f"{name}: " in stdout
+    assert "--mode" in stdout
+    assert "--duration" in stdout
+
+
+# --------------------------------------------------------------------------------------------
+# rxdrop
+
+
+@pytest.mark.parametrize(
+    ("mode", "stop", "extra"),
+    [
+        (XDP_MODE_SKB, "duration", []),
+        (XDP_MODE_DRV, "sigterm", ["--batch", "7"]),
+        (XDP_MODE_DRV, "ctrl-c", ["--zero-copy"]),
+    ],
+    ids=["skb-duration", "drv-sigterm-batch7", "drv-ctrl-c-zero-copy"],
+)
+def test_rxdrop_counts_every_frame_of_every_queue(
+    pair: VethPair, senders: QueueSenders, mode: XDPMode, stop: str, extra: list[str]
+) -> None:
+    args = ["-i", pair.capture, "--queues", str(MULTI_QUEUES), "--mode", MODE_ARG[mode], *extra]
+    if stop == "duration":
+        args += ["--duration", DURATION]
+    with program_running("rxdrop", *args) as program:
+        assert read_line(program) == (
+            f"rxdrop on {pair.capture} queues 0-3 ({MODE_ARG[mode]} mode), Ctrl-C stops"
+        )
+        sent = frames_per_queue(pair)
+        for queue, frames in sent.items():
+            senders.send(queue, frames)
+        first_rates = [read_line(program) for _ in range(MULTI_QUEUES + 1)]
+        output, stderr = finish(program, stop)
+    assert stderr == ""
+    assert [line.split()[:2] for line in first_rates] == [
+        ["rate", label] for label in ("q0", "q1", "q2", "q3", "all")
+    ]
+    assert all(re.fullmatch(r"rate \S+ rx_pps=\d+ drops_ps=0", line) for line in first_rates)
+    everything = [frame for frames in sent.values() for frame in frames]
+    assert totals(output) == {
+        **{f"q{queue}": counters(rx=frames) for queue, frames in sent.items()},
+        "all": counters(rx=everything),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# l2fwd_1link
+
+
+@BOTH_MODES
+def test_l2fwd_1link_sends_each_frame_back_with_macs_swapped(
+    pair: VethPair, peer_endpoint: PeerEndpoint, mode: XDPMode
+) -> None:
+    args = ["-i", pair.capture, "--queues", str(MULTI_QUEUES), "--mode", MODE_ARG[mode]]
+    stop = "ctrl-c" if mode is XDP_MODE_SKB else "sigterm"
+    with program_running("l2fwd_1link", *args) as program:
+        assert read_line(program) == (
+            f"l2fwd on {pair.capture} queues 0-3 ({MODE_ARG[mode]} mode), Ctrl-C stops"
+        )
+        sent = frames_per_queue(pair)
+        for queue, frames in sent.items():
+            peer_endpoint.send(queue, frames)
+        everything = [frame for frames in sent.values() for frame in frames]
+        returned = peer_endpoint.receive(len(everything))
+        output, stderr = finish(program, stop)
+    assert stderr == ""
+    assert sorted(returned) == sorted(map(swap_macs, everything))
+    both = "rx tx"
+    assert totals(output) == {
+        **{f"q{queue}": counters(frames, frames, both) for queue, frames in sent.items()},
+        "all": counters(everything, everything, both),
+    }
+
+
+def test_l2fwd_1link_keeps_the_order_of_a_queue(make_veth: VethFactory) -> None:
+    """One queue, AF_PACKET in and out: the frames come back in the order they were sent."""
+    pair = make_veth()
+    frames = frames_for_queue(pair, 0, 50)
+    with AfPacketCapture(pair.peer) as capture, program_running(
+        "l2fwd_1link", "-i", pair.capture, "--mode", "drv", "--duration", DURATION
+    ) as program:
+        read_line(program)
+        with AfPacketSender(pair.peer) as sender:
+            for frame in frames:
+                sender.send(frame)
+        returned = capture.recv_frames(len(frames) + 1, timeout=1.0)
+        output, _ = finish(program)
+    assert returned == [swap_macs(frame) for frame in frames]
+    assert totals(output) == {"all": counters(frames, frames, "rx tx")}
