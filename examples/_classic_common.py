@@ -46,6 +46,7 @@ __all__ = [
     "RateReporter",
     "Reporter",
     "add_run_arguments",
+    "positive_int",
     "queue_labels",
     "run_until_stopped",
     "send_all",
@@ -72,6 +73,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="XDP attach mode: drv = native (default), skb = generic (any driver)")
     parser.add_argument("--duration", type=float, metavar="S",
                         help="stop after S seconds (default: run until Ctrl-C or SIGTERM)")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a number of queues or frames must be at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return value
 
 
 def socket_options(mode: str, poll_timeout_us: int = IDLE_POLL_US) -> tuple[object, ...]:

@@ -21,6 +21,7 @@ from _classic_common import (
     RX_TX,
     RateReporter,
     add_run_arguments,
+    positive_int,
     queue_labels,
     run_until_stopped,
     send_all,
@@ -63,8 +64,8 @@ def main() -> None:
         description=__doc__.splitlines()[0],
         epilog="Copies each frame (no zero-copy forwarding yet). Runs until Ctrl-C, SIGTERM or --duration.")
     parser.add_argument("-i", "--interface", required=True, metavar="IF", help="interface to forward on")
-    parser.add_argument("--queues", type=int, default=1, metavar="N", help="forward on queues 0..N-1 (default 1)")
-    parser.add_argument("--batch", type=int, default=64, metavar="B", help="frames per read (default 64)")
+    parser.add_argument("--queues", type=positive_int, default=1, metavar="N", help="forward on queues 0..N-1 (default 1)")
+    parser.add_argument("--batch", type=positive_int, default=64, metavar="B", help="frames per read (default 64)")
     add_run_arguments(parser)
     args = parser.parse_args()
     l2fwd(args.interface, args.queues, args.batch, args.mode, args.duration)

@@ -21,6 +21,7 @@ from _classic_common import (
     RX,
     RateReporter,
     add_run_arguments,
+    positive_int,
     queue_labels,
     run_until_stopped,
     socket_options,
@@ -47,8 +48,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      epilog="Runs until Ctrl-C, SIGTERM or --duration.")
     parser.add_argument("-i", "--interface", required=True, metavar="IF", help="interface to receive on")
-    parser.add_argument("--queues", type=int, default=1, metavar="N", help="receive on queues 0..N-1 (default 1)")
-    parser.add_argument("--batch", type=int, default=64, metavar="B", help="frames per read (default 64)")
+    parser.add_argument("--queues", type=positive_int, default=1, metavar="N", help="receive on queues 0..N-1 (default 1)")
+    parser.add_argument("--batch", type=positive_int, default=64, metavar="B", help="frames per read (default 64)")
     parser.add_argument("--zero-copy", action="store_true",
                         help="read views into the UMEM instead of copies of the frames")
     add_run_arguments(parser)

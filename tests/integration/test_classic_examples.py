@@ -9,6 +9,7 @@ for the forwarders, the exact frames that come back.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -17,7 +18,14 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from tests.netns import AfPacketCapture, AfPacketSender, VethFactory, VethPair, start_script
+from tests.netns import (
+    AfPacketCapture,
+    AfPacketSender,
+    VethFactory,
+    VethPair,
+    run_command,
+    start_script,
+)
 from tests.xdp_helpers import (
     BOTH_MODES,
     MULTI_QUEUES,
@@ -266,3 +274,60 @@ def test_l2fwd_1link_keeps_the_order_of_a_queue(make_veth: VethFactory) -> None:
         output, _ = finish(program)
     assert returned == [swap_macs(frame) for frame in frames]
     assert totals(output) == {"all": counters(frames, frames, "rx tx")}
+
+
+# --------------------------------------------------------------------------------------------
+# txonly
+
+
+def txonly_frame(size: int, dst: bytes, src: bytes) -> bytes:
+    """The frame txonly documents: MACs, ethertype 0x88B5, then bytes counting from 0."""
+    return dst + src + b"\x88\xb5" + bytes(i % 256 for i in range(size - 14))
+
+
+def link_rx_counters(ifname: str) -> tuple[int, int]:
+    """(packets, bytes) the kernel counted received on ``ifname``."""
+    stats = json.loads(run_command("ip", "-j", "-s", "link", "show", "dev", ifname))[0]["stats64"]["rx"]
+    return stats["packets"], stats["bytes"]
+
+
+@BOTH_MODES
+def test_txonly_sends_exactly_count_frames_of_the_documented_bytes(
+    veth_pair: VethPair, peer_capture: AfPacketCapture, mode: XDPMode
+) -> None:
+    args = ["-i", veth_pair.capture, "--size", "100", "--count", "1000", "--batch", "48",
+            "--dst", veth_pair.peer_mac.hex(":"), "--mode", MODE_ARG[mode]]
+    with program_running("txonly", *args) as program:
+        assert read_line(program) == (
+            f"txonly on {veth_pair.capture} queue 0 ({MODE_ARG[mode]} mode): 100-byte frames to "
+            f"{veth_pair.peer_mac.hex(':')}, Ctrl-C stops"
+        )
+        output, stderr = finish(program)  # it stops by itself after --count frames
+    assert stderr == ""
+    expected = txonly_frame(100, veth_pair.peer_mac, veth_pair.capture_mac)
+    arrived = peer_capture.recv_frames(1001, timeout=1.0)
+    assert len(arrived) == 1000
+    assert set(arrived) == {expected}
+    assert totals(output) == {"all": "tx_packets=1000 tx_bytes=100000"}
+
+
+def test_txonly_at_full_speed_every_frame_it_counts_reaches_the_peer(make_veth: VethFactory) -> None:
+    """Until --duration ends, from queue 2, to the broadcast address: the peer's counters agree."""
+    pair = make_veth(MULTI_QUEUES)
+    before = link_rx_counters(pair.peer)
+    args = ["-i", pair.capture, "--queue", "2", "--mode", "skb", "--duration", DURATION]
+    with program_running("txonly", *args) as program:
+        read_line(program)
+        output, stderr = finish(program)
+    assert stderr == ""
+    rates = rate_lines(output)
+    assert rates
+    assert all(re.fullmatch(r"rate all tx_pps=[1-9]\d*", line) for line in rates), rates
+    total = totals(output)["all"]
+    match = re.fullmatch(r"tx_packets=(\d+) tx_bytes=(\d+)", total)
+    assert match is not None, total
+    packets, octets = int(match[1]), int(match[2])
+    assert packets > 1000
+    assert octets == 64 * packets
+    after = link_rx_counters(pair.peer)
+    assert (after[0] - before[0], after[1] - before[1]) == (packets, octets)
