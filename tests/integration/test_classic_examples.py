@@ -13,7 +13,10 @@ import json
 import os
 import re
 import signal
+import socket
+import struct
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -331,3 +334,81 @@ def test_txonly_at_full_speed_every_frame_it_counts_reaches_the_peer(make_veth: 
     assert octets == 64 * packets
     after = link_rx_counters(pair.peer)
     assert (after[0] - before[0], after[1] - before[1]) == (packets, octets)
+
+
+# --------------------------------------------------------------------------------------------
+# dump
+
+
+def ipv4(protocol: int, src: str, dst: str, payload: bytes) -> bytes:
+    """An IPv4 packet (checksum left 0: dump decodes, it does not verify)."""
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, 64, protocol, 0,
+                         socket.inet_aton(src), socket.inet_aton(dst))
+    return header + payload
+
+
+def ipv6(next_header: int, src: str, dst: str, payload: bytes) -> bytes:
+    return struct.pack("!IHBB16s16s", 0x6000_0000, len(payload), next_header, 64,
+                       socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst)) + payload
+
+
+def tcp(sport: int, dport: int, flags: int, data: bytes) -> bytes:
+    return struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 5 << 4, flags, 65535, 0, 0) + data
+
+
+def udp(sport: int, dport: int, data: bytes) -> bytes:
+    return struct.pack("!HHHH", sport, dport, 8 + len(data), 0) + data
+
+
+SYN, PSH, ACK, FIN = 0x02, 0x08, 0x10, 0x01
+
+
+def crafted_frames(pair: VethPair) -> list[tuple[bytes, str]]:
+    """Frames peer -> capture, each with the summary dump must print for it (after the MACs)."""
+    ethernet = pair.capture_mac + pair.peer_mac
+    ip4, ip6, other = ethernet + b"\x08\x00", ethernet + b"\x86\xdd", ethernet + b"\x88\xb5"
+    return [
+        (ip4 + ipv4(6, "10.0.0.1", "10.0.0.2", tcp(1234, 80, SYN, b"")),
+         "IPv4 10.0.0.1:1234 > 10.0.0.2:80 TCP [S] len 0"),
+        (ip4 + ipv4(6, "10.0.0.2", "10.0.0.1", tcp(80, 1234, PSH | ACK, b"hello")),
+         "IPv4 10.0.0.2:80 > 10.0.0.1:1234 TCP [P.] len 5"),
+        (ip4 + ipv4(6, "10.0.0.1", "10.0.0.2", tcp(1234, 80, FIN | ACK, b"")),
+         "IPv4 10.0.0.1:1234 > 10.0.0.2:80 TCP [F.] len 0"),
+        (ip4 + ipv4(17, "192.168.1.1", "192.168.1.2", udp(53, 5353, bytes(12))),
+         "IPv4 192.168.1.1:53 > 192.168.1.2:5353 UDP len 12"),
+        (ip6 + ipv6(17, "fe80::1", "ff02::1:2", udp(546, 547, b"\x01\x02\x03\x04")),
+         "IPv6 [fe80::1]:546 > [ff02::1:2]:547 UDP len 4"),
+        (ip4 + ipv4(1, "1.2.3.4", "5.6.7.8", b"\x08\x00\x00\x00\x00\x01\x00\x01"),
+         "IPv4 1.2.3.4 > 5.6.7.8 proto 1"),
+        (other + bytes(46), "ethertype 0x88b5"),
+    ]
+
+
+@BOTH_MODES
+def test_dump_prints_one_decoded_line_per_frame(
+    pair: VethPair, senders: QueueSenders, mode: XDPMode
+) -> None:
+    frames = crafted_frames(pair)
+    args = ["-i", pair.capture, "-c", str(len(frames)), "--queues", str(MULTI_QUEUES), "--mode", MODE_ARG[mode]]
+    with program_running("dump", *args) as program:
+        assert program.stderr is not None
+        with watchdog(EXAMPLE_TIMEOUT_S):
+            ready = program.stderr.readline()
+        assert ready == f"dump on {pair.capture} queues 0-3 ({MODE_ARG[mode]} mode), Ctrl-C stops\n"
+        before = time.time()
+        for index, (frame, _) in enumerate(frames):
+            senders.send(index % MULTI_QUEUES, [frame])
+        after = time.time()
+        output, stderr = finish(program)  # it stops by itself after -c frames
+    macs = f"{pair.peer_mac.hex(':')} > {pair.capture_mac.hex(':')}"
+    expected = [
+        f"q{index % MULTI_QUEUES} {len(frame)} {macs} {decoded}"
+        for index, (frame, decoded) in enumerate(frames)
+    ]
+    lines = output.splitlines()
+    assert sorted(line.split(" ", 1)[1] for line in lines) == sorted(expected)
+    stamps = [float(line.split(" ", 1)[0]) for line in lines]
+    assert all(re.fullmatch(r"\d+\.\d{6}", line.split(" ", 1)[0]) for line in lines)
+    assert all(before - 1e-6 <= stamp <= after + 1e-6 for stamp in stamps), (before, stamps, after)
+    everything = [frame for frame, _ in frames]
+    assert totals(stderr)["all"] == counters(rx=everything)
