@@ -40,6 +40,8 @@ from xdppacket import (
 )
 
 __all__ = [
+    "REPORT_INTERVAL_S",
+    "IDLE_POLL_US",
     "RX",
     "RX_TX",
     "TX",

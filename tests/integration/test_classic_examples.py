@@ -412,3 +412,64 @@ def test_dump_prints_one_decoded_line_per_frame(
     assert all(before - 1e-6 <= stamp <= after + 1e-6 for stamp in stamps), (before, stamps, after)
     everything = [frame for frame, _ in frames]
     assert totals(stderr)["all"] == counters(rx=everything)
+
+
+# --------------------------------------------------------------------------------------------
+# l2fwd_2link and l2fwd_multicore
+
+
+@BOTH_MODES
+def test_l2fwd_2link_forwards_each_way_unchanged(make_veth: VethFactory, mode: XDPMode) -> None:
+    """Two pairs: what the peer of one sends comes out at the peer of the other, and back."""
+    one, two = make_veth(), make_veth()
+    one_to_two = frames_for_queue(one, 0, 30)
+    two_to_one = frames_for_queue(two, 0, 20, first_seq=1000)
+    args = ["-i", one.capture, "-j", two.capture, "--mode", MODE_ARG[mode], "--duration", DURATION]
+    with AfPacketCapture(one.peer) as at_one, AfPacketCapture(two.peer) as at_two, program_running(
+        "l2fwd_2link", *args
+    ) as program:
+        assert read_line(program) == (
+            f"l2fwd between {one.capture} and {two.capture} queues 0-0 ({MODE_ARG[mode]} mode), Ctrl-C stops"
+        )
+        with AfPacketSender(one.peer) as from_one, AfPacketSender(two.peer) as from_two:
+            for frame in one_to_two:
+                from_one.send(frame)
+            for frame in two_to_one:
+                from_two.send(frame)
+        assert at_two.recv_frames(len(one_to_two) + 1, timeout=1.0) == one_to_two
+        assert at_one.recv_frames(len(two_to_one) + 1, timeout=0.2) == two_to_one
+        output, stderr = finish(program)
+    assert stderr == ""
+    both = "rx tx"
+    assert totals(output) == {
+        one.capture: counters(one_to_two, two_to_one, both),
+        two.capture: counters(two_to_one, one_to_two, both),
+    }
+
+
+@BOTH_MODES
+def test_l2fwd_multicore_sends_each_queues_frames_back_from_its_own_process(
+    pair: VethPair, peer_endpoint: PeerEndpoint, mode: XDPMode
+) -> None:
+    args = ["-i", pair.capture, "--queues", str(MULTI_QUEUES), "--mode", MODE_ARG[mode]]
+    stop = "ctrl-c" if mode is XDP_MODE_SKB else "sigterm"
+    with program_running("l2fwd_multicore", *args) as program:
+        ready = sorted(read_line(program) for _ in range(MULTI_QUEUES))
+        assert ready == [f"queue {queue}: forwarding" for queue in range(MULTI_QUEUES)]
+        sent = frames_per_queue(pair)
+        for queue, frames in sent.items():
+            peer_endpoint.send(queue, frames)
+        everything = [frame for frames in sent.values() for frame in frames]
+        returned = peer_endpoint.receive(len(everything))
+        first_rates = [read_line(program) for _ in range(MULTI_QUEUES + 1)]
+        output, stderr = finish(program, stop)
+    assert stderr == ""
+    assert sorted(returned) == sorted(map(swap_macs, everything))
+    assert [line.split()[:2] for line in first_rates] == [
+        ["rate", label] for label in ("q0", "q1", "q2", "q3", "all")
+    ]
+    both = "rx tx"
+    assert totals(output) == {
+        **{f"q{queue}": counters(frames, frames, both) for queue, frames in sent.items()},
+        "all": counters(everything, everything, both),
+    }
