@@ -21,10 +21,12 @@ could not deliver to the socket: ``rx_dropped`` (no free frame in the fill ring)
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import FrameType
 from typing import Protocol, TextIO
 
@@ -48,6 +50,7 @@ __all__ = [
     "RateReporter",
     "Reporter",
     "add_run_arguments",
+    "errors_as_messages",
     "positive_int",
     "queue_labels",
     "run_until_stopped",
@@ -75,6 +78,18 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="XDP attach mode: drv = native (default), skb = generic (any driver)")
     parser.add_argument("--duration", type=float, metavar="S",
                         help="stop after S seconds (default: run until Ctrl-C or SIGTERM)")
+
+
+@contextlib.contextmanager
+def errors_as_messages() -> Iterator[None]:
+    """Bad input or a kernel refusal ends the program with the library's message, not a traceback.
+
+    The library's messages name the interface, the queue and the likely fix; exit status 1.
+    """
+    try:
+        yield
+    except (OSError, ValueError) as error:
+        sys.exit(f"{os.path.basename(sys.argv[0])}: {error}")
 
 
 def positive_int(text: str) -> int:

@@ -22,6 +22,7 @@ from _classic_common import (
     RX,
     RateReporter,
     add_run_arguments,
+    errors_as_messages,
     positive_int,
     queue_labels,
     run_until_stopped,
@@ -32,7 +33,7 @@ from xdppacket import CaptureInfo, OptQueueCount, XDPMultiQueue
 
 try:
     import dpkt
-except ImportError:  # pragma: no cover - depends on the installation
+except ImportError:
     sys.exit("dump.py decodes frames with dpkt: pip install 'xdppacket[cli]' (or pip install dpkt)")
 
 # tcpdump's letters for the TCP flags, in its order; ACK is "." after them.
@@ -107,7 +108,8 @@ def main() -> None:
     parser.add_argument("--queues", type=positive_int, default=1, metavar="N", help="capture queues 0..N-1 (default 1)")
     add_run_arguments(parser)
     args = parser.parse_args()
-    dump(args.interface, args.count, args.queues, args.mode, args.duration)
+    with errors_as_messages():
+        dump(args.interface, args.count, args.queues, args.mode, args.duration)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from _classic_common import (
     RX_TX,
     RateReporter,
     add_run_arguments,
+    errors_as_messages,
     positive_int,
     queue_labels,
     run_until_stopped,
@@ -68,7 +69,8 @@ def main() -> None:
     parser.add_argument("--batch", type=positive_int, default=64, metavar="B", help="frames per read (default 64)")
     add_run_arguments(parser)
     args = parser.parse_args()
-    l2fwd(args.interface, args.queues, args.batch, args.mode, args.duration)
+    with errors_as_messages():
+        l2fwd(args.interface, args.queues, args.batch, args.mode, args.duration)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from _classic_common import (
     RX_TX,
     RateReporter,
     add_run_arguments,
+    errors_as_messages,
     positive_int,
     queue_labels,
     run_until_stopped,
@@ -64,7 +65,7 @@ class StatsSender:
 def forward_queue(ifname: str, queue_id: int, batch: int, mode: str, duration: float | None,
                   results: multiprocessing.Queue[StatsMessage]) -> None:
     """Runs in its own process: l2fwd_1link's loop on one queue."""
-    with XDPPacket(ifname, OptQueueID(queue_id), *socket_options(mode)) as xsk:
+    with errors_as_messages(), XDPPacket(ifname, OptQueueID(queue_id), *socket_options(mode)) as xsk:
 
         def forward_one_batch() -> bool:
             frames, _ = xsk.read_multi_packets(batch)

@@ -21,6 +21,7 @@ from _classic_common import (
     RX,
     RateReporter,
     add_run_arguments,
+    errors_as_messages,
     positive_int,
     queue_labels,
     run_until_stopped,
@@ -54,7 +55,8 @@ def main() -> None:
                         help="read views into the UMEM instead of copies of the frames")
     add_run_arguments(parser)
     args = parser.parse_args()
-    rxdrop(args.interface, args.queues, args.batch, args.zero_copy, args.mode, args.duration)
+    with errors_as_messages():
+        rxdrop(args.interface, args.queues, args.batch, args.zero_copy, args.mode, args.duration)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from _classic_common import (
     TX,
     RateReporter,
     add_run_arguments,
+    errors_as_messages,
     positive_int,
     run_until_stopped,
     socket_options,
@@ -95,7 +96,8 @@ def main() -> None:
     parser.add_argument("--batch", type=positive_int, default=64, metavar="B", help="frames per write (default 64)")
     add_run_arguments(parser)
     args = parser.parse_args()
-    txonly(args.interface, args.size, args.count, args.queue, args.dst, args.batch, args.mode, args.duration)
+    with errors_as_messages():
+        txonly(args.interface, args.size, args.count, args.queue, args.dst, args.batch, args.mode, args.duration)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from tests.xdp_helpers import (
     BOTH_MODES,
     MULTI_QUEUES,
     QueueSenders,
+    attached_prog_id,
     frames_for_queue,
     peer_tx_queue_reaching,
     read_multiqueue,
@@ -473,3 +474,28 @@ def test_l2fwd_multicore_sends_each_queues_frames_back_from_its_own_process(
         **{f"q{queue}": counters(frames, frames, both) for queue, frames in sent.items()},
         "all": counters(everything, everything, both),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input
+
+
+@pytest.mark.parametrize("name", PROGRAMS)
+def test_a_missing_interface_is_one_clear_line_and_leaves_nothing_attached(
+    veth_pair: VethPair, name: str
+) -> None:
+    """For l2fwd_2link the first interface exists: its program must be gone when it exits."""
+    args = ["-i", veth_pair.capture, "-j", "nosuch0"] if name == "l2fwd_2link" else ["-i", "nosuch0"]
+    with program_running(name, *args, "--mode", "skb") as program:
+        try:
+            stdout, stderr = program.communicate(timeout=EXAMPLE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{name} did not exit on a missing interface") from None
+    assert program.returncode == 1
+    assert stderr == (
+        f"{name}.py: [Errno 19] no network interface named 'nosuch0' in this network namespace; "
+        "list them with `ip link`\n"
+    )
+    if name == "l2fwd_multicore":  # the parent still says what its workers did: nothing
+        assert stdout == "total all rx_packets=0 rx_bytes=0 tx_packets=0 tx_bytes=0 rx_dropped=0 rx_ring_full=0\n"
+    assert attached_prog_id(socket.if_nametoindex(veth_pair.capture)) == 0
