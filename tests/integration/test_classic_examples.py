@@ -53,7 +53,7 @@ from xdppacket import (
 
 MODE_ARG = {XDP_MODE_SKB: "skb", XDP_MODE_DRV: "drv"}
 # Long enough for one rate line, short enough to keep the suite fast.
-DURATION = "1.3"
+DURATION = "1.5"
 EXAMPLE_TIMEOUT_S = 20
 PROGRAMS = ["rxdrop", "txonly", "dump", "l2fwd_1link", "l2fwd_2link", "l2fwd_multicore"]
 
