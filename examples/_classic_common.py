@@ -14,7 +14,7 @@ and once at the end (Ctrl-C, SIGTERM, ``--duration`` or the program's own end)::
     total all ...
 
 Rates come from the deltas of ``get_stats()``; drops are the kernel's counters of frames it
-could not deliver to the socket: ``rx_dropped`` (no free frame in the fill ring) plus
+could not deliver to the socket: ``rx_dropped`` (no free UMEM frame to put it in, or too big for one) plus
 ``rx_ring_full`` (the rx ring was full).
 """
 
@@ -42,8 +42,8 @@ from xdppacket import (
 )
 
 __all__ = [
-    "REPORT_INTERVAL_S",
     "IDLE_POLL_US",
+    "REPORT_INTERVAL_S",
     "RX",
     "RX_TX",
     "TX",
