@@ -33,6 +33,7 @@ import xdppacket
 from xdppacket import (
     IO_MODE_NONBLOCK,
     XDP_MODE_DRV,
+    OptBatchTimestamps,
     OptFrameSize,
     OptIoMode,
     OptNumFrames,
@@ -203,10 +204,11 @@ def readers(pair: VethPair, batches: list[int]) -> dict[str, Reader]:
         opened.append(close)
         return drain
 
-    def xdp(make: Callable[[XDPPacket], Drain]) -> Callable[[], Drain]:
+    def xdp(make: Callable[[XDPPacket], Drain], *extra: object) -> Callable[[], Drain]:
         def open_and_make() -> Drain:
             sock = XDPPacket(pair.capture, OptXDPMode(XDP_MODE_DRV), OptIoMode(IO_MODE_NONBLOCK),
-                             OptPollTimeout(0), OptNumFrames(RING), OptRingSize(RING), OptFrameSize(2048))
+                             OptPollTimeout(0), OptNumFrames(RING), OptRingSize(RING), OptFrameSize(2048),
+                             *extra)
             opened.append(sock.close)
             return make(sock)
         return open_and_make
@@ -218,6 +220,13 @@ def readers(pair: VethPair, batches: list[int]) -> dict[str, Reader]:
         for zero_copy in (False, True):
             name = f"{'zero_copy_' if zero_copy else ''}read_multi_packets({batch})"
             table[name] = (xdp(partial(xdp_batch_drain, zero_copy=zero_copy, batch=batch)), close_all)
+    # The same readers without a CaptureInfo per frame: frames of a read share its time.
+    shared = OptBatchTimestamps()
+    table["read_packet_data, OptBatchTimestamps"] = (
+        xdp(partial(xdp_single_drain, zero_copy=False), shared), close_all)
+    for batch in batches:
+        table[f"zero_copy_read_multi_packets({batch}), OptBatchTimestamps"] = (
+            xdp(partial(xdp_batch_drain, zero_copy=True, batch=batch), shared), close_all)
     return table
 
 
@@ -242,10 +251,10 @@ def round_ratios(rows: dict[str, DrainResult], name: str) -> list[float]:
 
 
 def format_table(rows: dict[str, DrainResult]) -> str:
-    lines = [f"{'reader':40s} {'drain pps (median)':>19s} {'vs AF_PACKET':>13s}   rounds (Mpps)"]
+    lines = [f"{'reader':52s} {'drain pps (median)':>19s} {'vs AF_PACKET':>13s}   rounds (Mpps)"]
     for name, row in rows.items():
         rounds_text = " ".join(f"{rate / 1e6:.2f}" for rate in row.rounds_pps)
-        lines.append(f"{name:40s} {row.median_pps:>19,.0f} {row.ratio_to_afpacket:>12.2f}x   {rounds_text}")
+        lines.append(f"{name:52s} {row.median_pps:>19,.0f} {row.ratio_to_afpacket:>12.2f}x   {rounds_text}")
     return "\n".join(lines)
 
 

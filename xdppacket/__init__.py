@@ -29,6 +29,7 @@ from .options import (
     XDP_MODE_SKB,
     BindMode,
     IOMode,
+    OptBatchTimestamps,
     OptBindMode,
     OptBusyPoll,
     OptFrameSize,
@@ -51,6 +52,7 @@ from .stats import CaptureInfo, XDPStats
 __version__ = "0.1.0"
 
 __all__ = [
+    "OptBatchTimestamps",
     "BPFVerifierError",
     "CaptureInfo",
     "IOMode",

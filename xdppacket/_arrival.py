@@ -15,12 +15,13 @@ the time it read the ring.
 
 from __future__ import annotations
 
+import enum
 import mmap
 import time
 from itertools import repeat
 from operator import add
 
-__all__ = ["TRAILER_SIZE", "XDPPACKET_META_MAGIC", "ArrivalReader", "realtime_offset"]
+__all__ = ["TRAILER_SIZE", "XDPPACKET_META_MAGIC", "ArrivalReader", "TrailerSource", "realtime_offset"]
 
 #: ``struct xdppacket_meta``: u64 rx_time_ns, u32 meta_len, u32 magic ("XDPP").
 TRAILER_SIZE = 16
@@ -30,6 +31,14 @@ _OFFSET_REFRESH_NS = 1_000_000_000
 _offset_cache = (0, -_OFFSET_REFRESH_NS)  # (offset, CLOCK_MONOTONIC when measured)
 # Copy mode puts metadata in the kernel's headroom before the frame (XDP_PACKET_HEADROOM).
 _MAX_METADATA = 256
+
+
+class TrailerSource(enum.Enum):
+    """Who writes the trailers a socket reads, if it reads them."""
+
+    SHIPPED = "the shipped program"  # a trailer in front of every frame it redirects
+    CUSTOM = "a custom program"  # maybe: check the magic word; metadata of its own may precede it
+    NOT_READ = "not read"  # OptBatchTimestamps: frames of one read share the time of that read
 
 
 class ArrivalReader:

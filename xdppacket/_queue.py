@@ -32,6 +32,7 @@ from itertools import repeat
 from typing import Union
 
 from . import _netlink
+from ._arrival import TrailerSource
 from ._frame_fit import check_frames_fit
 from ._frames import FrameAccountingError
 from ._interface import interface_index, rx_queue_count
@@ -98,7 +99,7 @@ class XskQueue:
             program = XskProgram.acquire(ifname, ifindex, options.xdp_mode, queues, options.program_path,
                                          options.queue_id, options.program_name, options.filter)
             xsk = XskSocket(ifname, ifindex, options.queue_id, options.num_frames, options.frame_size,
-                            options.ring_size, bind_flags_for(options), custom_program=options.program_path is not None,
+                            options.ring_size, bind_flags_for(options), trailers=_trailer_source(options),
                             headroom=options.headroom, huge_pages=options.huge_pages, busy_poll=options.busy_poll)
             program.register(options.queue_id, xsk.fileno())
         except BaseException:
@@ -338,16 +339,19 @@ class XskQueue:
         self._rx_bytes += sum(lengths)
         return packets, self._capture_infos(lengths, times, metadata)
 
-    def _capture_infos(self, lengths: list[int], times: list[int | None],
+    def _capture_infos(self, lengths: list[int], times: list[int | None] | None,
                        metadata: list[bytes] | None) -> list[CaptureInfo]:
         """One CaptureInfo per frame, stamped with its arrival time.
 
         A frame without one gets the time of this read. Without arrival times at all,
-        frames of equal length share one CaptureInfo (it is immutable).
+        frames of equal length share one CaptureInfo (it is immutable): a per-frame
+        object is most of a batched read's Python work, hence ``OptBatchTimestamps``.
         """
         ifindex = self.ifindex
         queue_id = self.queue_id
-        if metadata is None and None not in times:
+        if times is None:
+            times = [None] * len(lengths)
+        elif metadata is None and None not in times:
             # The common case, per frame: built by C-level map/zip, a third cheaper than a
             # comprehension (one CaptureInfo per frame is most of a read's Python work).
             return list(map(_new_tuple, repeat(CaptureInfo),
@@ -533,6 +537,13 @@ def audit_frames_at_close(failures: list[str] | None) -> None:
     """Check every socket's frame accounting when it closes (tests); None turns it off."""
     global _close_audit
     _close_audit = failures
+
+
+def _trailer_source(options: XDPOptions) -> TrailerSource:
+    """Whose metadata trailers a socket with ``options`` reads (see ``_arrival``)."""
+    if options.batch_timestamps:
+        return TrailerSource.NOT_READ
+    return TrailerSource.SHIPPED if options.program_path is None else TrailerSource.CUSTOM
 
 
 def _remaining_us(deadline: int | None) -> int | None:

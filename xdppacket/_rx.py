@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from ._arrival import ArrivalReader
+from ._arrival import ArrivalReader, TrailerSource
 from ._frames import FrameAccountingError, FrameCensus, FreeFrames, Move, MoveKind
 from ._leases import ZeroCopyLeases
 from ._rings import FillRing, RxRing
@@ -20,9 +20,9 @@ from ._umem import Umem
 __all__ = ["Received", "RxPath"]
 
 #: What a read takes off the ring: packets (copies or views), their lengths, their arrival
-#: times (CLOCK_REALTIME ns, None where the frame had none) and custom metadata (None:
-#: the program is the shipped one, which writes none).
-Received = tuple[list[Any], list[int], list[Optional[int]], Optional[list[bytes]]]
+#: times (CLOCK_REALTIME ns, None where the frame had none; no list when trailers are not
+#: read) and custom metadata (None: the program is the shipped one, which writes none).
+Received = tuple[list[Any], list[int], Optional[list[Optional[int]]], Optional[list[bytes]]]
 
 _U32 = 0xFFFFFFFF
 # Moves are built with tuple.__new__ on the hot paths: a NamedTuple's own constructor costs
@@ -41,9 +41,10 @@ class RxPath:
     serialises calls.
     """
 
-    def __init__(self, umem: Umem, fill: FillRing, rx: RxRing, custom_program: bool):
+    def __init__(self, umem: Umem, fill: FillRing, rx: RxRing, trailers: TrailerSource):
         self._area = umem.map
-        self._arrivals = ArrivalReader(umem.map, custom_metadata=custom_program)
+        self._arrivals = (None if trailers is TrailerSource.NOT_READ
+                          else ArrivalReader(umem.map, custom_metadata=trailers is TrailerSource.CUSTOM))
         self._fill = fill
         self._rx = rx
         self._all_frames = umem.rx_frames
@@ -76,8 +77,7 @@ class RxPath:
         addresses, lengths = rx.peek(count)
         area = self._area
         packets = [area[a : a + n] for a, n in zip(addresses, lengths)]
-        times = self._arrivals.arrival_times(addresses)
-        metadata = self._arrivals.metadata(addresses, times)
+        times, metadata = self._read_trailers(addresses)
         free.move = _new_move(Move, (_INTO_FREE, addresses, rx, rx.index_after(count)))
         rx.release(count)
         free.frames += addresses
@@ -92,13 +92,20 @@ class RxPath:
             self._settle()
         rx = self._rx
         addresses, lengths = rx.peek(count)
-        times = self._arrivals.arrival_times(addresses)
-        metadata = self._arrivals.metadata(addresses, times)
+        times, metadata = self._read_trailers(addresses)
         free.move = _new_move(Move, (_INTO_LEASE, addresses, rx, rx.index_after(count)))
         rx.release(count)
         lease = self._leases.record(addresses)
         free.move = None
         return self._leases.views(lease, addresses, lengths), lengths, times, metadata
+
+    def _read_trailers(self, addresses: list[int]) -> tuple[list[int | None] | None, list[bytes] | None]:
+        """Arrival times and custom metadata of frames still ours (before they go back)."""
+        arrivals = self._arrivals
+        if arrivals is None:
+            return None, None
+        times = arrivals.arrival_times(addresses)
+        return times, arrivals.metadata(addresses, times)
 
     def end_loans(self) -> None:
         """Take back every lent frame no view shows any more, and give it to the kernel."""
@@ -200,4 +207,5 @@ class RxPath:
     def close(self) -> None:
         """End the loans that can end (views raise ``ValueError`` from now on); drop our views."""
         self._leases.close()
-        self._arrivals.close()
+        if self._arrivals is not None:
+            self._arrivals.close()

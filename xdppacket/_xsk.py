@@ -13,6 +13,7 @@ import threading
 import time
 
 from . import _uapi as uapi
+from ._arrival import TrailerSource
 from ._device import driver_info
 from ._interface import network_namespace_id
 from ._libc import bind_raw
@@ -131,7 +132,7 @@ class XskSocket:
     """
 
     def __init__(self, ifname: str, ifindex: int, queue_id: int, num_frames: int, frame_size: int,
-                 ring_size: int, bind_flags: int, *, custom_program: bool = False, headroom: int = 0,
+                 ring_size: int, bind_flags: int, *, trailers: TrailerSource = TrailerSource.SHIPPED, headroom: int = 0,
                  huge_pages: bool = False, busy_poll: OptBusyPoll | None = None):
         require_supported_machine()
         self.ifname = ifname
@@ -181,7 +182,7 @@ class XskSocket:
             tx = TxRing(map_ring(fd, uapi.XDP_PGOFF_TX_RING, offsets.tx, ring_size, True))
             self._rings.append(tx)
             self._raise_tx_budget(ring_size)
-            self.rx = RxPath(self.umem, fill, rx, custom_program)  # fills the fill ring before the bind
+            self.rx = RxPath(self.umem, fill, rx, trailers)  # fills the fill ring before the bind
             self.tx = TxPath(self.umem, tx, completion)
             step = _BIND_STEP
             self._bind(uapi.pack_sockaddr_xdp(bind_flags, ifindex, queue_id))

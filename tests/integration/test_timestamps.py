@@ -12,6 +12,7 @@ from tests.netns import AfPacketSender, VethPair, make_test_frame
 from tests.xdp_helpers import BOTH_MODES, frames_from_peer, read_frames, send_frames, settle
 from xdppacket import (
     IO_MODE_NONBLOCK,
+    OptBatchTimestamps,
     OptIoMode,
     OptNumFrames,
     OptRingSize,
@@ -105,3 +106,17 @@ def test_a_program_that_writes_no_metadata_gets_ring_times(veth_pair: VethPair) 
     assert got == frames
     assert len({info.timestamp_ns for info in infos}) == 1  # one batch, one ring time
     assert infos[0].timestamp_ns >= read_started
+
+
+@BOTH_MODES
+@pytest.mark.parametrize("method", ["read_multi_packets", "zero_copy_read_multi_packets"])
+def test_batch_timestamps_share_the_time_of_the_read(veth_pair: VethPair, mode: XDPMode, method: str) -> None:
+    frames = [make_test_frame(60, i, veth_pair.capture_mac, veth_pair.peer_mac) for i in range(10)]
+    with XDPPacket(veth_pair.capture, OptXDPMode(mode), OptBatchTimestamps(), *NONBLOCK) as sock:
+        send_spaced(veth_pair, frames)
+        time.sleep(0.03)
+        read_started = time.time_ns()
+        packets, infos = getattr(sock, method)(64)
+        assert [bytes(p) for p in packets] == frames
+    assert all(info is infos[0] for info in infos)  # one shared CaptureInfo: equal lengths
+    assert read_started <= infos[0].timestamp_ns <= time.time_ns()

@@ -292,3 +292,13 @@ def test_headroom_must_leave_room_in_the_frame() -> None:
     assert resolve_options([OptFrameSize(2048), OptHeadroom(1791)], owner="XDPPacket").headroom == 1791
     with pytest.raises(ValueError, match=r"^OptHeadroom\(1792\) leaves no room for a frame in OptFrameSize\(2048\)"):
         resolve_options([OptFrameSize(2048), OptHeadroom(1792)], owner="XDPPacket")
+
+
+def test_batch_timestamps_is_off_unless_asked_for() -> None:
+    from xdppacket import OptBatchTimestamps
+
+    assert resolve_options([], owner="XDPPacket").batch_timestamps is False
+    assert resolve_options([OptBatchTimestamps()], owner="XDPPacket").batch_timestamps is True
+    assert resolve_options([OptBatchTimestamps(False)], owner="XDPMultiQueue").batch_timestamps is False
+    with pytest.raises(TypeError, match="^OptBatchTimestamps takes a bool, got int 1"):
+        OptBatchTimestamps(1)  # type: ignore[arg-type]
