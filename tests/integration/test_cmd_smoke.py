@@ -84,7 +84,9 @@ def test_drain_reports_every_reader() -> None:
     assert result.returncode == 0, result.stderr
     drains = json.loads(result.stdout)["drains"]
     assert set(drains) == {"AF_PACKET recv_into", "read_packet_data", "zero_copy_read_packet_data",
-                           "read_multi_packets(64)", "zero_copy_read_multi_packets(64)"}
+                           "read_multi_packets(64)", "zero_copy_read_multi_packets(64)",
+                           "read_packet_data, OptBatchTimestamps",
+                           "zero_copy_read_multi_packets(64), OptBatchTimestamps"}
     for name, row in drains.items():
         assert len(row["rounds_pps"]) == 1, name
         assert row["median_pps"] > 0, name
