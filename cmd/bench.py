@@ -84,9 +84,12 @@ def targets(batch: int) -> tuple[Target, ...]:
     return (
         Target("zero_copy_read_multi_packets drains >= 4x the pps of AF_PACKET", 4.0,
                (Evidence("live load", "rx-zc-batch"),
-                Evidence("drain", f"zero_copy_read_multi_packets({batch})", drain=True))),
+                Evidence("drain", f"zero_copy_read_multi_packets({batch})", drain=True),
+                Evidence("drain, batch ts", f"zero_copy_read_multi_packets({batch}), OptBatchTimestamps",
+                         drain=True))),
         Target("read_packet_data drains >= 2x the pps of AF_PACKET", 2.0,
-               (Evidence("live load", "rx-single"), Evidence("drain", "read_packet_data", drain=True))),
+               (Evidence("live load", "rx-single"), Evidence("drain", "read_packet_data", drain=True),
+                Evidence("drain, batch ts", "read_packet_data, OptBatchTimestamps", drain=True))),
         Target("write_multi_packets sends >= 2x the pps of AF_PACKET", 2.0,
                (Evidence("same core", "tx-batch"), Evidence("RPS", "tx-batch (RPS)"))),
     )

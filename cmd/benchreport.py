@@ -46,6 +46,9 @@ MEASURES = {
     "drain": "a reader emptying a ready backlog on one CPU, nothing arriving meanwhile: the "
              "reader's own cost per frame (Python and system calls), not capture while the "
              "kernel delivers, nor the kernel's receive work",
+    "drain, batch ts": "the same drain with OptBatchTimestamps (frames of a read share its time "
+                       "and one CaptureInfo): what the per-frame arrival time costs; not the "
+                       "default, so not the verdict",
     "same core": "frames reaching the veth peer while its receive work runs on the sender's CPU "
                  "(veth's default): sender and receiver share one CPU, as they would not with a NIC",
     "RPS": "the same with the peer's receive work steered to the other CPU: each AF_PACKET send "
