@@ -57,12 +57,15 @@ def test_each_target_is_judged_on_each_of_its_measures() -> None:
         drain.BASELINE: [700_000.0],
         "read_packet_data": [1_300_000.0],                   # 1.86x: FAIL
         "zero_copy_read_multi_packets(64)": [2_900_000.0],  # 4.14x: PASS
+        "read_packet_data, OptBatchTimestamps": [1_500_000.0],  # 2.14x: PASS
     })
     assert verdicts(measurements, drains) == {
         ("zero_copy_re", "live load"): "UNDECIDED",
         ("zero_copy_re", "drain"): "PASS",
+        ("zero_copy_re", "drain, batch ts"): "MISSING",
         ("read_packet_", "live load"): "PASS",
         ("read_packet_", "drain"): "FAIL",
+        ("read_packet_", "drain, batch ts"): "PASS",
         ("write_multi_", "same core"): "FAIL",
         ("write_multi_", "RPS"): "MISSING",
     }
