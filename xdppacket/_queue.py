@@ -349,18 +349,20 @@ class XskQueue:
         """
         ifindex = self.ifindex
         queue_id = self.queue_id
-        if times is None:
-            times = [None] * len(lengths)
-        elif metadata is None and None not in times:
+        if times is not None and metadata is None and None not in times:
             # The common case, per frame: built by C-level map/zip, a third cheaper than a
             # comprehension (one CaptureInfo per frame is most of a read's Python work).
             return list(map(_new_tuple, repeat(CaptureInfo),
                             zip(times, lengths, lengths, repeat(ifindex), repeat(queue_id), repeat(b""))))
         now = time.time_ns()
-        if metadata is None and times.count(None) == len(times):
+        if times is None:  # OptBatchTimestamps: the read's time, one CaptureInfo per length
             first = lengths[0]
             if lengths.count(first) == len(lengths):
                 return [_new_tuple(CaptureInfo, (now, first, first, ifindex, queue_id, b""))] * len(lengths)
+            shared: dict[int, CaptureInfo] = {}
+            return [shared[n] if n in shared else
+                    shared.setdefault(n, _new_tuple(CaptureInfo, (now, n, n, ifindex, queue_id, b"")))
+                    for n in lengths]
         metas = metadata if metadata is not None else [b""] * len(lengths)
         return [_new_tuple(CaptureInfo, (now if t is None else t, n, n, ifindex, queue_id, m))
                 for t, n, m in zip(times, lengths, metas)]
