@@ -13,7 +13,7 @@ import time
 import dpkt
 import pytest
 
-from xdppacket import CaptureInfo, _netdev
+from xdppacket import CaptureInfo, XDPMode, _netdev
 from xdppacket.cli import main
 from xdppacket.cli import summary as summary_module
 from xdppacket.cli.diagnose import (
@@ -178,3 +178,40 @@ def test_the_generated_frame() -> None:
     assert frame[14:] == (bytes(range(256)) * 2)[:286]
     with pytest.raises(ValueError, match="--size 13: a frame needs at least 14 bytes"):
         build_frame(13, b"\xff" * 6, MAC_A)
+
+
+class _OneFrameAtATime:
+    """Stands in for XDPMultiQueue: a short batch (one frame) per read, 5 reads in all."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def zero_copy_read_multi_packets(self, wanted: int) -> tuple[list[bytes], list[CaptureInfo]]:
+        self.reads += 1
+        return [bytes(60)], [info_for(bytes(60))]
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.frames = 0
+
+    def write_batch(self, views: list[bytes], infos: list[CaptureInfo]) -> None:
+        self.frames += len(views)
+
+
+@pytest.mark.parametrize(("write_to", "gathers"), [("out.pcap", True), (None, False)])
+def test_a_file_capture_lets_frames_gather_after_a_short_batch(
+    monkeypatch: pytest.MonkeyPatch, write_to: str | None, gathers: bool
+) -> None:
+    """Written to a file, a slow stream is read in batches (like tcpdump's buffer timeout);
+    printed, each frame shows at once."""
+    from xdppacket.cli import capture
+
+    naps: list[float] = []
+    monkeypatch.setattr(time, "sleep", naps.append)
+    request = capture.CaptureRequest("xa", 1, XDPMode.SKB, write_to, False, 5, None, 65535, "")
+    sink = _Sink()
+    assert capture._capture_loop(_OneFrameAtATime(), sink, request, None) == 5  # type: ignore[arg-type]
+    assert sink.frames == 5
+    # The last read asked for the one frame still wanted: not short, no nap.
+    assert naps == ([capture._GATHER_S] * 4 if gathers else [])

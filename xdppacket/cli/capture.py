@@ -38,6 +38,9 @@ __all__ = ["CaptureRequest", "CaptureResult", "run_capture"]
 
 #: How long one read may wait: the longest delay before a signal or --duration is noticed.
 _POLL_TIMEOUT_US = 100_000
+# How long a file capture lets frames gather after a short batch: below ~500,000 pps (the
+# 1024-frame ring's worth in this time) reads then come in batches; above, they are full anyway.
+_GATHER_S = 0.002
 _BATCH = 64
 _STATUS_INTERVAL_S = 1.0
 
@@ -182,6 +185,10 @@ def _capture_loop(mq: XDPMultiQueue, sink: _Sink, request: CaptureRequest,
             if views:
                 sink.write_batch(views, infos)
                 captured += len(views)
+                if len(views) < wanted and request.write_to is not None:
+                    # A short batch: let frames gather (tcpdump's buffer timeout does the same),
+                    # or every frame of a slow stream costs a whole read and write.
+                    time.sleep(_GATHER_S)
             if status is not None:
                 status.update(captured, lambda: mq.get_stats()[0])
     return captured
