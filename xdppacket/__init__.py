@@ -35,6 +35,7 @@ from .options import (
     OptHeadroom,
     OptHugePages,
     OptIoMode,
+    OptMultiBuffer,
     OptNumFrames,
     OptPollTimeout,
     OptQueueCount,
@@ -90,6 +91,7 @@ __all__ = [
     "OptBusyPoll",
     "OptHeadroom",
     "OptHugePages",
+    "OptMultiBuffer",
 ]
 
 

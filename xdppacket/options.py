@@ -291,6 +291,21 @@ class OptHeadroom:
             raise ValueError(f"OptHeadroom({number}): must be from 0 to {limit - 1} bytes")
 
 
+@dataclass(frozen=True)
+class OptMultiBuffer:
+    """Frames longer than one UMEM frame (jumbo frames): received as one packet, sent as several descriptors.
+
+    Binds with ``XDP_USE_SG`` and runs the frags-aware variant of the shipped program
+    (an ``OptXDPProgram`` must itself be frags-aware: ``SEC("xdp.frags")``). Counters
+    count packets; a zero-copy read returns a frame spread over several UMEM frames as
+    ``bytes`` (README: jumbo frames).
+    """
+
+    @property
+    def value(self) -> bool:
+        return True
+
+
 Option = Union[
     OptNumFrames,
     OptFrameSize,
@@ -306,6 +321,7 @@ Option = Union[
     OptBusyPoll,
     OptHugePages,
     OptHeadroom,
+    OptMultiBuffer,
 ]
 
 _FIELD_BY_OPTION: dict[type, str] = {
@@ -323,6 +339,7 @@ _FIELD_BY_OPTION: dict[type, str] = {
     OptBusyPoll: "busy_poll",
     OptHugePages: "huge_pages",
     OptHeadroom: "headroom",
+    OptMultiBuffer: "multi_buffer",
 }
 
 
@@ -350,6 +367,8 @@ class XDPOptions:
     huge_pages: bool = False
     #: Bytes kept free before each received frame, beyond the kernel's own 256.
     headroom: int = 0
+    #: OptMultiBuffer: frames may span several UMEM frames.
+    multi_buffer: bool = False
 
     @property
     def blocking(self) -> bool:
