@@ -329,9 +329,12 @@ class XskQueue:
         """A read-ahead frame in the flavour the read promises; views are recorded for release."""
         if copy:
             return packet if isinstance(packet, bytes) else bytes(packet)
-        if type(packet) is JoinedFrame:  # OptMultiBuffer: a frame no single view can show
+        if isinstance(packet, memoryview):
+            view = packet
+        elif type(packet) is JoinedFrame:  # OptMultiBuffer: a frame no single view can show
             return packet
-        view = packet if isinstance(packet, memoryview) else memoryview(packet)
+        else:
+            view = memoryview(packet)
         self.handed_views.append(view)
         return view
 

@@ -239,12 +239,16 @@ class RxRing(_ConsumerRing):
     def peek_with_options(self, count: int) -> tuple[list[int], list[int], list[int]]:
         """``peek`` plus each descriptor's ``options`` word (``XDP_PKT_CONTD``: the packet goes on)."""
         addresses, lengths = self.peek(count)
+        return addresses, lengths, self.peek_options(count)
+
+    def peek_options(self, count: int) -> list[int]:
+        """The ``options`` words alone of the next ``count`` descriptors."""
         start, first, rest = self._spans(count)
         u32 = self._memory.entries_u32
         options = u32[4 * start + 3 : 4 * (start + first) : 4].tolist()
         if rest:
             options += u32[3 : 4 * rest : 4].tolist()
-        return addresses, lengths, options
+        return options
 
 
 class CompletionRing(_ConsumerRing):

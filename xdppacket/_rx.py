@@ -238,7 +238,7 @@ class MultiBufferRxPath(RxPath):
         if not available:
             return 0, 0
         packets = descriptors = 0
-        for index, options in enumerate(rx.peek_with_options(available)[2], 1):
+        for index, options in enumerate(rx.peek_options(available), 1):
             if not options & XDP_PKT_CONTD:
                 packets += 1
                 descriptors = index

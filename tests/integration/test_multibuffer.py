@@ -21,7 +21,9 @@ from xdppacket import (
     OptFrameSize,
     OptIoMode,
     OptMultiBuffer,
+    OptNumFrames,
     OptPollTimeout,
+    OptRingSize,
     OptXDPMode,
     XDPMode,
     XDPPacket,
@@ -112,6 +114,19 @@ def test_jumbo_frames_are_sent_whole(jumbo_pair: VethPair, mode: XDPMode) -> Non
         assert capture.recv_frames(len(frames), timeout=5) == frames
         stats = sock.get_stats()
         assert (stats.tx_packets, stats.tx_bytes, stats.tx_invalid_descs) == (len(SIZES), sum(SIZES), 0)
+        sock.check_frames()
+
+
+@BOTH_MODES
+def test_many_jumbo_frames_go_out_whole_through_a_short_tx_ring(jumbo_pair: VethPair, mode: XDPMode) -> None:
+    """64 tx ring slots and frames, three descriptors a frame: each round queues whole frames only."""
+    frames = [make_test_frame(9014 - seq, seq, jumbo_pair.peer_mac, jumbo_pair.capture_mac) for seq in range(100)]
+    with AfPacketCapture(jumbo_pair.peer) as capture, \
+            open_jumbo_socket(jumbo_pair, mode, OptNumFrames(64), OptRingSize(64)) as sock:
+        assert sock.write_multi_packets(frames) == len(frames)
+        assert capture.recv_frames(len(frames), timeout=5) == frames
+        stats = sock.get_stats()
+        assert (stats.tx_packets, stats.tx_bytes, stats.tx_invalid_descs) == (100, sum(map(len, frames)), 0)
         sock.check_frames()
 
 
