@@ -76,11 +76,14 @@ def test_jumbo_frames_arrive_whole(jumbo_pair: VethPair, mode: XDPMode, variant:
 
 
 @BOTH_MODES
-@pytest.mark.parametrize("batch", [1, 7], ids=["single", "batch"])
+@pytest.mark.parametrize("batch", [1, 7, 0], ids=["single", "batch", "single-then-batch"])
 def test_zero_copy_reads_lend_single_frames_and_copy_joined_ones(
     jumbo_pair: VethPair, mode: XDPMode, batch: int
 ) -> None:
-    """A frame within one UMEM frame comes as a view; one spread over several as ``bytes``."""
+    """A frame within one UMEM frame comes as a view; one spread over several as ``bytes``.
+
+    ``single-then-batch``: a single read reads the rest ahead, the batch read hands those out.
+    """
     frames = jumbo_frames(jumbo_pair)
     one_frame_room = 4096 - 256
     kinds: list[str] = []
@@ -89,11 +92,11 @@ def test_zero_copy_reads_lend_single_frames_and_copy_joined_ones(
         send_frames(jumbo_pair.peer, frames)
         with watchdog(10):
             while len(received) < len(frames):
-                if batch == 1:
+                if batch == 1 or (batch == 0 and not received):
                     packet, _ = sock.zero_copy_read_packet_data()
                     packets = [packet]
                 else:
-                    packets, _ = sock.zero_copy_read_multi_packets(batch)
+                    packets, _ = sock.zero_copy_read_multi_packets(batch or len(frames))
                 kinds += ["view" if isinstance(packet, memoryview) else "bytes" if isinstance(packet, bytes)
                           else type(packet).__name__ for packet in packets]
                 received += [bytes(packet) for packet in packets]  # views die at the next read
