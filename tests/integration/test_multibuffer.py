@@ -18,14 +18,17 @@ from tests.netns import AfPacketCapture, VethPair, make_test_frame, run_command
 from tests.xdp_helpers import BOTH_MODES, READ_VARIANTS, read_frames, send_frames, watchdog
 from xdppacket import (
     IO_MODE_NONBLOCK,
+    XDP_MODE_SKB,
     OptFrameSize,
     OptIoMode,
     OptMultiBuffer,
     OptNumFrames,
     OptPollTimeout,
+    OptQueueCount,
     OptRingSize,
     OptXDPMode,
     XDPMode,
+    XDPMultiQueue,
     XDPPacket,
 )
 from xdppacket._queue import max_descriptors_per_packet
@@ -171,3 +174,24 @@ def test_rx_never_hands_out_part_of_a_packet(jumbo_pair: VethPair, mode: XDPMode
         assert received == frames
         assert sock.get_stats().rx_packets == len(frames)
         sock.check_frames()
+
+
+@pytest.mark.parametrize("copy", [True, False], ids=["copy", "zero-copy"])
+def test_a_multi_queue_socket_reads_and_writes_jumbo_frames_whole(jumbo_pair: VethPair, copy: bool) -> None:
+    frames = jumbo_frames(jumbo_pair)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mq = XDPMultiQueue(jumbo_pair.capture, OptQueueCount(1), OptXDPMode(XDP_MODE_SKB), OptMultiBuffer())
+    with mq, AfPacketCapture(jumbo_pair.peer) as capture:
+        send_frames(jumbo_pair.peer, frames)
+        received: list[bytes] = []
+        with watchdog(10):
+            while len(received) < len(frames):
+                packets, _ = mq.read_multi_packets(4) if copy else mq.zero_copy_read_multi_packets(4)
+                received += [bytes(packet) for packet in packets]
+        assert received == frames
+        back = jumbo_frames(jumbo_pair, to_peer=True)
+        assert mq.write_packet(back) == len(back)
+        assert capture.recv_frames(len(back), timeout=5) == back
+        stats = mq.get_stats()
+        assert (stats.rx_packets, stats.tx_packets, stats.rx_bytes) == (len(SIZES), len(SIZES), sum(SIZES))
