@@ -149,8 +149,8 @@ class MultiBufferTxPath(TxPath):
                 break
             needed += descriptors
             count += 1
-        if count < len(wanted):
-            if room < len(free) or len(free) >= needed + wanted[count]:
+        if count < len(wanted):  # short of ring room, else of free frames
+            if room < len(free):
                 self.tx_ring_full += 1
             elif not completed:
                 self.completions_empty += 1
