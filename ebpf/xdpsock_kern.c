@@ -35,8 +35,7 @@ struct {
 	__type(value, __u32);
 } xsks_map SEC(".maps");
 
-SEC("xdp")
-int xdp_sock_prog(struct xdp_md *ctx)
+static inline __attribute__((always_inline)) int redirect_to_socket(struct xdp_md *ctx)
 {
 	/* The arrival time goes into the frame's XDP metadata, which copy mode
 	 * copies into the UMEM just before the frame (see xdppacket_meta.h).
@@ -55,6 +54,21 @@ int xdp_sock_prog(struct xdp_md *ctx)
 	/* The low bits of the flags argument are the action taken when the
 	 * queue has no socket in the map: pass the frame on to the stack. */
 	return bpf_redirect_map(&xsks_map, ctx->rx_queue_index, XDP_PASS);
+}
+
+SEC("xdp")
+int xdp_sock_prog(struct xdp_md *ctx)
+{
+	return redirect_to_socket(ctx);
+}
+
+/* The same program, declared frags-aware (loaded with BPF_F_XDP_HAS_FRAGS) for sockets
+ * bound with XDP_USE_SG (OptMultiBuffer): the kernel then hands it frames spread over
+ * several buffers instead of dropping them. It only touches the first buffer's head. */
+SEC("xdp.frags")
+int xdp_sock_prog_frags(struct xdp_md *ctx)
+{
+	return redirect_to_socket(ctx);
 }
 
 char _license[] SEC("license") = "GPL";

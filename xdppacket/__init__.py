@@ -36,6 +36,7 @@ from .options import (
     OptHeadroom,
     OptHugePages,
     OptIoMode,
+    OptMultiBuffer,
     OptNumFrames,
     OptPollTimeout,
     OptQueueCount,
@@ -92,6 +93,7 @@ __all__ = [
     "OptBusyPoll",
     "OptHeadroom",
     "OptHugePages",
+    "OptMultiBuffer",
 ]
 
 

@@ -48,7 +48,9 @@ from ._elf import (
 )
 
 __all__ = [
+    "SHIPPED_FRAGS_PROGRAM",
     "SHIPPED_OBJECT_NAME",
+    "SHIPPED_PROGRAM",
     "XSKS_MAP_NAME",
     "BpfObject",
     "BpfProgram",
@@ -64,6 +66,9 @@ __all__ = [
 
 #: The XDP program built from ebpf/xdpsock_kern.c, shipped inside the package.
 SHIPPED_OBJECT_NAME = "xdpsock_kern.o"
+#: The shipped object's programs: the plain one, and the frags-aware one OptMultiBuffer runs.
+SHIPPED_PROGRAM = "xdp_sock_prog"
+SHIPPED_FRAGS_PROGRAM = "xdp_sock_prog_frags"
 #: The XSKMAP every program used with xdppacket must declare: rx queue -> AF_XDP socket.
 XSKS_MAP_NAME = "xsks_map"
 
@@ -728,7 +733,8 @@ def load_xsk_program(
 ) -> LoadedBpfObject:
     """Load an XDP program for AF_XDP sockets with its ``xsks_map`` sized to ``queue_count``.
 
-    ``path=None`` loads the program shipped with xdppacket; ``prologue`` (a capture
+    ``path=None`` loads the program shipped with xdppacket (its plain one unless
+    ``program_name`` says ``SHIPPED_FRAGS_PROGRAM``); ``prologue`` (a capture
     filter's instructions) runs in front of it. A user's object must
     declare an XSKMAP named ``xsks_map`` with u32 keys and values (see
     ebpf/xdpsock_kern.c). The caller owns the result and closes it.
@@ -739,6 +745,8 @@ def load_xsk_program(
         raise ValueError(f"queue_count must be at least 1, got {queue_count}")
     bpf_object = read_bpf_object(path)
     source = _read_object_name(path)
+    if path is None and program_name is None:
+        program_name = SHIPPED_PROGRAM
     try:
         xsks_map = bpf_object.map(XSKS_MAP_NAME)
     except KeyError:

@@ -43,8 +43,12 @@ def received_bytes_per_frame(frame_size: int, headroom: int) -> int:
 def check_frames_fit(ifname: str, mtu: int, options: XDPOptions, stacklevel: int) -> None:
     """Refuse a headroom that makes frames of ``ifname`` not fit; warn when its MTU alone does.
 
+    With ``OptMultiBuffer`` a long frame spans several UMEM frames: nothing to check.
+
     ``stacklevel`` is passed to ``warnings.warn`` counting from the caller of this function.
     """
+    if options.multi_buffer:
+        return
     longest = longest_delivered_frame(mtu)
     room = received_bytes_per_frame(options.frame_size, options.headroom)
     if longest <= room:

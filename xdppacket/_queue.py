@@ -33,11 +33,13 @@ from typing import Union
 
 from . import _netlink
 from ._arrival import TrailerSource
+from ._bpf_object import SHIPPED_FRAGS_PROGRAM
 from ._frame_fit import check_frames_fit
 from ._frames import FrameAccountingError
 from ._interface import interface_index, rx_queue_count
 from ._leases import release_views
 from ._program import XskProgram
+from ._rx import JoinedFrame
 from ._tx import Frame
 from ._wait import wait_readable, wait_writable
 from ._xsk import XskSocket, bind_flags_for
@@ -53,6 +55,9 @@ Packet = Union[bytes, memoryview]
 # Ethernet header and one VLAN tag: what a frame may carry beyond the MTU.
 _ETH_HLEN = 14
 _VLAN_HLEN = 4
+# The kernel's page-fragment limit per skb (MAX_SKB_FRAGS unless lowered).
+_MAX_SKB_FRAGS_PATH = "/proc/sys/net/core/max_skb_frags"
+_DEFAULT_MAX_SKB_FRAGS = 17
 # Frames a single read takes off the ring at once.
 _READ_AHEAD = 64
 # A blocking wait re-checks the socket this often: the kernel reports a deleted
@@ -90,14 +95,14 @@ class XskQueue:
         self.ifindex = ifindex
         self.queue_id = options.queue_id
         self.options = options
-        self.frame_limit = _largest_frame(ifname, ifindex, options.frame_size)
+        self.frame_limit = _largest_frame(ifname, ifindex, options.frame_size, options.multi_buffer)
         check_frames_fit(ifname, _netlink.get_link(ifindex).mtu, options, stacklevel=3)
         program: XskProgram | None = None
         xsk: XskSocket | None = None
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             program = XskProgram.acquire(ifname, ifindex, options.xdp_mode, queues, options.program_path,
-                                         options.queue_id, options.program_name, options.filter)
+                                         options.queue_id, _program_name(options), options.filter)
             xsk = XskSocket(ifname, ifindex, options.queue_id, options.num_frames, options.frame_size,
                             options.ring_size, bind_flags_for(options), trailers=_trailer_source(options),
                             headroom=options.headroom, huge_pages=options.huge_pages, busy_poll=options.busy_poll)
@@ -325,7 +330,12 @@ class XskQueue:
         """A read-ahead frame in the flavour the read promises; views are recorded for release."""
         if copy:
             return packet if isinstance(packet, bytes) else bytes(packet)
-        view = packet if isinstance(packet, memoryview) else memoryview(packet)
+        if isinstance(packet, memoryview):
+            view = packet
+        elif type(packet) is JoinedFrame:  # OptMultiBuffer: a frame no single view can show
+            return packet
+        else:
+            view = memoryview(packet)
         self.handed_views.append(view)
         return view
 
@@ -553,18 +563,49 @@ def _remaining_us(deadline: int | None) -> int | None:
     return None if deadline is None else (deadline - time.monotonic_ns()) // 1000
 
 
-def _largest_frame(ifname: str, ifindex: int, frame_size: int) -> tuple[int, str]:
+def _program_name(options: XDPOptions) -> str | None:
+    """The program to run: the user's choice, else the shipped one (frags-aware with OptMultiBuffer)."""
+    if options.program_path is None and options.multi_buffer:
+        return SHIPPED_FRAGS_PROGRAM
+    return options.program_name
+
+
+def _largest_frame(ifname: str, ifindex: int, frame_size: int, multi_buffer: bool) -> tuple[int, str]:
     """The longest frame a write may take, and how to allow longer ones.
 
     The kernel silently drops frames beyond the MTU plus the Ethernet header and a VLAN
-    tag, so those are refused up front like frames that do not fit a UMEM frame.
+    tag, so those are refused up front like frames that do not fit a UMEM frame. With
+    OptMultiBuffer a frame spans several UMEM frames, up to the kernel's descriptor limit.
     """
     mtu_limit = _netlink.get_link(ifindex).mtu + _ETH_HLEN + _VLAN_HLEN
+    if multi_buffer:
+        descriptors = max_descriptors_per_packet()
+        if mtu_limit <= descriptors * frame_size:
+            return mtu_limit, f"raise the MTU of {ifname} (ip link set dev {ifname} mtu N)"
+        return descriptors * frame_size, (
+            f"with OptMultiBuffer a frame may span at most {descriptors} descriptors of {frame_size} bytes "
+            f"(the kernel's limit: net.core.max_skb_frags + 1)"
+            + ("; use OptFrameSize(4096)" if frame_size < 4096 else "")
+        )
     if mtu_limit < frame_size:
         return mtu_limit, f"raise the MTU of {ifname} (ip link set dev {ifname} mtu N)"
     if frame_size < 4096:
         return frame_size, "use OptFrameSize(4096)"
     return frame_size, "frames cannot be larger than the 4096-byte UMEM frame"
+
+
+def max_descriptors_per_packet() -> int:
+    """How many descriptors one sent packet may span.
+
+    A copy-mode send builds one skb: its first descriptor is the linear part and each
+    other one a page fragment, up to ``net.core.max_skb_frags``. That sysctl exists only
+    in the initial network namespace; elsewhere the kernel's default (17) is assumed.
+    """
+    try:
+        with open(_MAX_SKB_FRAGS_PATH) as sysctl:
+            return int(sysctl.read()) + 1
+    except FileNotFoundError:
+        return _DEFAULT_MAX_SKB_FRAGS + 1
 
 
 def frames_for_writing(pkts: object, limit: tuple[int, str],

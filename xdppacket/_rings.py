@@ -153,7 +153,11 @@ class TxRing(_ProducerRing):
     """Hands frames to send (address, length) to the kernel."""
 
     def submit(self, addresses_and_lengths: array[int]) -> None:
-        """Publish descriptors given as ``[addr0, len0, addr1, len1, ...]`` (options 0)."""
+        """Publish descriptors given as ``[addr0, len0, addr1, len1, ...]``.
+
+        Each second word is the length (low 32 bits) and the options (high 32 bits:
+        ``XDP_PKT_CONTD << 32`` on every descriptor of a packet but its last).
+        """
         if addresses_and_lengths:
             self._store(self._memory.entries_u64, 2, addresses_and_lengths)
 
@@ -231,6 +235,20 @@ class RxRing(_ConsumerRing):
             addresses += u64[0 : 2 * rest : 2].tolist()
             lengths += u32[2 : 4 * rest : 4].tolist()
         return addresses, lengths
+
+    def peek_with_options(self, count: int) -> tuple[list[int], list[int], list[int]]:
+        """``peek`` plus each descriptor's ``options`` word (``XDP_PKT_CONTD``: the packet goes on)."""
+        addresses, lengths = self.peek(count)
+        return addresses, lengths, self.peek_options(count)
+
+    def peek_options(self, count: int) -> list[int]:
+        """The ``options`` words alone of the next ``count`` descriptors."""
+        start, first, rest = self._spans(count)
+        u32 = self._memory.entries_u32
+        options = u32[4 * start + 3 : 4 * (start + first) : 4].tolist()
+        if rest:
+            options += u32[3 : 4 * rest : 4].tolist()
+        return options
 
 
 class CompletionRing(_ConsumerRing):

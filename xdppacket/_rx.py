@@ -15,9 +15,10 @@ from ._arrival import ArrivalReader, TrailerSource
 from ._frames import FrameAccountingError, FrameCensus, FreeFrames, Move, MoveKind
 from ._leases import ZeroCopyLeases
 from ._rings import FillRing, RxRing
+from ._uapi import XDP_PKT_CONTD
 from ._umem import Umem
 
-__all__ = ["Received", "RxPath"]
+__all__ = ["JoinedFrame", "MultiBufferRxPath", "Received", "RxPath"]
 
 #: What a read takes off the ring: packets (copies or views), their lengths, their arrival
 #: times (CLOCK_REALTIME ns, None where the frame had none; no list when trailers are not
@@ -209,3 +210,117 @@ class RxPath:
         self._leases.close()
         if self._arrivals is not None:
             self._arrivals.close()
+
+
+class JoinedFrame(bytes):
+    """A received frame joined from several descriptors: what a zero-copy read returns for it.
+
+    Its parts lie in separate UMEM frames, so no single view can show it. Its own type
+    so that a zero-copy read handing out read-ahead frames keeps it a copy, and so that
+    it can stand among the views a read hands out, which the next read releases.
+    """
+
+    __slots__ = ()
+
+    def release(self) -> None:
+        """Nothing to give back: a copy (what ``memoryview.release`` is to a view)."""
+
+
+class MultiBufferRxPath(RxPath):
+    """``RxPath`` for a socket bound with ``XDP_USE_SG`` (OptMultiBuffer): counts and takes packets.
+
+    A packet is one descriptor or several, every one but the last carrying
+    ``XDP_PKT_CONTD``. ``ready`` counts complete packets only, so a read never takes the
+    first part of a packet whose rest the kernel has not published yet. Each descriptor
+    is still one UMEM frame and moves like one (same journal, same census).
+    """
+
+    def ready(self, limit: int) -> int:
+        """Complete packets waiting in the rx ring, up to ``limit``."""
+        return self._packet_ends(limit)[0]
+
+    def _packet_ends(self, limit: int) -> tuple[int, int]:
+        """(packets, descriptors they take): the first ``limit`` complete packets in the ring."""
+        rx = self._rx
+        available = rx.available(rx.size)
+        if not available:
+            return 0, 0
+        packets = descriptors = 0
+        for index, options in enumerate(rx.peek_options(available), 1):
+            if not options & XDP_PKT_CONTD:
+                packets += 1
+                descriptors = index
+                if packets == limit:
+                    break
+        return packets, descriptors
+
+    def _peek_packets(self, count: int) -> tuple[int, list[int], list[int], list[list[int]]]:
+        """The next ``count`` packets: descriptor count, addresses, lengths, each packet's indexes."""
+        descriptors = self._packet_ends(count)[1]
+        addresses, lengths, options = self._rx.peek_with_options(descriptors)
+        parts: list[list[int]] = []
+        current: list[int] = []
+        for index, option in enumerate(options):
+            current.append(index)
+            if not option & XDP_PKT_CONTD:
+                parts.append(current)
+                current = []
+        return descriptors, addresses, lengths, parts
+
+    def take_copies(self, count: int) -> Received:
+        """Copy ``count`` ready packets out, joining their parts; every frame goes back to the kernel."""
+        free = self._free
+        if free.move is not None:
+            self._settle()
+        rx = self._rx
+        descriptors, addresses, lengths_by_descriptor, parts = self._peek_packets(count)
+        area = self._area
+        packets = []
+        lengths = []
+        for indexes in parts:
+            chunks = [area[addresses[i] : addresses[i] + lengths_by_descriptor[i]] for i in indexes]
+            packet = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            packets.append(packet)
+            lengths.append(len(packet))
+        heads = [addresses[indexes[0]] for indexes in parts]
+        times, metadata = self._read_trailers(heads)
+        free.move = _new_move(Move, (_INTO_FREE, addresses, rx, rx.index_after(descriptors)))
+        rx.release(descriptors)
+        free.frames += addresses
+        free.move = None
+        self.refill()
+        return packets, lengths, times, metadata
+
+    def lend_views(self, count: int) -> Received:
+        """Lend ``count`` ready packets: views of one-descriptor packets, ``JoinedFrame`` copies of the others.
+
+        The copied packets' frames are lent with the rest of the batch (one lease, one
+        journalled move) and come back with it.
+        """
+        free = self._free
+        if free.move is not None:
+            self._settle()
+        rx = self._rx
+        descriptors, addresses, lengths_by_descriptor, parts = self._peek_packets(count)
+        heads = [addresses[indexes[0]] for indexes in parts]
+        times, metadata = self._read_trailers(heads)
+        free.move = _new_move(Move, (_INTO_LEASE, addresses, rx, rx.index_after(descriptors)))
+        rx.release(descriptors)
+        lease = self._leases.record(addresses)
+        free.move = None
+        singles = [indexes[0] for indexes in parts if len(indexes) == 1]
+        views = iter(self._leases.views(lease, [addresses[i] for i in singles],
+                                        [lengths_by_descriptor[i] for i in singles]))
+        area = self._area
+        packets: list[Any] = []
+        lengths = []
+        for indexes in parts:
+            if len(indexes) == 1:
+                packets.append(next(views))
+                lengths.append(lengths_by_descriptor[indexes[0]])
+            else:
+                joined = JoinedFrame(b"".join(area[addresses[i] : addresses[i] + lengths_by_descriptor[i]]
+                                              for i in indexes))
+                packets.append(joined)
+                lengths.append(len(joined))
+        return packets, lengths, times, metadata

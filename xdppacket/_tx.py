@@ -14,9 +14,10 @@ from typing import Union
 
 from ._frames import FrameCensus, FreeFrames, Move, MoveKind
 from ._rings import CompletionRing, TxRing
+from ._uapi import XDP_PKT_CONTD
 from ._umem import Umem
 
-__all__ = ["Frame", "TxPath"]
+__all__ = ["Frame", "MultiBufferTxPath", "TxPath"]
 
 _U32 = 0xFFFFFFFF
 # Moves are built with tuple.__new__ on the hot paths: a NamedTuple's own constructor costs
@@ -24,6 +25,8 @@ _U32 = 0xFFFFFFFF
 _new_move = tuple.__new__
 _INTO_FREE = MoveKind.INTO_FREE
 _OUT_OF_FREE = MoveKind.OUT_OF_FREE
+# A tx descriptor's second word: length in the low half, options in the high half.
+_CONTINUES = XDP_PKT_CONTD << 32
 #: A frame ready to copy into the UMEM: validated, with ``len`` in bytes.
 Frame = Union[bytes, bytearray, memoryview]
 
@@ -118,3 +121,57 @@ class TxPath:
             },
             unidentified=("tx ring or kernel", (self._tx.index - completed) & _U32),
         )
+
+
+class MultiBufferTxPath(TxPath):
+    """``TxPath`` for a socket bound with ``XDP_USE_SG`` (OptMultiBuffer): a long packet takes several frames.
+
+    A packet goes out as consecutive descriptors, each filling one UMEM frame, every one
+    but the last carrying ``XDP_PKT_CONTD``. A packet is queued whole or not at all: the
+    kernel must never see the start of a packet whose end is missing.
+    """
+
+    def __init__(self, umem: Umem, tx: TxRing, completion: CompletionRing):
+        super().__init__(umem, tx, completion)
+        self._frame_size = umem.frame_size
+
+    def queue(self, frames: Sequence[Frame], sizes: list[int], start: int) -> int:
+        """Copy as many whole packets of ``frames[start:]`` as fit and publish them; return how many."""
+        completed = self.reclaim_completed()
+        free = self._free.frames
+        frame_size = self._frame_size
+        wanted = [-(-size // frame_size) for size in sizes[start:]]
+        tx = self._tx
+        room = tx.reserve(len(free))
+        count = needed = 0
+        for descriptors in wanted:
+            if needed + descriptors > room:
+                break
+            needed += descriptors
+            count += 1
+        if count < len(wanted):  # short of ring room, else of free frames
+            if room < len(free):
+                self.tx_ring_full += 1
+            elif not completed:
+                self.completions_empty += 1
+        if not count:
+            return 0
+        addresses = free[-needed:]
+        descriptors_out = array("Q", bytes(16 * needed))
+        area = self._area
+        slot = 0
+        for frame, size in zip(frames[start : start + count], sizes[start : start + count]):
+            data = memoryview(frame).cast("B")  # slices of it copy nothing
+            for offset in range(0, size, frame_size):
+                address = addresses[slot]
+                part = size - offset if size - offset < frame_size else frame_size
+                area[address : address + part] = data[offset : offset + part]  # still free: harmless
+                more = _CONTINUES if offset + part < size else 0
+                descriptors_out[2 * slot] = address
+                descriptors_out[2 * slot + 1] = part | more
+                slot += 1
+        self._free.move = _new_move(Move, (_OUT_OF_FREE, addresses, tx, tx.index_after(needed)))
+        tx.submit(descriptors_out)
+        del free[-needed:]
+        self._free.move = None
+        return count

@@ -42,6 +42,10 @@ XDP_SHARED_UMEM = 1 << 0
 XDP_COPY = 1 << 1
 XDP_ZEROCOPY = 1 << 2
 XDP_USE_NEED_WAKEUP = 1 << 3
+XDP_USE_SG = 1 << 4  # multi-buffer: a packet may span several descriptors
+
+# xdp_desc.options: more descriptors of the same packet follow this one
+XDP_PKT_CONTD = 1 << 0
 
 # xdp_ring_offset.flags word
 XDP_RING_NEED_WAKEUP = 1 << 0

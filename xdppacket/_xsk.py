@@ -18,8 +18,8 @@ from ._device import driver_info
 from ._interface import network_namespace_id
 from ._libc import bind_raw
 from ._rings import CompletionRing, FillRing, RxRing, TxRing, map_ring, require_supported_machine
-from ._rx import RxPath
-from ._tx import TxPath
+from ._rx import MultiBufferRxPath, RxPath
+from ._tx import MultiBufferTxPath, TxPath
 from ._umem import Umem
 from .options import BindMode, OptBusyPoll, XDPMode, XDPOptions
 
@@ -96,12 +96,15 @@ _ZERO_COPY_REFUSALS = (errno.EOPNOTSUPP, errno.EINVAL)
 
 
 def bind_flags_for(options: XDPOptions) -> int:
-    """The ``sockaddr_xdp`` flags for ``options``: need_wakeup always, copy or zero-copy per OptBindMode.
+    """The ``sockaddr_xdp`` flags for ``options``: need_wakeup always, copy or zero-copy per OptBindMode,
+    ``XDP_USE_SG`` with OptMultiBuffer.
 
     ``BIND_AUTO`` in generic mode binds with ``XDP_COPY`` (the only possibility there); in
     native mode it sets neither flag, so the kernel tries zero-copy and falls back to copy.
     """
     flags = uapi.XDP_USE_NEED_WAKEUP | int(options.bind_mode)
+    if options.multi_buffer:
+        flags |= uapi.XDP_USE_SG
     if options.bind_mode is BindMode.AUTO and options.xdp_mode is XDPMode.SKB:
         flags |= uapi.XDP_COPY
     return flags
@@ -182,8 +185,11 @@ class XskSocket:
             tx = TxRing(map_ring(fd, uapi.XDP_PGOFF_TX_RING, offsets.tx, ring_size, True))
             self._rings.append(tx)
             self._raise_tx_budget(ring_size)
-            self.rx = RxPath(self.umem, fill, rx, trailers)  # fills the fill ring before the bind
-            self.tx = TxPath(self.umem, tx, completion)
+            # Multi-buffer sockets take their own paths, chosen once here: the others keep theirs.
+            multi_buffer = bool(bind_flags & uapi.XDP_USE_SG)
+            rx_path = MultiBufferRxPath if multi_buffer else RxPath
+            self.rx = rx_path(self.umem, fill, rx, trailers)  # fills the fill ring before the bind
+            self.tx = (MultiBufferTxPath if multi_buffer else TxPath)(self.umem, tx, completion)
             step = _BIND_STEP
             self._bind(uapi.pack_sockaddr_xdp(bind_flags, ifindex, queue_id))
             step = "reading the bind mode (XDP_OPTIONS)"

@@ -309,6 +309,21 @@ class OptHeadroom:
             raise ValueError(f"OptHeadroom({number}): must be from 0 to {limit - 1} bytes")
 
 
+@dataclass(frozen=True)
+class OptMultiBuffer:
+    """Frames longer than one UMEM frame (jumbo frames): received as one packet, sent as several descriptors.
+
+    Binds with ``XDP_USE_SG`` and runs the frags-aware variant of the shipped program
+    (an ``OptXDPProgram`` must itself be frags-aware: ``SEC("xdp.frags")``). Counters
+    count packets; a zero-copy read returns a frame spread over several UMEM frames as
+    ``bytes`` (README: jumbo frames).
+    """
+
+    @property
+    def value(self) -> bool:
+        return True
+
+
 Option = Union[
     OptNumFrames,
     OptFrameSize,
@@ -325,6 +340,7 @@ Option = Union[
     OptHugePages,
     OptHeadroom,
     OptBatchTimestamps,
+    OptMultiBuffer,
 ]
 
 _FIELD_BY_OPTION: dict[type, str] = {
@@ -343,6 +359,7 @@ _FIELD_BY_OPTION: dict[type, str] = {
     OptHugePages: "huge_pages",
     OptHeadroom: "headroom",
     OptBatchTimestamps: "batch_timestamps",
+    OptMultiBuffer: "multi_buffer",
 }
 
 
@@ -372,6 +389,8 @@ class XDPOptions:
     headroom: int = 0
     #: Frames of one read share the time of that read instead of carrying their arrival times.
     batch_timestamps: bool = False
+    #: OptMultiBuffer: frames may span several UMEM frames.
+    multi_buffer: bool = False
 
     @property
     def blocking(self) -> bool:

@@ -46,6 +46,7 @@ from xdppacket import (
     XDP_MODE_DRV,
     CaptureInfo,
     OptIoMode,
+    OptMultiBuffer,
     OptPollTimeout,
     OptXDPMode,
     XDPPacket,
@@ -293,6 +294,10 @@ def test_diagnose_a_veth(make_veth: VethFactory) -> None:
         result = run_cli("diagnose", pair.capture)
     assert re.search(r"XDP programs: native: id \d+, name 'xdp_sock_prog' \(xdppacket's", result.stdout)
     assert result.stdout.endswith("summary:      no problem found\n")
+    # Jumbo-frame sockets run the frags variant, whose name the kernel cuts to 15 characters.
+    with XDPPacket(pair.capture, OptXDPMode(XDP_MODE_DRV), OptMultiBuffer()):
+        result = run_cli("diagnose", pair.capture)
+    assert re.search(r"XDP programs: native: id \d+, name 'xdp_sock_prog_f' \(xdppacket's", result.stdout)
 
 
 def test_diagnose_lo_and_a_down_interface(make_veth: VethFactory) -> None:

@@ -225,9 +225,11 @@ def test_run_xdp_on_a_loaded_program_fd_leaves_it_open(require_kernel: None) -> 
 
 
 def test_run_xdp_on_an_elf_object(require_kernel: None) -> None:
-    # The shipped program passes a frame of a queue with no AF_XDP socket to the stack.
-    assert run_xdp(_SHIPPED_OBJECT, FRAME) == (XDPAction.XDP_PASS, FRAME)
-    assert run_xdp(str(_SHIPPED_OBJECT), FRAME, ingress_ifindex=1) == (XDPAction.XDP_PASS, FRAME)
+    # The shipped program passes a frame of a queue with no AF_XDP socket to the stack. The
+    # object holds two (plain and frags-aware): one is chosen by name.
+    assert run_xdp(_SHIPPED_OBJECT, FRAME, program_name="xdp_sock_prog") == (XDPAction.XDP_PASS, FRAME)
+    assert run_xdp(str(_SHIPPED_OBJECT), FRAME, ingress_ifindex=1,
+                   program_name="xdp_sock_prog_frags") == (XDPAction.XDP_PASS, FRAME)
 
 
 def test_run_xdp_reports_a_program_the_verifier_rejects(require_kernel: None) -> None:

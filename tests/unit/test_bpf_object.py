@@ -319,16 +319,21 @@ def shipped() -> BpfObject:
     return BpfObject.parse(SHIPPED_OBJECT.read_bytes())
 
 
-def test_shipped_object_has_one_xdp_program(shipped: BpfObject) -> None:
-    (program,) = shipped.programs
-    assert program.name == "xdp_sock_prog"
-    assert program.section_name == "xdp"
+def test_shipped_object_has_a_plain_and_a_frags_aware_xdp_program(shipped: BpfObject) -> None:
+    program, frags = shipped.programs
+    assert (program.name, program.section_name, program.frags) == ("xdp_sock_prog", "xdp", False)
     # The metadata trailer (bpf_xdp_adjust_meta, bounds check, bpf_ktime_get_ns, three
     # stores: 15 instructions), then r2 = ctx->rx_queue_index; r1 = &xsks_map (2 slots);
     # r3 = XDP_PASS; call; exit
     assert program.instruction_count == 21
-    assert shipped.program() is program
+    # OptMultiBuffer's: the same body, loaded with BPF_F_XDP_HAS_FRAGS.
+    assert (frags.name, frags.section_name, frags.frags) == ("xdp_sock_prog_frags", "xdp.frags", True)
+    assert frags.instructions == program.instructions
+    assert frags.map_relocations == program.map_relocations
     assert shipped.program("xdp") is program
+    assert shipped.program("xdp_sock_prog_frags") is frags
+    with pytest.raises(ValueError, match="several XDP programs"):
+        shipped.program()
     assert shipped.license == "GPL"
 
 
@@ -345,14 +350,14 @@ def test_shipped_object_declares_xsks_map_in_btf(shipped: BpfObject) -> None:
 
 
 def test_shipped_object_relocations_point_at_ld_imm64(shipped: BpfObject) -> None:
-    (program,) = shipped.programs
+    program = shipped.program("xdp_sock_prog")
     assert program.map_relocations == (MapRelocation(instruction_index=16, map_name="xsks_map"),)
     for relocation in program.map_relocations:
         assert program.instructions[relocation.instruction_index * 8] == 0x18
 
 
 def test_relocate_sets_pseudo_map_fd_and_keeps_dst_register(shipped: BpfObject) -> None:
-    (program,) = shipped.programs
+    program = shipped.program("xdp_sock_prog")
     patched = relocate(program.instructions, program.map_relocations, {"xsks_map": 42})
     at = 16 * 8  # the ld_imm64 of &xsks_map
     code, registers, off, imm = struct.unpack_from("<BBhi", patched, at)
@@ -644,9 +649,9 @@ def test_relocation_not_on_ld_imm64_is_refused() -> None:
 def test_load_refuses_unknown_override_before_creating_anything() -> None:
     bpf_object = BpfObject.parse(SHIPPED_OBJECT.read_bytes())
     with pytest.raises(ValueError, match=r"unknown map\(s\) \['xsk_map'\]"):
-        bpf_object.load({"xsk_map": 4})
+        bpf_object.load({"xsk_map": 4}, "xdp_sock_prog")
     with pytest.raises(ValueError, match="positive int"):
-        bpf_object.load({"xsks_map": 0})
+        bpf_object.load({"xsks_map": 0}, "xdp_sock_prog")
 
 
 @pytest.mark.parametrize(

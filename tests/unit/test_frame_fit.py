@@ -16,6 +16,7 @@ from xdppacket import (
     OptBindMode,
     OptFrameSize,
     OptHeadroom,
+    OptMultiBuffer,
     OptXDPMode,
     XDPMode,
 )
@@ -23,7 +24,7 @@ from xdppacket._frame_fit import check_frames_fit, longest_delivered_frame, rece
 from xdppacket._xsk import bind_flags_for
 from xdppacket.options import resolve_options
 
-XDP_COPY, XDP_ZEROCOPY, XDP_USE_NEED_WAKEUP = 2, 4, 8
+XDP_COPY, XDP_ZEROCOPY, XDP_USE_NEED_WAKEUP, XDP_USE_SG = 2, 4, 8, 16
 
 
 def fit(mtu: int, *opts: object) -> list[warnings.WarningMessage]:
@@ -62,6 +63,12 @@ def test_a_jumbo_mtu_suggests_multi_buffer_only(frame_size: int) -> None:
     assert "OptFrameSize" not in str(warning.message)
 
 
+@pytest.mark.parametrize("frame_size", [2048, 4096])
+def test_multi_buffer_receives_long_frames_whole_so_nothing_warns(frame_size: int) -> None:
+    assert fit(9000, OptFrameSize(frame_size), OptMultiBuffer()) == []
+    assert fit(65000, OptFrameSize(frame_size), OptMultiBuffer(), OptHeadroom(1)) == []
+
+
 def test_a_headroom_that_makes_frames_not_fit_is_refused() -> None:
     assert fit(1500, OptFrameSize(2048), OptHeadroom(274)) == []
     with pytest.raises(ValueError, match=r"^OptHeadroom\(275\): eth9 \(MTU 1500\) delivers frames of up to 1518 "
@@ -84,3 +91,10 @@ def test_a_headroom_that_makes_frames_not_fit_is_refused() -> None:
 def test_bind_flags(mode: XDPMode, bind_mode: BindMode, flags: int) -> None:
     options = resolve_options([OptXDPMode(mode), OptBindMode(bind_mode)], owner="XDPPacket")
     assert bind_flags_for(options) == flags
+
+
+@pytest.mark.parametrize("mode", [XDP_MODE_SKB, XDP_MODE_DRV])
+def test_multi_buffer_binds_with_xdp_use_sg(mode: XDPMode) -> None:
+    plain = resolve_options([OptXDPMode(mode)], owner="XDPPacket")
+    multi_buffer = resolve_options([OptXDPMode(mode), OptMultiBuffer()], owner="XDPPacket")
+    assert bind_flags_for(multi_buffer) == bind_flags_for(plain) | XDP_USE_SG

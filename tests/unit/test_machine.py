@@ -39,7 +39,7 @@ from xdppacket._bpf_object import BpfObject, SHIPPED_OBJECT_NAME
 from importlib import resources
 assert resolve_options([OptNumFrames(512)], owner="XDPPacket").num_frames == 512
 data = resources.files("xdppacket").joinpath(SHIPPED_OBJECT_NAME).read_bytes()
-assert BpfObject.parse(data).program().name == "xdp_sock_prog"
+assert BpfObject.parse(data).program("xdp").name == "xdp_sock_prog"
 assert (XDPStats(rx_packets=1) + XDPStats(rx_packets=2)).rx_packets == 3
 print("imported on", platform.machine())
 """

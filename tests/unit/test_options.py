@@ -26,6 +26,7 @@ from xdppacket import (
     OptHeadroom,
     OptHugePages,
     OptIoMode,
+    OptMultiBuffer,
     OptNumFrames,
     OptPollTimeout,
     OptQueueCount,
@@ -227,6 +228,12 @@ def test_the_last_filter_wins() -> None:
 def test_advanced_option_defaults() -> None:
     options = resolve_options([], owner="XDPPacket")
     assert (options.bind_mode, options.busy_poll, options.huge_pages, options.headroom) == (BIND_AUTO, None, False, 0)
+
+
+def test_multi_buffer_is_off_unless_asked_for() -> None:
+    assert resolve_options([], owner="XDPPacket").multi_buffer is False
+    assert resolve_options([OptMultiBuffer()], owner="XDPMultiQueue").multi_buffer is True
+    assert OptMultiBuffer() == OptMultiBuffer()
 
 
 def test_advanced_options_land_in_their_fields() -> None:

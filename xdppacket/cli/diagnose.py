@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .. import _bpf
+from .._bpf_object import SHIPPED_FRAGS_PROGRAM, SHIPPED_PROGRAM
 from .._device import IFF_RUNNING, IFF_UP, driver_info, interface_flags
 from .._interface import interface_index, rx_queue_count
 from .._netdev import xdp_features
@@ -36,7 +37,8 @@ _VLAN_HLEN = 4
 #: Default UMEM of one queue: 1024 frames of 4096 bytes for rx and as many for tx.
 DEFAULT_UMEM_BYTES_PER_QUEUE = 2 * 1024 * 4096
 #: The shipped program's function name, as bpf() reports it (ebpf/xdpsock_kern.c).
-SHIPPED_PROGRAM_NAME = "xdp_sock_prog"
+# The shipped programs, by the names the kernel keeps (cut to 15 characters).
+SHIPPED_PROGRAM_NAMES = frozenset(map(_bpf.kernel_object_name, (SHIPPED_PROGRAM, SHIPPED_FRAGS_PROGRAM)))
 # linux/capability.h
 CAP_NET_ADMIN = 12
 CAP_NET_RAW = 13
@@ -135,7 +137,7 @@ def _program_findings(ifname: str, ifindex: int) -> Iterator[Finding]:
             continue
         name = _program_name(prog_id)
         text = f"{mode}: id {prog_id}, name {name!r}"
-        if name == SHIPPED_PROGRAM_NAME:
+        if name in SHIPPED_PROGRAM_NAMES:
             yield Finding("XDP programs", text + " (xdppacket's, in use by a capture)")
         else:
             yield Finding("XDP programs", text, "another XDP program is attached: xdppacket cannot attach "
