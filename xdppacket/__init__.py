@@ -42,6 +42,7 @@ from .options import (
     OptQueueCount,
     OptQueueID,
     OptRingSize,
+    OptSharedUmem,
     OptXDPMode,
     OptXDPProgram,
     XDPMode,
@@ -94,6 +95,7 @@ __all__ = [
     "OptHeadroom",
     "OptHugePages",
     "OptMultiBuffer",
+    "OptSharedUmem",
 ]
 
 

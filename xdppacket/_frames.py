@@ -1,45 +1,54 @@
-"""The rules every UMEM frame move follows, and the check that they held.
+"""The frames of one UMEM: the pool they come from, the rules every move follows, and the check.
 
-Each half of the UMEM (rx, tx) has one owner (``_rx.RxPath``, ``_tx.TxPath``) and every
-frame of it is, at every moment, in exactly one place: free in user space, in a ring,
-inside the kernel, or lent out as zero-copy views.
+Every frame of a UMEM is, at every moment, in exactly one place: free in the pool, in a
+ring, inside the kernel, or lent out as zero-copy views. The pool (``FramePool``) holds
+the free frames of every socket using the UMEM (one socket, or several with
+``OptSharedUmem``): the rx paths (``_rx``) draw frames from it for their fill rings and
+the tx paths (``_tx``) for sending, and both give frames back to it. Rx and tx frames are
+interchangeable, so a received frame can be sent in place (forwarding without a copy)
+and return to the pool once the kernel has sent it.
 
-A move between a ring and the free list takes two steps that Python cannot make atomic
-(publish the ring index, update the list), and an exception raised by a signal handler
+A move between a ring and the pool takes steps that Python cannot make atomic (publish
+the ring index, update the list), and an exception raised by a signal handler
 (``KeyboardInterrupt``) can land between any two bytecodes. So every move is first
-written down as a ``Move``; the owner clears it when both steps are done. An owner that
-finds a ``Move`` left behind settles it before anything else: the ring index it
-committed (our own cached index, always stored before the shared word) says whether
-the ring step happened, and the free list is made to agree. An interruption therefore
-only delays frames; it never loses one or hands one out twice.
+written down (``RingMove``, ``LeaseMove``, ``ForwardMove``) and cleared when all its steps
+are done. The next move on the pool, from any socket, settles one left behind first: the
+ring index it committed (our own cached index, always stored before the shared word)
+says whether the ring step happened, and the rest is made to agree. An interruption
+therefore only delays frames; it never loses one or hands one out twice. Moves take the
+pool's lock, so sockets sharing a UMEM may run in different threads.
 """
 
 from __future__ import annotations
 
 import enum
+import threading
+from array import array
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, Union
 
 from .errors import XDPError
 
 __all__ = [
     "FrameAccountingError",
     "FrameCensus",
-    "FreeFrames",
-    "Move",
+    "FramePool",
+    "ForwardMove",
+    "LeaseMove",
     "MoveKind",
+    "RingMove",
 ]
 
 
 class MoveKind(enum.Enum):
-    """Which way a move goes, relative to the free list."""
+    """Which way a move goes."""
 
-    OUT_OF_FREE = "free -> ring"
-    INTO_FREE = "ring -> free"
+    OUT_OF_FREE = "pool -> ring"
+    INTO_FREE = "ring -> pool"
     INTO_LEASE = "rx ring -> lease"
-    LEASE_TO_FREE = "lease -> free"
+    LEASE_TO_FREE = "lease -> pool"
 
 
 class _IndexedRing(Protocol):
@@ -49,32 +58,142 @@ class _IndexedRing(Protocol):
     def republish(self) -> None: ...
 
 
-class Move(NamedTuple):
-    """One move in progress: its frames, the ring it crosses and that ring's index after it."""
+class _DescriptorRing(_IndexedRing, Protocol):
+    def submit(self, addresses_and_lengths: array[int]) -> None: ...
+
+
+class _Lender(Protocol):
+    """What a lease move needs of a socket's zero-copy leases (``_leases.ZeroCopyLeases``)."""
+
+    def holds(self, frames: list[int]) -> bool: ...
+
+    def forget_within(self, frames: list[int]) -> None: ...
+
+
+class _Member(Protocol):
+    """A socket drawing on the pool, as the frame check sees it (``_xsk.XskSocket``)."""
+
+    label: str
+
+    def censuses(self) -> dict[str, FrameCensus]: ...
+
+    def give_back_unbound(self) -> None: ...
+
+
+class _Loan(Protocol):
+    """What forwarding needs of one lease (``_leases.Lease``)."""
+
+    def drop(self, frames: Iterable[int]) -> None: ...
+
+
+def _ring_step_done(ring: _IndexedRing, index_after: int) -> bool:
+    """Whether the ring's index was committed (our index is stored before the shared word)."""
+    ring.republish()
+    return ring.index == index_after
+
+
+class RingMove(NamedTuple):
+    """Frames moving between the pool and a ring (fill, rx, tx, completion)."""
+
+    kind: MoveKind
+    frames: list[int]
+    ring: _IndexedRing
+    index_after: int
+
+    def settle(self, pool: FramePool) -> None:
+        if (self.kind is MoveKind.INTO_FREE) == _ring_step_done(self.ring, self.index_after):
+            pool.ensure_free(self.frames)
+        else:
+            pool.ensure_taken(self.frames)
+
+
+class LeaseMove(NamedTuple):
+    """Frames moving from the rx ring into a lease, or from an ended lease into the pool."""
 
     kind: MoveKind
     frames: list[int]
     ring: _IndexedRing | None
     index_after: int
+    leases: _Lender
 
-    def ring_step_done(self) -> bool:
-        """Whether the ring's index was committed (our index is stored before the shared word)."""
-        assert self.ring is not None
-        self.ring.republish()
-        return self.ring.index == self.index_after
+    def settle(self, pool: FramePool) -> None:
+        if self.kind is MoveKind.LEASE_TO_FREE:
+            # The views were released and checked before the move began: finish it.
+            self.leases.forget_within(self.frames)
+            pool.ensure_free(self.frames)
+        else:
+            assert self.ring is not None
+            if _ring_step_done(self.ring, self.index_after) and not self.leases.holds(self.frames):
+                pool.ensure_free(self.frames)  # taken off the ring but never lent
 
 
-class FreeFrames:
-    """The free frames of one UMEM half (a list used as a stack) and the move in progress.
+class ForwardMove(NamedTuple):
+    """A batch going into a tx ring: copies in frames taken from the pool, and frames
+    forwarded in place out of leases (``forwarded``: each lease with its frames).
 
-    Not thread-safe: its owner serialises access.
+    Settled forwards: the views are released before the move begins, so their frames
+    can only go on to the tx ring.
     """
 
-    __slots__ = ("frames", "move")
+    descriptors: array[int]
+    ring: _DescriptorRing
+    index_after: int
+    copies: list[int]
+    forwarded: list[tuple[_Loan, list[int]]]
 
-    def __init__(self, frames: list[int]) -> None:
-        self.frames = frames
+    def settle(self, pool: FramePool) -> None:
+        for lease, frames in self.forwarded:
+            lease.drop(frames)
+        pool.ensure_taken(self.copies)
+        if not _ring_step_done(self.ring, self.index_after):
+            self.ring.submit(self.descriptors)
+
+
+Move = Union[RingMove, LeaseMove, ForwardMove]
+
+
+class FrameAccountingError(XDPError, AssertionError):
+    """A UMEM frame is missing or in two places at once: a bug in the library."""
+
+
+class FramePool:
+    """The free frames of one UMEM (a list used as a stack), the move in progress, and
+    how many frames each socket's receive side may hold.
+
+    Rx quota: the sockets using the UMEM share half of its frames for receiving (fill
+    ring, kernel, rx ring) in equal parts, so one that stops reading, or whose queue is
+    idle, holds at most its part and never starves the others; the other half is for
+    sending and for frames lent out as views.
+
+    Every method but the lock-taking ones expects the caller to hold ``lock``.
+    """
+
+    __slots__ = ("lock", "frames", "move", "all_frames", "to_frame", "rx_quota", "retired", "_members",
+                 "leases_by_exporter")
+
+    def __init__(self, all_frames: list[int], frame_size: int) -> None:
+        # Reentrant, as the sockets' own locks: an exception injected at the very end of a
+        # ``with`` block (a trace function can do that, before ``__exit__`` runs) leaves it
+        # held, and the thread it happened in must still be able to go on.
+        self.lock = threading.RLock()
+        self.all_frames = all_frames
+        #: Rounds an address down to its frame's base (received addresses point past the headroom).
+        self.to_frame = ~(frame_size - 1)
+        self.frames = list(all_frames)
         self.move: Move | None = None
+        self._members: list[_Member] = []
+        self.rx_quota = len(all_frames) // 2
+        #: Frames that went with a socket that closed while others still use the UMEM.
+        self.retired = 0
+        #: id(exporter) -> the lease whose views it exports: finds the frame behind a view to forward.
+        self.leases_by_exporter: dict[int, object] = {}
+
+    def settle(self) -> None:
+        """Finish or undo a move an exception interrupted."""
+        move = self.move
+        if move is not None:
+            move.settle(self)
+            self.move = None
 
     def ensure_free(self, frames: Iterable[int]) -> None:
         """Add those of ``frames`` the list lacks (idempotent: one C-level ``+=``)."""
@@ -86,64 +205,103 @@ class FreeFrames:
         taken = set(frames)
         self.frames[:] = [frame for frame in self.frames if frame not in taken]
 
-    def settle_ring_move(self) -> None:
-        """Finish or undo an interrupted move across a ring, then forget it."""
-        move = self.move
-        if move is None:
-            return
-        done = move.ring_step_done()
-        if (move.kind is MoveKind.INTO_FREE) == done:
-            self.ensure_free(move.frames)
-        else:
-            self.ensure_taken(move.frames)
-        self.move = None
+    # ----------------------------------------------------------- sockets
+    def join(self, member: _Member) -> None:
+        """One more socket draws on the pool: the receive quota is shared again."""
+        with self.lock:
+            self._members.append(member)
+            self._share_quota()
 
+    def leave(self, member: _Member, *, bound: bool) -> None:
+        """``member`` is closing (call before its rings go). Where others still use the
+        pool, the frames it holds (in its rings, with the kernel, lent as views) are
+        retired, never reused: a zero-copy driver may still write into them until the
+        kernel has released the socket. One that never got bound gives them back."""
+        with self.lock:
+            if self.move is not None:
+                self.settle()
+            if member not in self._members:
+                return
+            if len(self._members) > 1:
+                if not bound:
+                    member.give_back_unbound()
+                self.retired += sum(census.held() for census in member.censuses().values())
+            self._members.remove(member)
+            self._share_quota()
 
-class FrameAccountingError(XDPError, AssertionError):
-    """A UMEM frame is missing or in two places at once: a bug in the library."""
+    @property
+    def shared(self) -> bool:
+        """More than one socket draws on this pool."""
+        return len(self._members) > 1
 
+    def _share_quota(self) -> None:
+        usable = len(self.all_frames) - self.retired
+        self.rx_quota = max(1, usable // 2 // max(1, len(self._members)))
 
-@dataclass
-class FrameCensus:
-    """Where every frame of one UMEM half is, by place (frame base addresses).
+    def check_all(self) -> dict[str, dict[str, int]]:
+        """``check`` over every socket drawing on the pool; the counts by place, by socket half."""
+        with self.lock:
+            if self.move is not None:
+                self.settle()
+            censuses = {f"{member.label} {half}": census
+                        for member in self._members for half, census in member.censuses().items()}
+            counts = {name: census.counts() for name, census in censuses.items()}
+            counts["umem"] = self.check(censuses)
+            return counts
 
-    ``unidentified`` counts frames known to be inside the kernel whose addresses user
-    space cannot see (sent frames not completed yet): they must be exactly the frames
-    no place names.
-    """
+    # ------------------------------------------------------------- check
+    def check(self, censuses: dict[str, FrameCensus]) -> dict[str, int]:
+        """Raise ``FrameAccountingError`` unless every frame is in exactly one place.
 
-    half: str
-    all_frames: list[int]
-    places: dict[str, list[int]] = field(default_factory=dict)
-    unidentified: tuple[str, int] | None = None
-
-    def counts(self) -> dict[str, int]:
-        counts = {place: len(frames) for place, frames in self.places.items()}
-        if self.unidentified is not None:
-            counts[self.unidentified[0]] = self.unidentified[1]
-        return counts
-
-    def check(self) -> None:
-        """Raise ``FrameAccountingError`` unless every frame is in exactly one place."""
+        ``censuses`` (one per socket half, by name) name where their frames are and count
+        those inside the kernel that user space cannot name: exactly that many, plus the
+        retired ones, must be in no place. Returns the pool's own counts.
+        """
+        to_frame = self.to_frame
+        places = {"free": [a & to_frame for a in self.frames]}
+        for owner, census in censuses.items():
+            for place, frames in census.places.items():
+                places[f"{owner} {place}"] = [a & to_frame for a in frames]
         seen: Counter[int] = Counter()
-        for frames in self.places.values():
+        for frames in places.values():
             seen.update(frames)
         everything = set(self.all_frames)
         problems = []
         twice = sorted(frame for frame, times in seen.items() if times > 1)
         if twice:
-            where = {hex(f): [p for p, fs in self.places.items() if f in fs] for f in twice[:8]}
+            where = {hex(f): [p for p, fs in places.items() if f in fs] for f in twice[:8]}
             problems.append(f"{len(twice)} frame(s) in two places at once: {where}")
         strangers = sorted(set(seen) - everything)
         if strangers:
-            problems.append(f"{len(strangers)} address(es) that are not frames of this half: "
+            problems.append(f"{len(strangers)} address(es) that are not frames of this UMEM: "
                             f"{[hex(f) for f in strangers[:8]]}")
         missing = everything - set(seen)
-        expected_missing = self.unidentified[1] if self.unidentified is not None else 0
-        if len(missing) != expected_missing:
-            inside = f" (the kernel holds {expected_missing})" if self.unidentified else ""
-            problems.append(f"{len(missing)} frame(s) in no place{inside}: "
-                            f"{[hex(f) for f in sorted(missing)[:8]]}")
+        unnamed = sum(n for census in censuses.values() for n in census.unidentified.values())
+        if len(missing) != unnamed + self.retired:
+            problems.append(f"{len(missing)} frame(s) in no place (the kernel holds {unnamed} we cannot name, "
+                            f"{self.retired} are retired): {[hex(f) for f in sorted(missing)[:8]]}")
         if problems:
-            raise FrameAccountingError(f"{self.half} frames: " + "; ".join(problems) +
-                                       f"; counts by place: {self.counts()}")
+            counts = {place: len(frames) for place, frames in places.items()}
+            raise FrameAccountingError("UMEM frames: " + "; ".join(problems) + f"; counts by place: {counts}")
+        return {"free": len(self.frames), "retired": self.retired}
+
+
+@dataclass
+class FrameCensus:
+    """Where the frames one half of a socket holds are, by place (frame base addresses).
+
+    ``unidentified`` counts frames known to be inside the kernel whose addresses user
+    space cannot see (sent frames not completed yet, frames being received).
+    """
+
+    places: dict[str, list[int]] = field(default_factory=dict)
+    unidentified: dict[str, int] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        counts = {place: len(frames) for place, frames in self.places.items()}
+        counts.update(self.unidentified)
+        return counts
+
+    def held(self) -> int:
+        """How many frames this half holds in all."""
+        return sum(len(frames) for frames in self.places.values()) + sum(self.unidentified.values())

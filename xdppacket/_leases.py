@@ -1,4 +1,4 @@
-"""Zero-copy leases: rx frames lent to the user as read-only views.
+"""Zero-copy leases: rx frames lent to the user as views.
 
 SPEC's rule: a zero-copy view is valid until the next read or ``close()``, then it
 raises ``ValueError``. Releasing the view we returned is not enough: a slice of it
@@ -6,7 +6,13 @@ raises ``ValueError``. Releasing the view we returned is not enough: a slice of 
 exporter (a read-only mapping of the UMEM); while any view of the batch is alive, the
 exporter's reference count shows it and the batch's frames stay lent ("held") until it
 drops. A frame the kernel may overwrite is therefore never visible through a view, and
-no view (nor its ``.obj``) can write into the UMEM.
+no read-only view (nor its ``.obj``) can write into the UMEM. Writable views (asked for,
+to change frames before forwarding them) come through a read-write mapping instead.
+
+Forwarding: a view of a lease written to a socket of the same UMEM leaves the lease
+(``drop``): its frame goes to the tx ring as it is. The pool finds the lease of a view
+through its exporter (``FramePool.leases_by_exporter``), and the frame through the
+view's identity, so a slice of a view (a different object) is never taken for it.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from __future__ import annotations
 import contextlib
 import mmap
 import sys
+from collections.abc import Iterable
 
+from ._frames import FramePool
 from ._umem import Umem
 
 __all__ = ["Lease", "ZeroCopyLeases", "release_views"]
@@ -41,14 +49,40 @@ def release_views(views: list[memoryview]) -> bool:
 
 
 class Lease:
-    """One batch of zero-copy views and the frames behind them."""
+    """One batch of zero-copy views and the frames behind them.
 
-    __slots__ = ("exporter", "views", "frames")
+    ``addresses`` are the frames lent, in the order of ``views`` where ``forwardable``;
+    ``frames`` those still lent (forwarding drops frames from it).
+    """
 
-    def __init__(self, exporter: mmap.mmap, frames: list[int]):
+    __slots__ = ("exporter", "writable", "views", "frames", "addresses", "forwardable", "_view_index")
+
+    def __init__(self, exporter: mmap.mmap, writable: bool, frames: list[int], forwardable: bool):
         self.exporter = exporter
+        self.writable = writable
         self.frames = frames
+        self.addresses = frames
+        self.forwardable = forwardable
         self.views: list[memoryview] = []
+        self._view_index: dict[int, int] | None = None
+
+    def frame_of(self, view: memoryview) -> int | None:
+        """The address behind ``view`` if it is one of this lease's views (not a slice of
+        one) and its frame is still lent; else None."""
+        if not self.forwardable:
+            return None
+        index = self._view_index
+        if index is None:  # built on the first forward only: reads never pay for it
+            index = self._view_index = {id(v): i for i, v in enumerate(self.views[:-1])}
+        position = index.get(id(view))
+        if position is None or self.views[position] is not view:
+            return None
+        return self.addresses[position]
+
+    def drop(self, frames: Iterable[int]) -> None:
+        """Stop lending ``frames`` (forwarded in place); idempotent."""
+        gone = set(frames)
+        self.frames = [frame for frame in self.frames if frame not in gone]
 
     def try_end(self) -> bool:
         """Release our views; True if no view of this batch survives anywhere."""
@@ -68,21 +102,24 @@ class ZeroCopyLeases:
     at the next read) but never a view whose frames are not lent. Not thread-safe.
     """
 
-    def __init__(self, umem: Umem):
+    def __init__(self, umem: Umem, pool: FramePool):
         self._umem = umem
+        self._pool = pool
         self._leases: list[Lease] = []
-        # An exporter no view refers to any more: the next lease reuses it (a new one is
-        # a new mapping whose pages fault in again on first access).
-        self._spare: mmap.mmap | None = None
+        # Exporters no view refers to any more, read-only and writable: the next lease of
+        # that kind reuses it (a new one is a new mapping whose pages fault in again).
+        self._spare: dict[bool, mmap.mmap] = {}
 
-    def record(self, frames: list[int]) -> Lease:
-        """Lend ``frames`` (views come from ``views``); the caller took them off the rx ring."""
-        exporter = self._spare
+    def record(self, frames: list[int], *, writable: bool = False, forwardable: bool = True) -> Lease:
+        """Lend ``frames`` (views come from ``views``); the caller took them off the rx ring
+        and holds the pool's lock."""
+        exporter = self._spare.pop(writable, None)
         if exporter is None:
-            exporter = self._umem.read_only_exporter()
-        self._spare = None
-        lease = Lease(exporter, frames)
+            exporter = self._umem.writable_exporter() if writable else self._umem.read_only_exporter()
+        lease = Lease(exporter, writable, frames, forwardable)
         self._leases.append(lease)
+        if forwardable:
+            self._pool.leases_by_exporter[id(exporter)] = lease
         return lease
 
     @staticmethod
@@ -97,17 +134,18 @@ class ZeroCopyLeases:
         """Whether a recorded lease lends exactly ``frames`` (settling an interrupted lend)."""
         return any(lease.frames == frames for lease in self._leases)
 
-    def within(self, frames: list[int]) -> list[Lease]:
-        """The recorded leases all of whose frames are among ``frames``."""
+    def forget_within(self, frames: list[int]) -> None:
+        """Forget the recorded leases all of whose frames are among ``frames`` (settling an
+        interrupted return of ended leases)."""
         wanted = set(frames)
-        return [lease for lease in self._leases if wanted.issuperset(lease.frames)]
+        self.forget([lease for lease in self._leases if wanted.issuperset(lease.frames)])
 
     def ended(self) -> list[Lease]:
         """The leases no view of which survives (their views are released now)."""
         return [lease for lease in self._leases if lease.try_end()]
 
     def forget(self, ended: list[Lease]) -> None:
-        """Stop tracking ``ended`` leases (idempotent); keep one exporter for reuse."""
+        """Stop tracking ``ended`` leases (idempotent); keep one exporter of each kind for reuse."""
         if not ended:
             return
         if ended == self._leases:  # the usual case: every batch lent ended (leases compare by identity)
@@ -115,7 +153,12 @@ class ZeroCopyLeases:
         else:
             gone = set(map(id, ended))
             self._leases = [lease for lease in self._leases if id(lease) not in gone]
-        self._spare = ended[-1].exporter
+        registry = self._pool.leases_by_exporter
+        for lease in ended:
+            key = id(lease.exporter)
+            if registry.get(key) is lease:
+                del registry[key]
+            self._spare[lease.writable] = lease.exporter
 
     @property
     def outstanding(self) -> bool:
@@ -129,8 +172,8 @@ class ZeroCopyLeases:
         """End what can be ended; drop the spare exporter. Returns the ended leases."""
         ended = self.ended()
         self.forget(ended)
-        spare, self._spare = self._spare, None
-        if spare is not None:
+        spares, self._spare = self._spare, {}
+        for spare in spares.values():
             with contextlib.suppress(BufferError):  # a view still exports it: it goes with that view
                 spare.close()
         return ended

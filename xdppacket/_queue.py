@@ -71,6 +71,8 @@ _COMPLETION_WAIT_US = 100
 # whole ring where XDP_MAX_TX_SKB_BUDGET is available) and answers EAGAIN when more
 # remain; each EAGAIN earns one more kick, up to this many.
 _MAX_KICKS_PER_WRITE = 256
+_BYTES_TYPES = {bytes, bytearray}
+_BYTES_AND_VIEWS = {bytes, bytearray, memoryview}
 # Containers whose order is undefined: sending from them would send in an arbitrary order.
 _UNORDERED: tuple[type, ...] = (set, frozenset, dict, type({}.keys()), type({}.values()), type({}.items()))
 
@@ -83,7 +85,10 @@ class XskQueue:
     another thread closes the queue. Thread-safe as described in the module docstring.
     """
 
-    def __init__(self, ifname: str, options: XDPOptions) -> None:
+    def __init__(self, ifname: str, options: XDPOptions, *, umem_sockets: int = 1,
+                 share_with: XskQueue | None = None) -> None:
+        """``umem_sockets``: how many sockets the new UMEM has frames for (``XDPMultiQueue``
+        with ``OptSharedUmem``); ``share_with``: use that open queue's UMEM instead."""
         ifindex = interface_index(ifname)
         queues = rx_queue_count(ifname)
         if options.queue_id >= queues:
@@ -105,7 +110,8 @@ class XskQueue:
                                          options.queue_id, _program_name(options), options.filter)
             xsk = XskSocket(ifname, ifindex, options.queue_id, options.num_frames, options.frame_size,
                             options.ring_size, bind_flags_for(options), trailers=_trailer_source(options),
-                            headroom=options.headroom, huge_pages=options.huge_pages, busy_poll=options.busy_poll)
+                            headroom=options.headroom, huge_pages=options.huge_pages, busy_poll=options.busy_poll,
+                            umem_sockets=umem_sockets, share_with=_umem_source(share_with))
             program.register(options.queue_id, xsk.fileno())
         except BaseException:
             if xsk is not None:
@@ -136,6 +142,8 @@ class XskQueue:
         self.ahead: deque[tuple[bytes, CaptureInfo]] = deque()
         #: Zero-copy views of the current lease read ahead, handed out by the next reads.
         self.ahead_views: deque[tuple[memoryview, CaptureInfo]] = deque()
+        #: Whether the views read ahead are writable (a read asking for the other kind refuses).
+        self.ahead_writable = False
         #: Views the last read handed out; the next read releases them (emptied in place).
         self.handed_views: list[memoryview] = []
         # Read-ahead views keep their whole batch from the kernel until the batch is used
@@ -204,9 +212,9 @@ class XskQueue:
         return os.getpid() == self._owner_pid
 
     # ---------------------------------------------------------------- receiving
-    def read_one(self, copy: bool, call: str) -> tuple[Packet, CaptureInfo]:
+    def read_one(self, copy: bool, call: str, writable: bool = False) -> tuple[Packet, CaptureInfo]:
         """One frame, waiting per the I/O mode; ``XDPTimeoutError`` when the poll timeout passes."""
-        frame = self._read_one_until(copy, self._deadline())
+        frame = self._read_one_until(copy, self._deadline(), writable)
         if frame is None:
             raise self.timeout(call)
         return frame
@@ -219,24 +227,26 @@ class XskQueue:
             mode_deadline = own if mode_deadline is None else min(own, mode_deadline)
         return self._read_one_until(True, mode_deadline)  # type: ignore[return-value]
 
-    def _read_one_until(self, copy: bool, deadline: int | None) -> tuple[Packet, CaptureInfo] | None:
+    def _read_one_until(self, copy: bool, deadline: int | None,
+                        writable: bool = False) -> tuple[Packet, CaptureInfo] | None:
         with self._read_lock:
             self._begin_read()
-            frame = self._next_ready(copy)
+            frame = self._next_ready(copy, writable)
             if frame is None:
                 self.note_empty()
                 while frame is None:
                     if not self.wait_for_rx(deadline):
                         return None
-                    frame = self._next_ready(copy)
+                    frame = self._next_ready(copy, writable)
             return frame
 
-    def read_batch(self, max_packets: int, copy: bool) -> tuple[list[Packet], list[CaptureInfo]]:
+    def read_batch(self, max_packets: int, copy: bool,
+                   writable: bool = False) -> tuple[list[Packet], list[CaptureInfo]]:
         """Up to ``max_packets`` frames; at least one in blocking mode, maybe none otherwise."""
         with self._read_lock:
             self._begin_read()
             if self.ahead or self.ahead_views:
-                return self._take_ready(self.ready(max_packets), copy)
+                return self._take_ready(self.ready(max_packets), copy, writable)
             count = self._rx.ready(max_packets)
             if not count:
                 self.note_empty()
@@ -245,9 +255,9 @@ class XskQueue:
                     if not self.wait_for_rx(deadline):
                         return [], []
                     count = self._rx.ready(max_packets)
-            return self._take(count, copy)
+            return self._take(count, copy, writable)
 
-    def poll_one(self, copy: bool) -> tuple[Packet, CaptureInfo] | None:
+    def poll_one(self, copy: bool, writable: bool = False) -> tuple[Packet, CaptureInfo] | None:
         """One frame if there is one, without waiting: the step of a multi-queue read.
 
         Takes the read-ahead fast path when it can, and skips an idle queue (nothing read
@@ -261,7 +271,7 @@ class XskQueue:
             return None
         with self._read_lock:
             self._begin_read()
-            return self._next_ready(copy)
+            return self._next_ready(copy, writable)
 
     def begin_read(self) -> None:
         """Every read starts here: zero-copy views handed out by the previous read end now."""
@@ -285,21 +295,23 @@ class XskQueue:
             return limit
         return read_ahead + self._rx.ready(limit - read_ahead)
 
-    def take_ready(self, count: int, copy: bool) -> tuple[list[Packet], list[CaptureInfo]]:
+    def take_ready(self, count: int, copy: bool, writable: bool = False) -> tuple[list[Packet], list[CaptureInfo]]:
         """Take ``count`` frames that ``ready`` reported: read-ahead ones first, then the ring's."""
         with self._read_lock:
-            return self._take_ready(count, copy)
+            return self._take_ready(count, copy, writable)
 
-    def _take_ready(self, count: int, copy: bool) -> tuple[list[Packet], list[CaptureInfo]]:
+    def _take_ready(self, count: int, copy: bool, writable: bool) -> tuple[list[Packet], list[CaptureInfo]]:
         """``take_ready`` for a caller that holds the read lock."""
         read_ahead = len(self.ahead) + len(self.ahead_views)
         if not read_ahead:
-            return self._take(count, copy)
+            return self._take(count, copy, writable)
+        if not copy:
+            self._check_ahead_kind(writable)
         pairs = [self._pop_ahead() for _ in range(min(count, read_ahead))]
         packets = [self._hand_out(packet, copy) for packet, _ in pairs]
         infos = [info for _, info in pairs]
         if count > read_ahead:
-            more, more_infos = self._take(count - read_ahead, copy)
+            more, more_infos = self._take(count - read_ahead, copy, writable)
             packets += more
             infos += more_infos
         return packets, infos
@@ -307,22 +319,25 @@ class XskQueue:
     def _pop_ahead(self) -> tuple[Packet, CaptureInfo]:
         return self.ahead.popleft() if self.ahead else self.ahead_views.popleft()
 
-    def _next_ready(self, copy: bool) -> tuple[Packet, CaptureInfo] | None:
+    def _next_ready(self, copy: bool, writable: bool = False) -> tuple[Packet, CaptureInfo] | None:
         """One frame, read ahead if need be, without waiting; None if the ring is empty."""
         if not (self.ahead or self.ahead_views):
             ready = self._rx.ready((_READ_AHEAD if copy else self._zero_copy_read_ahead) + 1)
             if not ready:
                 return None
             if ready == 1:  # the last frame: take it, read nothing ahead
-                packets, infos = self._take(1, copy)
+                packets, infos = self._take(1, copy, writable)
                 if not copy:
                     self.handed_views.append(packets[0])  # type: ignore[arg-type]
                 return packets[0], infos[0]
-            packets, infos = self._take(ready - 1, copy)  # leave one: the socket stays readable
+            packets, infos = self._take(ready - 1, copy, writable)  # leave one: the socket stays readable
             if copy:
                 self.ahead.extend(zip(packets, infos))  # type: ignore[arg-type]
             else:
                 self.ahead_views.extend(zip(packets, infos))  # type: ignore[arg-type]
+                self.ahead_writable = writable
+        elif not copy:
+            self._check_ahead_kind(writable)
         packet, info = self._pop_ahead()
         return self._hand_out(packet, copy), info
 
@@ -339,12 +354,22 @@ class XskQueue:
         self.handed_views.append(view)
         return view
 
-    def _take(self, count: int, copy: bool) -> tuple[list[Packet], list[CaptureInfo]]:
+    def _check_ahead_kind(self, writable: bool) -> None:
+        """Views read ahead are handed out as they were read: refuse a read asking for the other kind."""
+        if self.ahead_views and writable != self.ahead_writable:
+            kind = "writable" if self.ahead_writable else "read-only"
+            raise ValueError(
+                f"{len(self.ahead_views)} frame(s) of {self.ifname} queue {self.queue_id} were read ahead as "
+                f"{kind} views; read them with writable={self.ahead_writable} first (pending_packets says "
+                f"how many), or use one kind of zero-copy read per socket"
+            )
+
+    def _take(self, count: int, copy: bool, writable: bool = False) -> tuple[list[Packet], list[CaptureInfo]]:
         """Take ``count`` frames off the rx ring (the caller checked they are there)."""
         if copy:
             packets, lengths, times, metadata = self._rx.take_copies(count)
         else:
-            packets, lengths, times, metadata = self._rx.lend_views(count)
+            packets, lengths, times, metadata = self._rx.lend_views(count, writable)
         self._rx_packets += count
         self._rx_bytes += sum(lengths)
         return packets, self._capture_infos(lengths, times, metadata)
@@ -513,11 +538,11 @@ class XskQueue:
             return self._check_frames()
 
     def _check_frames(self) -> dict[str, dict[str, int]]:
-        result = {}
-        for census in (self._rx.census(), self._tx.census()):
-            census.check()
-            result[census.half] = census.counts()
-        return result
+        """Every frame of the UMEM is checked (those of sockets sharing it too); the counts
+        returned are this socket's and the pool's."""
+        counts = self._xsk.pool.check_all()  # type: ignore[union-attr]
+        label = self._xsk.label
+        return {"rx": counts[f"{label} rx"], "tx": counts[f"{label} tx"], "umem": counts["umem"]}
 
 
 def wait_for_frames(queues: Sequence[XskQueue], fds: Sequence[int], deadline: int | None) -> bool:
@@ -549,6 +574,14 @@ def audit_frames_at_close(failures: list[str] | None) -> None:
     """Check every socket's frame accounting when it closes (tests); None turns it off."""
     global _close_audit
     _close_audit = failures
+
+
+def _umem_source(queue: XskQueue | None) -> XskSocket | None:
+    """The socket whose UMEM a new queue shares (OptSharedUmem); it must be open."""
+    if queue is None:
+        return None
+    queue.check_open()
+    return queue._xsk
 
 
 def _trailer_source(options: XDPOptions) -> TrailerSource:
@@ -628,7 +661,8 @@ def frames_for_writing(pkts: object, limit: tuple[int, str],
         except TypeError:
             raise TypeError(f"{call} takes a list of packets, got {type(pkts).__name__}") from None
     assert isinstance(pkts, (list, tuple))
-    if set(map(type, pkts)) <= {bytes, bytearray}:
+    types = set(map(type, pkts))
+    if types <= _BYTES_TYPES or (types <= _BYTES_AND_VIEWS and all(map(_is_byte_view, pkts))):
         sizes = list(map(len, pkts))
         if not sizes or (min(sizes) >= _ETH_HLEN and max(sizes) <= limit[0]):
             return pkts, sizes
@@ -636,11 +670,16 @@ def frames_for_writing(pkts: object, limit: tuple[int, str],
     return frames, [len(frame) for frame in frames]
 
 
+def _is_byte_view(data: object) -> bool:
+    """A one-dimensional, contiguous view of bytes (or not a view at all: checked elsewhere)."""
+    return type(data) is not memoryview or (data.format == "B" and data.ndim == 1 and data.c_contiguous)
+
+
 def _as_frame(data: object, limit: tuple[int, str]) -> Frame:
     """Accept any bytes-like frame; refuse runts and oversized ones before anything is queued."""
     frame: Frame
-    if isinstance(data, (bytes, bytearray)):
-        frame = data
+    if isinstance(data, (bytes, bytearray)) or (type(data) is memoryview and _is_byte_view(data)):
+        frame = data  # a view keeps its identity: it may be forwarded in place
     else:
         try:
             frame = memoryview(data).cast("B")  # type: ignore[arg-type]

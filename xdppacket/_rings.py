@@ -143,6 +143,14 @@ class FillRing(_ProducerRing):
         if addresses:
             self._store(self._memory.entries_u64, 1, array("Q", addresses))
 
+    def withdraw(self, count: int) -> list[int]:
+        """Take back the last ``count`` addresses submitted; only for a socket never bound,
+        whose entries the kernel cannot have consumed."""
+        addresses = self.recent(count)
+        self._cached_producer = (self._cached_producer - count) & _U32
+        self._producer_word[0] = self._cached_producer
+        return addresses
+
     def recent(self, count: int) -> list[int]:
         """The last ``count`` addresses submitted (``count`` <= size), oldest first."""
         u64 = self._memory.entries_u64

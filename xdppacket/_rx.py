@@ -1,10 +1,11 @@
 """The receive half of a socket: where every rx frame goes, in one module.
 
-A frame's round trip: free list -> fill ring (``refill``) -> kernel -> rx ring ->
-either copied out and straight back to the free list (``take_copies``) or lent as a
-zero-copy view (``lend_views``) until the next read ends the loan (``end_loans``).
-Every move is written down first (``_frames.Move``) so that an exception landing in
-the middle of it is settled by the next call.
+A frame's round trip: pool -> fill ring (``refill``) -> kernel -> rx ring -> either
+copied out and straight back to the pool (``take_copies``) or lent as a zero-copy view
+(``lend_views``) until the next read ends the loan (``end_loans``), or until the view is
+forwarded in place (``_tx``). Every move is written down first (``_frames``) and made
+under the pool's lock, so that an exception landing in the middle of it is settled by
+the next move, and so that sockets sharing the UMEM can move frames in other threads.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ._arrival import ArrivalReader, TrailerSource
-from ._frames import FrameAccountingError, FrameCensus, FreeFrames, Move, MoveKind
+from ._frames import FrameAccountingError, FrameCensus, FramePool, LeaseMove, MoveKind, RingMove
 from ._leases import ZeroCopyLeases
 from ._rings import FillRing, RxRing
 from ._uapi import XDP_PKT_CONTD
@@ -36,24 +37,23 @@ _OUT_OF_FREE = MoveKind.OUT_OF_FREE
 
 
 class RxPath:
-    """Owns the fill and rx rings, the free rx frames and the zero-copy leases.
+    """Owns the fill and rx rings and the zero-copy leases; draws frames from the pool.
 
     Lifetime: that of its socket, which closes the rings. Not thread-safe: the socket
-    serialises calls.
+    serialises calls (the pool's lock only guards the frames it shares).
     """
 
-    def __init__(self, umem: Umem, fill: FillRing, rx: RxRing, trailers: TrailerSource):
+    def __init__(self, umem: Umem, pool: FramePool, fill: FillRing, rx: RxRing, trailers: TrailerSource):
         self._area = umem.map
         self._arrivals = (None if trailers is TrailerSource.NOT_READ
                           else ArrivalReader(umem.map, custom_metadata=trailers is TrailerSource.CUSTOM))
         self._fill = fill
         self._rx = rx
-        self._all_frames = umem.rx_frames
+        self._pool = pool
         self._frame_size = umem.frame_size
         self._to_frame = ~(umem.frame_size - 1)
         self._headroom = umem.headroom
-        self._free = FreeFrames(list(self._all_frames))
-        self._leases = ZeroCopyLeases(umem)
+        self._leases = ZeroCopyLeases(umem, pool)
         #: Refills that found the fill ring too full for every free frame (``fq_full``).
         self.fill_ring_full = 0
         self.refill()
@@ -67,37 +67,39 @@ class RxPath:
         """Copy ``count`` ready frames out (``count`` <= ``ready``); their frames go back to the kernel.
 
         A descriptor's address points past the kernel's headroom inside its frame. It
-        goes back to the fill ring as it is: in aligned mode the kernel rounds fill
-        addresses down to their frame (libxdp's xdpsock relies on the same). Arrival
-        times are read from the frames' metadata first.
+        goes back to the pool as it is: in aligned mode the kernel rounds fill addresses
+        down to their frame (libxdp's xdpsock relies on the same), and the tx side rounds
+        the frames it takes. Arrival times are read from the frames' metadata first.
         """
-        free = self._free
-        if free.move is not None:
-            self._settle()
+        pool = self._pool
         rx = self._rx
-        addresses, lengths = rx.peek(count)
-        area = self._area
-        packets = [area[a : a + n] for a, n in zip(addresses, lengths)]
-        times, metadata = self._read_trailers(addresses)
-        free.move = _new_move(Move, (_INTO_FREE, addresses, rx, rx.index_after(count)))
-        rx.release(count)
-        free.frames += addresses
-        free.move = None
-        self.refill()
+        with pool.lock:
+            if pool.move is not None:
+                pool.settle()
+            addresses, lengths = rx.peek(count)
+            area = self._area
+            packets = [area[a : a + n] for a, n in zip(addresses, lengths)]
+            times, metadata = self._read_trailers(addresses)
+            pool.move = _new_move(RingMove, (_INTO_FREE, addresses, rx, rx.index_after(count)))
+            rx.release(count)
+            pool.frames += addresses
+            pool.move = None
+            self._refill()
         return packets, lengths, times, metadata
 
-    def lend_views(self, count: int) -> Received:
-        """Lend ``count`` ready frames as read-only views until ``end_loans``."""
-        free = self._free
-        if free.move is not None:
-            self._settle()
+    def lend_views(self, count: int, writable: bool = False) -> Received:
+        """Lend ``count`` ready frames as views (writable ones if asked) until ``end_loans``."""
+        pool = self._pool
         rx = self._rx
-        addresses, lengths = rx.peek(count)
-        times, metadata = self._read_trailers(addresses)
-        free.move = _new_move(Move, (_INTO_LEASE, addresses, rx, rx.index_after(count)))
-        rx.release(count)
-        lease = self._leases.record(addresses)
-        free.move = None
+        with pool.lock:
+            if pool.move is not None:
+                pool.settle()
+            addresses, lengths = rx.peek(count)
+            times, metadata = self._read_trailers(addresses)
+            pool.move = _new_move(LeaseMove, (_INTO_LEASE, addresses, rx, rx.index_after(count), self._leases))
+            rx.release(count)
+            lease = self._leases.record(addresses, writable=writable)
+            pool.move = None
         return self._leases.views(lease, addresses, lengths), lengths, times, metadata
 
     def _read_trailers(self, addresses: list[int]) -> tuple[list[int | None] | None, list[bytes] | None]:
@@ -110,84 +112,85 @@ class RxPath:
 
     def end_loans(self) -> None:
         """Take back every lent frame no view shows any more, and give it to the kernel."""
-        free = self._free
-        if free.move is not None:
-            self._settle()
-        ended = self._leases.ended()
-        if ended:
-            frames = ended[0].frames if len(ended) == 1 else [f for lease in ended for f in lease.frames]
-            free.move = _new_move(Move, (_LEASE_TO_FREE, frames, None, 0))
-            self._leases.forget(ended)
-            free.frames += frames
-            free.move = None
-        self.refill()
+        self._end_loans(refill=True)
+
+    def _end_loans(self, refill: bool) -> None:
+        pool = self._pool
+        with pool.lock:
+            if pool.move is not None:
+                pool.settle()  # first: it may return leases that ``ended`` would find again
+            ended = self._leases.ended()
+            if ended:
+                frames = ended[0].frames if len(ended) == 1 else [f for lease in ended for f in lease.frames]
+                pool.move = _new_move(LeaseMove, (_LEASE_TO_FREE, frames, None, 0, self._leases))
+                self._leases.forget(ended)
+                pool.frames += frames
+                pool.move = None
+            if refill:
+                self._refill()
 
     @property
     def loans_outstanding(self) -> bool:
         return self._leases.outstanding
 
     def refill(self) -> None:
-        """Hand every free frame the fill ring has room for to the kernel."""
-        free = self._free
-        if free.move is not None:
-            self._settle()
-        frames = free.frames
+        """Hand the kernel every free frame the fill ring and this socket's quota have room for."""
+        pool = self._pool
+        with pool.lock:
+            if pool.move is not None:
+                pool.settle()
+            self._refill()
+
+    def _refill(self) -> None:
+        """``refill`` for a caller holding the pool's lock, nothing left to settle."""
+        pool = self._pool
+        frames = pool.frames
         if not frames:
             return
         fill = self._fill
-        room = fill.reserve(len(frames))
-        if room < len(frames):
+        # Frames given to the kernel that we have not taken off the rx ring yet.
+        held = (fill.index - self._rx.index) & _U32
+        wanted = pool.rx_quota - held
+        if wanted > len(frames):
+            wanted = len(frames)
+        if wanted <= 0:
+            return
+        room = fill.reserve(wanted)
+        if room < wanted:
             self.fill_ring_full += 1
         if room:
             batch = frames[-room:]
-            free.move = _new_move(Move, (_OUT_OF_FREE, batch, fill, fill.index_after(room)))
+            pool.move = _new_move(RingMove, (_OUT_OF_FREE, batch, fill, fill.index_after(room)))
             fill.submit(batch)
             del frames[-room:]
-            free.move = None
+            pool.move = None
 
     def needs_wakeup(self) -> bool:
         """The kernel asks for a poll/recvfrom to go on filling the rx ring."""
         return self._fill.needs_wakeup()
 
     def has_idle_free_frames(self) -> bool:
-        """Free frames wait outside the fill ring although it has room (never wait for rx then)."""
-        return bool(self._free.frames) and self._fill.reserve(1) > 0
-
-    # --------------------------------------------------------- interruptions
-    def _settle(self) -> None:
-        """Finish a move an exception interrupted (see ``_frames``)."""
-        free = self._free
-        move = free.move
-        assert move is not None
-        if move.kind is MoveKind.LEASE_TO_FREE:
-            # The views were released and checked before the move began: finish it.
-            self._leases.forget(self._leases.within(move.frames))
-            free.ensure_free(move.frames)
-            free.move = None
-        elif move.kind is MoveKind.INTO_LEASE:
-            if move.ring_step_done() and not self._leases.holds(move.frames):
-                free.ensure_free(move.frames)  # taken off the ring but never lent
-            free.move = None
-        else:
-            free.settle_ring_move()
+        """Free frames this socket may take wait outside the fill ring although it has room
+        (never wait for rx then)."""
+        pool = self._pool
+        held = (self._fill.index - self._rx.index) & _U32
+        return bool(pool.frames) and held < pool.rx_quota and self._fill.reserve(1) > 0
 
     # ----------------------------------------------------------------- check
     def census(self) -> FrameCensus:
-        """Where every rx frame is now; an interrupted move is settled first.
+        """Where the frames of this receive side are now (the caller holds the pool's lock
+        and settled it).
 
         The kernel holds ``fill producer - rx producer`` frames: those we gave it last,
         read back from the fill ring, except any it is receiving right now beyond the
         ring's size (counted, not named). Also checks that no address drifted within its
         frame (addresses go back to the fill ring unrounded; the kernel rounds them down).
         """
-        if self._free.move is not None:
-            self._settle()
         produced = self._rx.kernel_producer()
         unread = self._rx.unread(produced)
         in_kernel = (self._fill.index - produced) & _U32
         named_in_kernel = min(in_kernel, self._fill.size)
         raw = {
-            "free": self._free.frames,
             "fill ring or kernel": self._fill.recent(named_in_kernel),
             "rx ring": self._rx.peek(unread)[0] if unread else [],
             "lent": self._leases.lent_frames(),
@@ -199,15 +202,21 @@ class RxPath:
             raise FrameAccountingError(f"rx addresses drifted within their frames: {drifted[:8]}")
         to_frame = self._to_frame
         return FrameCensus(
-            "rx",
-            self._all_frames,
             {place: [a & to_frame for a in addresses] for place, addresses in raw.items()},
-            unidentified=("kernel, receiving", in_kernel - named_in_kernel),
+            {"kernel, receiving": in_kernel - named_in_kernel},
         )
 
+    def give_back_unbound(self) -> None:
+        """Return the fill ring's frames to the pool: the socket was never bound, so the
+        kernel never saw them (the caller holds the pool's lock)."""
+        self._pool.ensure_free(self._fill.withdraw((self._fill.index - self._rx.index) & _U32))
+
     def close(self) -> None:
-        """End the loans that can end (views raise ``ValueError`` from now on); drop our views."""
-        self._leases.close()
+        """End the loans that can end (views raise ``ValueError`` from now on) and give their
+        frames back to the pool; drop our views."""
+        self._end_loans(refill=False)
+        with self._pool.lock:
+            self._leases.close()
         if self._arrivals is not None:
             self._arrivals.close()
 
@@ -269,45 +278,49 @@ class MultiBufferRxPath(RxPath):
 
     def take_copies(self, count: int) -> Received:
         """Copy ``count`` ready packets out, joining their parts; every frame goes back to the kernel."""
-        free = self._free
-        if free.move is not None:
-            self._settle()
+        pool = self._pool
         rx = self._rx
-        descriptors, addresses, lengths_by_descriptor, parts = self._peek_packets(count)
-        area = self._area
-        packets = []
-        lengths = []
-        for indexes in parts:
-            chunks = [area[addresses[i] : addresses[i] + lengths_by_descriptor[i]] for i in indexes]
-            packet = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            packets.append(packet)
-            lengths.append(len(packet))
-        heads = [addresses[indexes[0]] for indexes in parts]
-        times, metadata = self._read_trailers(heads)
-        free.move = _new_move(Move, (_INTO_FREE, addresses, rx, rx.index_after(descriptors)))
-        rx.release(descriptors)
-        free.frames += addresses
-        free.move = None
-        self.refill()
+        with pool.lock:
+            if pool.move is not None:
+                pool.settle()
+            descriptors, addresses, lengths_by_descriptor, parts = self._peek_packets(count)
+            area = self._area
+            packets = []
+            lengths = []
+            for indexes in parts:
+                chunks = [area[addresses[i] : addresses[i] + lengths_by_descriptor[i]] for i in indexes]
+                packet = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                packets.append(packet)
+                lengths.append(len(packet))
+            heads = [addresses[indexes[0]] for indexes in parts]
+            times, metadata = self._read_trailers(heads)
+            pool.move = _new_move(RingMove, (_INTO_FREE, addresses, rx, rx.index_after(descriptors)))
+            rx.release(descriptors)
+            pool.frames += addresses
+            pool.move = None
+            self._refill()
         return packets, lengths, times, metadata
 
-    def lend_views(self, count: int) -> Received:
+    def lend_views(self, count: int, writable: bool = False) -> Received:
         """Lend ``count`` ready packets: views of one-descriptor packets, ``JoinedFrame`` copies of the others.
 
         The copied packets' frames are lent with the rest of the batch (one lease, one
-        journalled move) and come back with it.
+        journalled move) and come back with it. The views are not forwarded in place
+        (sending one copies it).
         """
-        free = self._free
-        if free.move is not None:
-            self._settle()
+        pool = self._pool
         rx = self._rx
-        descriptors, addresses, lengths_by_descriptor, parts = self._peek_packets(count)
-        heads = [addresses[indexes[0]] for indexes in parts]
-        times, metadata = self._read_trailers(heads)
-        free.move = _new_move(Move, (_INTO_LEASE, addresses, rx, rx.index_after(descriptors)))
-        rx.release(descriptors)
-        lease = self._leases.record(addresses)
-        free.move = None
+        with pool.lock:
+            if pool.move is not None:
+                pool.settle()
+            descriptors, addresses, lengths_by_descriptor, parts = self._peek_packets(count)
+            heads = [addresses[indexes[0]] for indexes in parts]
+            times, metadata = self._read_trailers(heads)
+            pool.move = _new_move(LeaseMove, (_INTO_LEASE, addresses, rx, rx.index_after(descriptors),
+                                              self._leases))
+            rx.release(descriptors)
+            lease = self._leases.record(addresses, writable=writable, forwardable=False)
+            pool.move = None
         singles = [indexes[0] for indexes in parts if len(indexes) == 1]
         views = iter(self._leases.views(lease, [addresses[i] for i in singles],
                                         [lengths_by_descriptor[i] for i in singles]))

@@ -1,9 +1,11 @@
 """The transmit half of a socket: where every tx frame goes, in one module.
 
-A frame's round trip: free list -> data copied in -> tx ring (``queue``) -> kernel ->
-completion ring -> free list (``reclaim_completed``). Every move is written down first
-(``_frames.Move``) so that an exception landing in the middle of it is settled by the
-next call.
+A frame's round trip: pool -> data copied in -> tx ring (``queue``) -> kernel ->
+completion ring -> pool (``reclaim_completed``). A zero-copy view of a frame received on
+this UMEM (this socket or one sharing it) skips the copy: its frame leaves its lease and
+goes to the tx ring as it is (forwarding in place), then back to the pool like any sent
+frame. Every move is written down first (``_frames``) and made under the pool's lock,
+so that an exception landing in the middle of it is settled by the next move.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from array import array
 from collections.abc import Sequence
 from typing import Union
 
-from ._frames import FrameCensus, FreeFrames, Move, MoveKind
+from ._frames import ForwardMove, FrameCensus, FramePool, MoveKind, RingMove
+from ._leases import Lease
 from ._rings import CompletionRing, TxRing
 from ._uapi import XDP_PKT_CONTD
 from ._umem import Umem
@@ -32,64 +35,145 @@ Frame = Union[bytes, bytearray, memoryview]
 
 
 class TxPath:
-    """Owns the tx and completion rings and the free tx frames.
+    """Owns the tx and completion rings; draws frames to send from the pool.
 
     Lifetime: that of its socket, which closes the rings. Not thread-safe: the socket
-    serialises calls.
+    serialises calls (the pool's lock only guards the frames it shares).
     """
 
-    def __init__(self, umem: Umem, tx: TxRing, completion: CompletionRing):
+    def __init__(self, umem: Umem, pool: FramePool, tx: TxRing, completion: CompletionRing):
         self._area = umem.map
+        self._pool = pool
         self._tx = tx
         self._completion = completion
-        self._all_frames = umem.tx_frames
-        self._free = FreeFrames(list(self._all_frames))
         #: Writes that found the tx ring without room for every frame (``tx_full``).
         self.tx_ring_full = 0
         #: Writes short of free frames with nothing completed to take back (``cq_empty``).
         self.completions_empty = 0
 
     def reclaim_completed(self) -> int:
-        """Take every frame the kernel has finished sending back into the free list."""
-        free = self._free
-        if free.move is not None:
-            free.settle_ring_move()
+        """Give every frame the kernel has finished sending back to the pool."""
+        pool = self._pool
+        with pool.lock:
+            if pool.move is not None:
+                pool.settle()
+            return self._reclaim_completed()
+
+    def _reclaim_completed(self) -> int:
+        """``reclaim_completed`` for a caller holding the pool's lock, nothing left to settle."""
         completion = self._completion
         count = completion.available(completion.size)
         if count:
+            pool = self._pool
             addresses = completion.peek(count)
-            free.move = _new_move(Move, (_INTO_FREE, addresses, completion, completion.index_after(count)))
+            pool.move = _new_move(RingMove, (_INTO_FREE, addresses, completion, completion.index_after(count)))
             completion.release(count)
-            free.frames += addresses
-            free.move = None
+            pool.frames += addresses
+            pool.move = None
         return count
 
     def queue(self, frames: Sequence[Frame], sizes: list[int], start: int) -> int:
-        """Copy as many of ``frames[start:]`` as fit into free frames and publish them; return how many."""
-        completed = self.reclaim_completed()
-        free = self._free.frames
-        wanted = len(frames) - start
-        count = wanted if wanted < len(free) else len(free)
-        if count < wanted and not completed:
-            self.completions_empty += 1
-        tx = self._tx
-        count = tx.reserve(count)
-        if count < wanted:
-            self.tx_ring_full += 1
+        """Queue as many of ``frames[start:]`` as fit and publish them; return how many.
+
+        Copies each frame into a free frame, except the zero-copy views of this UMEM's
+        current batches, which go out in place.
+        """
+        pool = self._pool
+        with pool.lock:
+            if pool.move is not None:
+                pool.settle()
+            completed = self._reclaim_completed()
+            wanted = len(frames) - start
+            count = self._tx.reserve(wanted)
+            if count < wanted:
+                self.tx_ring_full += 1
+            if not count:
+                return 0
+            if memoryview in set(map(type, frames[start : start + count])) and pool.leases_by_exporter:
+                return self._queue_forwarding(frames, sizes, start, count, completed)
+            free = pool.frames
+            if count > len(free):
+                if not completed:
+                    self.completions_empty += 1
+                count = len(free)
+                if not count:
+                    return 0
+            to_frame = pool.to_frame
+            addresses = [address & to_frame for address in free[-count:]]
+            batch_sizes = sizes[start : start + count]
+            area = self._area
+            for address, frame, size in zip(addresses, frames[start : start + count], batch_sizes):
+                area[address : address + size] = frame  # still a free frame: harmless if interrupted
+            descriptors = [0] * (2 * count)  # addr0, len0, addr1, len1, ... (options stay 0)
+            descriptors[0::2] = addresses
+            descriptors[1::2] = batch_sizes
+            tx = self._tx
+            pool.move = _new_move(RingMove, (_OUT_OF_FREE, free[-count:], tx, tx.index_after(count)))
+            tx.submit(array("Q", descriptors))
+            del free[-count:]
+            pool.move = None
+            return count
+
+    def _queue_forwarding(self, frames: Sequence[Frame], sizes: list[int], start: int, room: int,
+                          completed: int) -> int:
+        """``queue`` for a batch holding views: those of this UMEM's leases go out in place.
+
+        A view to forward is released first (SPEC: it is gone once sent); one that cannot
+        be (a buffer exported from it is alive) is copied instead. The batch stops at the
+        first frame to copy when no free frame is left: views after it stay valid and the
+        caller's.
+        """
+        pool = self._pool
+        free = pool.frames
+        registry = pool.leases_by_exporter
+        plan: list[tuple[Lease, int] | None] = []  # per frame: (lease, frame address) to forward, or None
+        copies = 0
+        for frame in frames[start : start + room]:
+            forward = None
+            if type(frame) is memoryview:
+                lease = registry.get(id(frame.obj))
+                address = None if lease is None else lease.frame_of(frame)  # type: ignore[attr-defined]
+                if address is not None:
+                    try:
+                        frame.release()
+                        forward = (lease, address)
+                    except BufferError:
+                        pass  # exported further (a NumPy array, ...): copy it
+            if forward is None:
+                if copies == len(free):
+                    if not completed:
+                        self.completions_empty += 1
+                    break
+                copies += 1
+            plan.append(forward)  # type: ignore[arg-type]
+        count = len(plan)
         if not count:
             return 0
-        addresses = free[-count:]
-        batch_sizes = sizes[start : start + count]
+        to_frame = pool.to_frame
+        copy_frames = free[-copies:] if copies else []
+        copy_bases = iter([address & to_frame for address in copy_frames])
+        descriptors = array("Q", bytes(16 * count))
+        forwarded: dict[int, tuple[Lease, list[int]]] = {}
         area = self._area
-        for address, frame, size in zip(addresses, frames[start : start + count], batch_sizes):
-            area[address : address + size] = frame  # still a free frame: harmless if interrupted
-        descriptors = [0] * (2 * count)  # addr0, len0, addr1, len1, ... (options stay 0)
-        descriptors[0::2] = addresses
-        descriptors[1::2] = batch_sizes
-        self._free.move = _new_move(Move, (_OUT_OF_FREE, addresses, tx, tx.index_after(count)))
-        tx.submit(array("Q", descriptors))
-        del free[-count:]
-        self._free.move = None
+        for slot, (frame, size, forward) in enumerate(zip(frames[start : start + count],
+                                                          sizes[start : start + count], plan)):
+            if forward is None:
+                address = next(copy_bases)
+                area[address : address + size] = frame  # still a free frame: harmless if interrupted
+            else:
+                lease, address = forward
+                forwarded.setdefault(id(lease), (lease, []))[1].append(address)
+            descriptors[2 * slot] = address
+            descriptors[2 * slot + 1] = size
+        tx = self._tx
+        groups = list(forwarded.values())
+        pool.move = _new_move(ForwardMove, (descriptors, tx, tx.index_after(count), copy_frames, groups))
+        for lease, addresses in groups:
+            lease.drop(addresses)
+        if copies:
+            del free[-copies:]
+        tx.submit(descriptors)
+        pool.move = None
         return count
 
     def unsent(self) -> int:
@@ -100,26 +184,20 @@ class TxPath:
         return self._tx.needs_wakeup()
 
     def has_free_frames(self) -> bool:
-        return bool(self._free.frames)
+        return bool(self._pool.frames)
 
     def census(self) -> FrameCensus:
-        """Where every tx frame is now; an interrupted move is settled first.
+        """Where the frames of this transmit side are now (the caller holds the pool's lock
+        and settled it).
 
         Frames in the tx ring or inside the kernel are counted, not named: the kernel
         may complete them out of order, so their addresses cannot be read back.
         """
-        if self._free.move is not None:
-            self._free.settle_ring_move()
         completed = self._completion.kernel_producer()
         unread = self._completion.unread(completed)
         return FrameCensus(
-            "tx",
-            self._all_frames,
-            {
-                "free": list(self._free.frames),
-                "completion ring": self._completion.peek(unread) if unread else [],
-            },
-            unidentified=("tx ring or kernel", (self._tx.index - completed) & _U32),
+            {"completion ring": self._completion.peek(unread) if unread else []},
+            {"tx ring or kernel": (self._tx.index - completed) & _U32},
         )
 
 
@@ -131,14 +209,21 @@ class MultiBufferTxPath(TxPath):
     kernel must never see the start of a packet whose end is missing.
     """
 
-    def __init__(self, umem: Umem, tx: TxRing, completion: CompletionRing):
-        super().__init__(umem, tx, completion)
+    def __init__(self, umem: Umem, pool: FramePool, tx: TxRing, completion: CompletionRing):
+        super().__init__(umem, pool, tx, completion)
         self._frame_size = umem.frame_size
 
     def queue(self, frames: Sequence[Frame], sizes: list[int], start: int) -> int:
         """Copy as many whole packets of ``frames[start:]`` as fit and publish them; return how many."""
-        completed = self.reclaim_completed()
-        free = self._free.frames
+        pool = self._pool
+        with pool.lock:
+            if pool.move is not None:
+                pool.settle()
+            return self._queue_whole_packets(frames, sizes, start, self._reclaim_completed())
+
+    def _queue_whole_packets(self, frames: Sequence[Frame], sizes: list[int], start: int, completed: int) -> int:
+        pool = self._pool
+        free = pool.frames
         frame_size = self._frame_size
         wanted = [-(-size // frame_size) for size in sizes[start:]]
         tx = self._tx
@@ -156,7 +241,8 @@ class MultiBufferTxPath(TxPath):
                 self.completions_empty += 1
         if not count:
             return 0
-        addresses = free[-needed:]
+        taken = free[-needed:]
+        addresses = [address & pool.to_frame for address in taken]
         descriptors_out = array("Q", bytes(16 * needed))
         area = self._area
         slot = 0
@@ -170,8 +256,8 @@ class MultiBufferTxPath(TxPath):
                 descriptors_out[2 * slot] = address
                 descriptors_out[2 * slot + 1] = part | more
                 slot += 1
-        self._free.move = _new_move(Move, (_OUT_OF_FREE, addresses, tx, tx.index_after(needed)))
+        pool.move = _new_move(RingMove, (_OUT_OF_FREE, taken, tx, tx.index_after(needed)))
         tx.submit(descriptors_out)
         del free[-needed:]
-        self._free.move = None
+        pool.move = None
         return count

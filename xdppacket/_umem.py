@@ -1,15 +1,16 @@
 """UMEM: the packet memory shared with the kernel.
 
-The area holds ``2 * num_frames`` frames: the first half for receiving, the second for
-sending, so rx and tx never compete for frames. Which frame is where at any moment is
-not this module's business: ``_rx.RxPath`` and ``_tx.TxPath`` own the frames of their
-half (see ``_frames`` for the rules every move follows).
+The area holds ``2 * num_frames`` frames per socket using it (``sockets``: more than one
+with ``OptSharedUmem``). Which frame is where at any moment is not this module's
+business: ``_frames.FramePool`` holds the free ones, and the sockets' rx and tx paths
+(``_rx``, ``_tx``) the others.
 
-The memory is a memfd mapped twice: read-write for the library, read-only for the
-exporters behind zero-copy views, so a view (and its ``.obj``) can never write into a
-frame the kernel or the tx side owns. With ``huge_pages`` the memfd is on hugetlbfs
+The memory is a memfd mapped several times: read-write for the library, read-only for
+the exporters behind zero-copy views, so a read-only view (and its ``.obj``) can never
+write into a frame the kernel or the tx side owns; writable views, asked for to forward
+frames in place, get a read-write exporter. With ``huge_pages`` the memfd is on hugetlbfs
 (``MFD_HUGETLB``) and its size is rounded up to whole huge pages; the frames beyond
-``2 * num_frames`` are registered with the kernel but never used.
+``2 * num_frames * sockets`` are registered with the kernel but never used.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import contextlib
 import errno
 import mmap
 import os
+import threading
 
 from ._libc import buffer_address
 from ._uapi import MAP_POPULATE
@@ -44,13 +46,18 @@ class Umem:
     Not thread-safe (its owner, the socket, serialises access).
     """
 
-    def __init__(self, num_frames: int, frame_size: int, *, headroom: int = 0, huge_pages: bool = False):
+    def __init__(self, num_frames: int, frame_size: int, *, headroom: int = 0, huge_pages: bool = False,
+                 sockets: int = 1):
         self.frame_size = frame_size
+        #: Frames per direction per socket (OptNumFrames).
         self.num_frames = num_frames
         #: Bytes the kernel keeps free before each received frame (beyond its own 256).
         self.headroom = headroom
         self.huge_pages = huge_pages
-        self.size = 2 * num_frames * frame_size
+        self.size = 2 * num_frames * sockets * frame_size
+        self._frame_count = 2 * num_frames * sockets
+        self._users = 1
+        self._users_lock = threading.Lock()  # sockets sharing the memory may close in different threads
         flags = os.MFD_CLOEXEC
         if huge_pages:
             page = huge_page_size()
@@ -80,27 +87,37 @@ class Umem:
         )
 
     @property
-    def rx_frames(self) -> list[int]:
-        """Base addresses of the receive half's frames."""
-        return [i * self.frame_size for i in range(self.num_frames)]
-
-    @property
-    def tx_frames(self) -> list[int]:
-        """Base addresses of the transmit half's frames."""
-        return [(self.num_frames + i) * self.frame_size for i in range(self.num_frames)]
+    def frames(self) -> list[int]:
+        """Base addresses of every frame in use."""
+        return [i * self.frame_size for i in range(self._frame_count)]
 
     def read_only_exporter(self) -> mmap.mmap:
         """A new read-only mapping of the whole area, for one batch of zero-copy views."""
         return mmap.mmap(self._fd, self.size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
 
+    def writable_exporter(self) -> mmap.mmap:
+        """A new read-write mapping of the whole area, for one batch of writable views."""
+        return mmap.mmap(self._fd, self.size, flags=mmap.MAP_SHARED)
+
+    def add_user(self) -> None:
+        """One more socket registered this memory (``XDP_SHARED_UMEM``): it stays until that one closes too."""
+        with self._users_lock:
+            if self._fd < 0:
+                raise ValueError("the UMEM to share is closed")
+            self._users += 1
+
     def close(self) -> None:
-        """Unmap the frames, unless a user still holds a view of this mapping.
+        """Drop one user; the last unmaps the frames, unless a user still holds a view of this mapping.
 
         The read-write mapping is only exported briefly by the library itself; read-only
         exporters unmap themselves when their last view dies.
         """
-        with contextlib.suppress(BufferError):
-            self.map.close()
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        with self._users_lock:
+            self._users -= 1
+            if self._users > 0:
+                return
+            with contextlib.suppress(BufferError):
+                self.map.close()
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1

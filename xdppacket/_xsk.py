@@ -3,6 +3,10 @@
 Set-up order follows the kernel's requirements: create the socket, register the UMEM,
 size the four rings, read their offsets, map them, fill the fill ring, then bind.
 Teardown runs in reverse, and a failure at any step undoes the steps before it.
+
+A socket may share the UMEM of another (``XDP_SHARED_UMEM``, another queue or
+interface): it registers no memory, sizes its own fill and completion rings, and binds
+naming the other socket; its frames come from the same pool (``_frames.FramePool``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import time
 from . import _uapi as uapi
 from ._arrival import TrailerSource
 from ._device import driver_info
+from ._frames import FrameCensus, FramePool
 from ._interface import network_namespace_id
 from ._libc import bind_raw
 from ._rings import CompletionRing, FillRing, RxRing, TxRing, map_ring, require_supported_machine
@@ -136,16 +141,22 @@ class XskSocket:
 
     def __init__(self, ifname: str, ifindex: int, queue_id: int, num_frames: int, frame_size: int,
                  ring_size: int, bind_flags: int, *, trailers: TrailerSource = TrailerSource.SHIPPED, headroom: int = 0,
-                 huge_pages: bool = False, busy_poll: OptBusyPoll | None = None):
+                 huge_pages: bool = False, busy_poll: OptBusyPoll | None = None, umem_sockets: int = 1,
+                 share_with: XskSocket | None = None):
+        """``umem_sockets``: how many sockets the new UMEM has frames for; ``share_with``:
+        use that socket's UMEM instead (frame size, count, headroom and huge pages are its)."""
         require_supported_machine()
         self.ifname = ifname
         self.queue_id = queue_id
+        #: How the frame check names this socket.
+        self.label = f"{ifname} q{queue_id}"
         self._queue_key = _queue_key(ifindex, queue_id)
         self._bound = False
         self._closed = False
         self._sock: socket.socket | None = None
         self._rings: list[FillRing | CompletionRing | RxRing | TxRing] = []
         self.umem: Umem | None = None
+        self.pool: FramePool | None = None
         self.rx: RxPath | None = None
         self.tx: TxPath | None = None
         #: Whether the kernel bound the socket in zero-copy mode (``XDP_OPTIONS``).
@@ -156,15 +167,24 @@ class XskSocket:
             if busy_poll is not None:
                 step = "enabling busy polling (SO_PREFER_BUSY_POLL, SO_BUSY_POLL, SO_BUSY_POLL_BUDGET)"
                 self._enable_busy_poll(busy_poll)
-            step = _HUGE_PAGES_STEP if huge_pages else "allocating the UMEM"
-            self.umem = Umem(num_frames, frame_size, headroom=headroom, huge_pages=huge_pages)
-            step = "registering the UMEM (XDP_UMEM_REG)"
-            # Aligned chunks (no XDP_UMEM_UNALIGNED_CHUNK_FLAG): receiving relies on the
-            # kernel rounding fill-ring addresses down to their frame.
-            self._sock.setsockopt(
-                uapi.SOL_XDP, uapi.XDP_UMEM_REG,
-                uapi.pack_umem_reg(self.umem.address, self.umem.size, frame_size, headroom),
-            )
+            if share_with is None:
+                step = _HUGE_PAGES_STEP if huge_pages else "allocating the UMEM"
+                self.umem = Umem(num_frames, frame_size, headroom=headroom, huge_pages=huge_pages,
+                                 sockets=umem_sockets)
+                self.pool = FramePool(self.umem.frames, frame_size)
+                step = "registering the UMEM (XDP_UMEM_REG)"
+                # Aligned chunks (no XDP_UMEM_UNALIGNED_CHUNK_FLAG): receiving relies on the
+                # kernel rounding fill-ring addresses down to their frame.
+                self._sock.setsockopt(
+                    uapi.SOL_XDP, uapi.XDP_UMEM_REG,
+                    uapi.pack_umem_reg(self.umem.address, self.umem.size, frame_size, headroom),
+                )
+            else:
+                step = "sharing the UMEM"
+                self.umem, self.pool = share_with.umem, share_with.pool
+                assert self.umem is not None
+                assert self.pool is not None
+                self.umem.add_user()
             step = "sizing the rings"
             for option in (uapi.XDP_UMEM_FILL_RING, uapi.XDP_UMEM_COMPLETION_RING, uapi.XDP_RX_RING, uapi.XDP_TX_RING):
                 self._sock.setsockopt(uapi.SOL_XDP, option, ring_size)
@@ -188,10 +208,14 @@ class XskSocket:
             # Multi-buffer sockets take their own paths, chosen once here: the others keep theirs.
             multi_buffer = bool(bind_flags & uapi.XDP_USE_SG)
             rx_path = MultiBufferRxPath if multi_buffer else RxPath
-            self.rx = rx_path(self.umem, fill, rx, trailers)  # fills the fill ring before the bind
-            self.tx = (MultiBufferTxPath if multi_buffer else TxPath)(self.umem, tx, completion)
+            self.tx = (MultiBufferTxPath if multi_buffer else TxPath)(self.umem, self.pool, tx, completion)
+            self.pool.join(self)
+            self.rx = rx_path(self.umem, self.pool, fill, rx, trailers)  # fills the fill ring before the bind
             step = _BIND_STEP
-            self._bind(uapi.pack_sockaddr_xdp(bind_flags, ifindex, queue_id))
+            if share_with is None:
+                self._bind(uapi.pack_sockaddr_xdp(bind_flags, ifindex, queue_id))
+            else:  # the kernel takes the mode and need_wakeup from the UMEM's first socket, no flags
+                self._bind(uapi.pack_sockaddr_xdp(uapi.XDP_SHARED_UMEM, ifindex, queue_id, share_with.fileno()))
             step = "reading the bind mode (XDP_OPTIONS)"
             self.zero_copy = self._read_zero_copy()
         except OSError as error:
@@ -291,12 +315,24 @@ class XskSocket:
         raw = self._sock.getsockopt(uapi.SOL_XDP, uapi.XDP_STATISTICS, size)
         return uapi.XDP_STATISTICS_STRUCT.unpack(raw.ljust(size, b"\0"))
 
+    def censuses(self) -> dict[str, FrameCensus]:
+        """Where the frames this socket holds are (the caller holds the pool's lock)."""
+        halves = {"rx": self.rx, "tx": self.tx}
+        return {half: path.census() for half, path in halves.items() if path is not None}
+
+    def give_back_unbound(self) -> None:
+        """Before a bind: return what the fill ring holds to the pool (the kernel never saw it)."""
+        if self.rx is not None:
+            self.rx.give_back_unbound()
+
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         if self.rx is not None:
             self.rx.close()
+        if self.pool is not None and self.tx is not None:  # it joined the pool
+            self.pool.leave(self, bound=self._bound)
         for ring in self._rings:
             ring.close()
         self._rings.clear()

@@ -1,10 +1,13 @@
 """``XDPMultiQueue``: one socket per queue ``[0, n)`` of an interface, read together.
 
-Memory: each queue has its own UMEM (no ``XDP_SHARED_UMEM``). Every socket stays an
-ordinary, independent ``XDPPacket`` (usable on its own, in its own thread), frame
-accounting stays per socket, and a stalled queue can never starve another of frames.
-The cost is memory: ``queues * 2 * num_frames * frame_size`` bytes (32 MiB for four
-queues with the defaults); README.md gives measured figures.
+Memory: by default each queue has its own UMEM. Every socket stays an ordinary,
+independent ``XDPPacket`` (usable on its own, in its own thread), and a stalled queue can
+never take frames from another. The cost is memory: ``queues * 2 * num_frames *
+frame_size`` bytes (32 MiB for four queues with the defaults); README.md gives measured
+figures. With ``OptSharedUmem()`` all queues share one UMEM of the same size
+(``XDP_SHARED_UMEM``, a fill and completion ring per queue): a frame read on one queue
+can be sent on another in place, and each queue's receive side holds at most its share
+of the frames (``_frames.FramePool``).
 
 Reads are fair: each call starts at the next queue in turn and shares its batch
 between the queues that have frames, so a busy queue cannot starve the others.
@@ -51,7 +54,13 @@ class XDPMultiQueue:
         self.options = options
         try:
             for queue_id in range(options.queue_count):
-                self._queues.append(XskQueue(ifname, replace(options, queue_id=queue_id)))
+                per_queue = replace(options, queue_id=queue_id)
+                if options.shared_umem and queue_id:
+                    queue = XskQueue(ifname, per_queue, share_with=self._queues[0])
+                else:
+                    queue = XskQueue(ifname, per_queue,
+                                     umem_sockets=options.queue_count if options.shared_umem else 1)
+                self._queues.append(queue)
         except BaseException:
             self.close()
             raise
@@ -123,19 +132,22 @@ class XDPMultiQueue:
         """At most one copied frame from each queue."""
         return self._read_one_per_queue(copy=True)  # type: ignore[return-value]
 
-    def zero_copy_read_packet(self) -> tuple[list[memoryview], list[CaptureInfo]]:
-        """At most one frame from each queue, as views valid until the next read or close()."""
-        return self._read_one_per_queue(copy=False)  # type: ignore[return-value]
+    def zero_copy_read_packet(self, writable: bool = False) -> tuple[list[memoryview], list[CaptureInfo]]:
+        """At most one frame from each queue, as views valid until the next read or close()
+        (writable ones if asked: ``XDPPacket.zero_copy_read_packet_data``)."""
+        return self._read_one_per_queue(copy=False, writable=writable)  # type: ignore[return-value]
 
     def read_multi_packets(self, max_packets: int = 16) -> tuple[list[bytes], list[CaptureInfo]]:
         """Up to ``max_packets`` copied frames in all, shared fairly between the queues."""
         return self._read(check_batch_size(max_packets), copy=True)  # type: ignore[return-value]
 
-    def zero_copy_read_multi_packets(self, max_packets: int = 16) -> tuple[list[memoryview], list[CaptureInfo]]:
-        """Like ``read_multi_packets`` but as views, valid until the next read or close()."""
-        return self._read(check_batch_size(max_packets), copy=False)  # type: ignore[return-value]
+    def zero_copy_read_multi_packets(self, max_packets: int = 16,
+                                     writable: bool = False) -> tuple[list[memoryview], list[CaptureInfo]]:
+        """Like ``read_multi_packets`` but as views, valid until the next read or close()
+        (writable ones if asked)."""
+        return self._read(check_batch_size(max_packets), copy=False, writable=writable)  # type: ignore[return-value]
 
-    def _read_one_per_queue(self, copy: bool) -> tuple[list[Packet], list[CaptureInfo]]:
+    def _read_one_per_queue(self, copy: bool, writable: bool = False) -> tuple[list[Packet], list[CaptureInfo]]:
         """One frame from every queue that has one: all ready queues are served, so no
         fairness bookkeeping is needed, and each queue reads ahead as a single read does."""
         with self._lock:
@@ -146,7 +158,7 @@ class XDPMultiQueue:
                 packets: list[Packet] = []
                 infos: list[CaptureInfo] = []
                 for queue in self._queues:
-                    frame = queue.poll_one(copy)
+                    frame = queue.poll_one(copy, writable)
                     if frame is not None:
                         packets.append(frame[0])
                         infos.append(frame[1])
@@ -168,7 +180,7 @@ class XDPMultiQueue:
             queue.note_empty()
         return wait_for_frames(self._queues, self._fds, deadline)
 
-    def _read(self, limit: int, copy: bool) -> tuple[list[Packet], list[CaptureInfo]]:
+    def _read(self, limit: int, copy: bool, writable: bool = False) -> tuple[list[Packet], list[CaptureInfo]]:
         with self._lock:
             self._check_open()
             for queue in self._queues:
@@ -182,7 +194,7 @@ class XDPMultiQueue:
                     infos: list[CaptureInfo] = []
                     for queue, share in zip(order, shares):
                         if share:
-                            taken, taken_infos = queue.take_ready(share, copy)
+                            taken, taken_infos = queue.take_ready(share, copy, writable)
                             packets += taken
                             infos += taken_infos
                     return packets, infos

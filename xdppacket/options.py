@@ -28,6 +28,7 @@ __all__ = [
     "MAX_QUEUE_COUNT",
     "OptBindMode",
     "OptBusyPoll",
+    "OptSharedUmem",
     "OptFrameSize",
     "OptHeadroom",
     "OptHugePages",
@@ -324,6 +325,21 @@ class OptMultiBuffer:
         return True
 
 
+@dataclass(frozen=True)
+class OptSharedUmem:
+    """One UMEM for several sockets (``XDP_SHARED_UMEM``): frames received on one can be sent
+    on another in place (zero-copy views written to it).
+
+    ``XDPMultiQueue``: ``OptSharedUmem()``, one UMEM for all its queues (``OptNumFrames(n)``
+    still means n frames per direction per queue, pooled). ``XDPPacket``:
+    ``OptSharedUmem(sock)``, the UMEM of the open ``XDPPacket`` ``sock`` (another queue or
+    interface); frame size and count come from that UMEM. The sockets share the frames:
+    each may hold an equal part of half of them on its receive side (README: shared UMEM).
+    """
+
+    sock: object = None
+
+
 Option = Union[
     OptNumFrames,
     OptFrameSize,
@@ -341,6 +357,7 @@ Option = Union[
     OptHeadroom,
     OptBatchTimestamps,
     OptMultiBuffer,
+    OptSharedUmem,
 ]
 
 _FIELD_BY_OPTION: dict[type, str] = {
@@ -360,6 +377,7 @@ _FIELD_BY_OPTION: dict[type, str] = {
     OptHeadroom: "headroom",
     OptBatchTimestamps: "batch_timestamps",
     OptMultiBuffer: "multi_buffer",
+    OptSharedUmem: "shared_umem",
 }
 
 
@@ -391,6 +409,10 @@ class XDPOptions:
     batch_timestamps: bool = False
     #: OptMultiBuffer: frames may span several UMEM frames.
     multi_buffer: bool = False
+    #: OptSharedUmem: one UMEM for all queues (XDPMultiQueue), or that of ``shared_umem_with``.
+    shared_umem: bool = False
+    #: OptSharedUmem(sock): the open XDPPacket whose UMEM an XDPPacket uses.
+    shared_umem_with: object = None
 
     @property
     def blocking(self) -> bool:
@@ -419,6 +441,12 @@ def resolve_options(opts: Iterable[object], *, owner: str) -> XDPOptions:
         if isinstance(opt, OptFilter):
             resolved = replace(resolved, filter=opt.compiled)
             continue
+        if isinstance(opt, OptSharedUmem):
+            if (opt.sock is None) != (owner == "XDPMultiQueue"):
+                raise TypeError("OptSharedUmem() (no socket) is for XDPMultiQueue; an XDPPacket takes "
+                                "OptSharedUmem(sock), sock being the open XDPPacket whose UMEM it shares")
+            resolved = replace(resolved, shared_umem=True, shared_umem_with=opt.sock)
+            continue
         resolved = replace(resolved, **{field: opt.value})  # type: ignore[attr-defined]
         if isinstance(opt, OptXDPProgram):
             resolved = replace(resolved, program_name=opt.program)
@@ -432,6 +460,9 @@ def resolve_options(opts: Iterable[object], *, owner: str) -> XDPOptions:
             "OptBindMode(BIND_ZEROCOPY) cannot work with OptXDPMode(XDP_MODE_SKB): generic mode always "
             "copies frames; use OptXDPMode(XDP_MODE_DRV) on a driver with zero-copy, or BIND_AUTO"
         )
+    if resolved.shared_umem and resolved.multi_buffer:
+        raise ValueError("OptSharedUmem cannot be combined with OptMultiBuffer: the kernel takes no bind "
+                         "flags (XDP_USE_SG) for a socket sharing a UMEM; use one of them")
     frame_room = resolved.frame_size - XDP_PACKET_HEADROOM
     if resolved.headroom >= frame_room:
         raise ValueError(

@@ -5,12 +5,20 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from types import TracebackType
 
 from ._leases import release_views
 from ._maps import LoadedProgram
 from ._queue import XskQueue, frames_for_writing
-from .options import XDPOptions, resolve_options
+from .options import (
+    OptFrameSize,
+    OptHeadroom,
+    OptHugePages,
+    OptNumFrames,
+    XDPOptions,
+    resolve_options,
+)
 from .stats import CaptureInfo, XDPStats
 
 __all__ = ["XDPPacket", "check_batch_size", "wrap_queue"]
@@ -33,7 +41,13 @@ class XDPPacket:
     def __init__(self, ifname: str, *opts: object) -> None:
         self._queue: XskQueue | None = None  # until fully built, so close() and __del__ are safe
         options = resolve_options(opts, owner="XDPPacket")
-        self._attach(XskQueue(ifname, options))
+        sharer = None
+        if options.shared_umem_with is not None:
+            sharer = _umem_owner(options.shared_umem_with, opts)
+            umem = sharer.options
+            options = replace(options, frame_size=umem.frame_size, num_frames=umem.num_frames,
+                              headroom=umem.headroom, huge_pages=umem.huge_pages)
+        self._attach(XskQueue(ifname, options, share_with=sharer))
 
     def _attach(self, queue: XskQueue) -> None:
         self._queue = queue
@@ -119,10 +133,14 @@ class XDPPacket:
             return ahead.popleft()
         return self._open_queue().read_one(copy=True, call="read_packet_data")  # type: ignore[return-value]
 
-    def zero_copy_read_packet_data(self) -> tuple[memoryview, CaptureInfo]:
-        """One frame as a read-only view into the UMEM, valid until the next read or close()."""
+    def zero_copy_read_packet_data(self, writable: bool = False) -> tuple[memoryview, CaptureInfo]:
+        """One frame as a view into the UMEM, valid until the next read or close().
+
+        Read-only unless ``writable``. Written to this socket (or one sharing its UMEM),
+        the view is sent in place, without a copy.
+        """
         ahead = self._ahead_views
-        if ahead:
+        if ahead and writable is self._queue.ahead_writable:  # type: ignore[union-attr]
             # The common case: a view read ahead. The view handed out last ends now; its
             # batch goes back to the kernel once the read-ahead is used up.
             handed = self._handed
@@ -132,15 +150,19 @@ class XDPPacket:
             view, info = ahead.popleft()
             handed.append(view)
             return view, info
-        return self._open_queue().read_one(copy=False, call="zero_copy_read_packet_data")  # type: ignore[return-value]
+        return self._open_queue().read_one(copy=False, call="zero_copy_read_packet_data",  # type: ignore[return-value]
+                                           writable=writable)
 
     def read_multi_packets(self, max_packets: int = 16) -> tuple[list[bytes], list[CaptureInfo]]:
         """Up to ``max_packets`` copied frames; at least one in blocking mode, maybe none otherwise."""
         return self._open_queue().read_batch(check_batch_size(max_packets), copy=True)  # type: ignore[return-value]
 
-    def zero_copy_read_multi_packets(self, max_packets: int = 16) -> tuple[list[memoryview], list[CaptureInfo]]:
-        """Like ``read_multi_packets`` but as views, valid until the next read or close()."""
-        return self._open_queue().read_batch(check_batch_size(max_packets), copy=False)  # type: ignore[return-value]
+    def zero_copy_read_multi_packets(self, max_packets: int = 16,
+                                     writable: bool = False) -> tuple[list[memoryview], list[CaptureInfo]]:
+        """Like ``read_multi_packets`` but as views, valid until the next read or close()
+        (writable ones if asked; see ``zero_copy_read_packet_data``)."""
+        return self._open_queue().read_batch(check_batch_size(max_packets), copy=False,  # type: ignore[return-value]
+                                             writable=writable)
 
     def __iter__(self) -> Iterator[tuple[bytes, CaptureInfo]]:
         """``for data, info in sock``: copies, waiting for each (ends when the socket closes)."""
@@ -203,6 +225,26 @@ class XDPPacket:
         frame is missing or in two places.
         """
         return self._open_queue().check_frames()
+
+
+def _umem_owner(sock: object, opts: tuple[object, ...]) -> XskQueue:
+    """The queue whose UMEM ``OptSharedUmem(sock)`` names; options that would size another
+    UMEM are refused (they come from that one)."""
+    if not isinstance(sock, XDPPacket):
+        raise TypeError(f"OptSharedUmem takes an open XDPPacket, got {type(sock).__name__}")
+    queue = sock._queue
+    if queue is None or queue.closing:
+        raise ValueError("OptSharedUmem: the XDPPacket whose UMEM to share is closed")
+    umem = queue.options
+    for opt in opts:
+        value = getattr(opt, "value", None)
+        conflict = {OptFrameSize: umem.frame_size, OptNumFrames: umem.num_frames, OptHeadroom: umem.headroom,
+                    OptHugePages: umem.huge_pages}.get(type(opt), value)
+        if conflict != value:
+            raise ValueError(f"{opt!r} conflicts with the shared UMEM (frame size {umem.frame_size}, "
+                             f"{umem.num_frames} frames, headroom {umem.headroom}, huge pages "
+                             f"{umem.huge_pages}): leave it out, the UMEM's own settings apply")
+    return queue
 
 
 def wrap_queue(queue: XskQueue) -> XDPPacket:

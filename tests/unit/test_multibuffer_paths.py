@@ -14,6 +14,7 @@ import pytest
 
 from tests.unit.test_rings import SIZE, KernelSide
 from xdppacket._arrival import TrailerSource
+from xdppacket._frames import FrameCensus, FramePool
 from xdppacket._rings import CompletionRing, FillRing, RxRing, TxRing
 from xdppacket._rx import JoinedFrame, MultiBufferRxPath
 from xdppacket._tx import MultiBufferTxPath
@@ -32,6 +33,17 @@ def umem() -> Iterator[Umem]:
 
 
 @pytest.fixture
+def pool(umem: Umem) -> FramePool:
+    return FramePool(umem.frames, FRAME_SIZE)
+
+
+def check(pool: FramePool, half: str, census: FrameCensus) -> dict[str, int]:
+    """Every frame of the UMEM accounted for, the other half's all free; ``census``'s counts."""
+    pool.check({half: census})
+    return census.counts()
+
+
+@pytest.fixture
 def kernels() -> Iterator[tuple[KernelSide, KernelSide]]:
     """Two rings' memory: addresses (fill or completion) and descriptors (rx or tx)."""
     addresses, descriptors = KernelSide(8), KernelSide(16)
@@ -45,30 +57,31 @@ def write_rx_desc(kernel: KernelSide, index: int, address: int, length: int, opt
 
 
 def publish(kernel: KernelSide, umem: Umem, index: int, frame: int, data: bytes, more: bool) -> None:
-    """Receive ``data`` into rx frame ``frame`` as descriptor ``index`` of the rx ring."""
-    address = frame * FRAME_SIZE + DATA_OFFSET
+    """Receive ``data`` into the frame at ``frame`` as descriptor ``index`` of the rx ring."""
+    address = frame + DATA_OFFSET
     umem.map[address : address + len(data)] = data
     write_rx_desc(kernel, index, address, len(data), CONTD if more else 0)
 
 
 def test_rx_takes_only_complete_packets_and_joins_their_parts(
-    umem: Umem, kernels: tuple[KernelSide, KernelSide]
+    umem: Umem, pool: FramePool, kernels: tuple[KernelSide, KernelSide]
 ) -> None:
     fill_kernel, rx_kernel = kernels
-    rx = MultiBufferRxPath(umem, fill_kernel.ring(FillRing), rx_kernel.ring(RxRing), TrailerSource.SHIPPED)
-    assert fill_kernel.producer == SIZE  # every rx frame went to the kernel
+    rx = MultiBufferRxPath(umem, pool, fill_kernel.ring(FillRing), rx_kernel.ring(RxRing), TrailerSource.SHIPPED)
+    assert fill_kernel.producer == SIZE  # the rx quota (half the frames) went to the kernel
+    given = [fill_kernel.read_addr(i) for i in range(SIZE)]
     first, second, third = b"A" * 3840, b"B" * 1000, b"C" * 3840
-    publish(rx_kernel, umem, 0, 0, first, more=True)
-    publish(rx_kernel, umem, 1, 1, second, more=False)
-    publish(rx_kernel, umem, 2, 2, third, more=True)  # a packet whose end is not published yet
+    publish(rx_kernel, umem, 0, given[0], first, more=True)
+    publish(rx_kernel, umem, 1, given[1], second, more=False)
+    publish(rx_kernel, umem, 2, given[2], third, more=True)  # a packet whose end is not published yet
     rx_kernel.producer = 3
     assert rx.ready(16) == 1
     packets, lengths, _, _ = rx.take_copies(1)
     assert (packets, lengths) == ([first + second], [4840])
     assert rx_kernel.consumer == 2  # both descriptors of the packet, not the half packet after it
     assert rx.ready(16) == 0  # "nothing ready" while only the start of a packet is there
-    publish(rx_kernel, umem, 3, 3, b"D" * 60, more=False)
-    publish(rx_kernel, umem, 4, 4, b"E" * 70, more=False)
+    publish(rx_kernel, umem, 3, given[3], b"D" * 60, more=False)
+    publish(rx_kernel, umem, 4, given[4], b"E" * 70, more=False)
     rx_kernel.producer = 5
     assert rx.ready(16) == 2
     assert rx.ready(1) == 1
@@ -76,20 +89,19 @@ def test_rx_takes_only_complete_packets_and_joins_their_parts(
     assert [bytes(packet) for packet in packets] == [third + b"D" * 60, b"E" * 70]
     assert (type(packets[0]), type(packets[1]), lengths) == (JoinedFrame, memoryview, [3900, 70])
     assert rx_kernel.consumer == 5
-    rx.census().check()
+    assert check(pool, "rx", rx.census())["lent"] == 3
     packets[1].release()
     rx.end_loans()  # the joined packet's frames were lent with the batch: all come back
-    counts = rx.census()
-    counts.check()
-    assert counts.counts()["lent"] == 0
+    assert check(pool, "rx", rx.census())["lent"] == 0
     rx.close()
 
 
 def test_tx_splits_packets_over_frames_and_queues_only_whole_packets(
-    umem: Umem, kernels: tuple[KernelSide, KernelSide]
+    umem: Umem, pool: FramePool, kernels: tuple[KernelSide, KernelSide]
 ) -> None:
     completion_kernel, tx_kernel = kernels
-    tx = MultiBufferTxPath(umem, tx_kernel.ring(TxRing), completion_kernel.ring(CompletionRing))
+    del pool.frames[:-8]  # eight free frames: two packets' worth and two over
+    tx = MultiBufferTxPath(umem, pool, tx_kernel.ring(TxRing), completion_kernel.ring(CompletionRing))
     packets = [bytes([seq]) * 9000 for seq in range(3)]  # three descriptors each; the ring holds 8
     assert tx.queue(packets, [9000] * 3, 0) == 2
     assert tx_kernel.producer == 6
@@ -101,7 +113,6 @@ def test_tx_splits_packets_over_frames_and_queues_only_whole_packets(
     assert sent == packets[:2]
     assert tx.queue(packets, [9000] * 3, 2) == 0  # two slots left: nothing of the third packet
     assert tx_kernel.producer == 6
-    census = tx.census()
-    census.check()
-    assert census.counts() == {"free": 2, "completion ring": 0, "tx ring or kernel": 6}
+    assert len(pool.frames) == 2
+    assert tx.census().counts() == {"completion ring": 0, "tx ring or kernel": 6}
     assert (tx.tx_ring_full, tx.completions_empty) == (0, 2)  # short of frames, none completed
