@@ -26,7 +26,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import FrameType
 from typing import Protocol, TextIO
 
@@ -167,10 +167,11 @@ class RateReporter:
         self._out.flush()
 
 
-def send_all(sock: XDPPacket, frames: list[bytes]) -> None:
+def send_all(sock: XDPPacket, frames: Sequence[bytes | memoryview]) -> None:
     """Queue every frame on ``sock``'s tx ring, waiting for room as often as needed.
 
-    A non-blocking write queues what fits within its poll timeout; the rest is tried again.
+    A non-blocking write queues what fits within its poll timeout; the rest (views not
+    sent stay valid) is tried again.
     """
     while frames:
         frames = frames[sock.write_multi_packets(frames):]

@@ -7,15 +7,14 @@ counters; at the end (Ctrl-C, SIGTERM or --duration) the totals per interface.
 Usage, as root:
     python examples/l2fwd_2link.py -i IF1 -j IF2 [--queues N] [--batch B] [--mode drv|skb] [--duration S]
 
-Each interface has its own socket per queue, each with its own UMEM, so each frame is
-copied: out of IF1's UMEM by read_multi_packets, into IF2's by write_multi_packets.
-Sharing one UMEM between the two interfaces (XDP_SHARED_UMEM), which would let a frame be
-forwarded without a copy, is not implemented in xdppacket yet.
+No frame is copied: the sockets of queue q on both interfaces share one UMEM
+(OptSharedUmem), so a zero-copy view read on one is sent in place on the other.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import select
 
 from _classic_common import (
@@ -30,35 +29,47 @@ from _classic_common import (
     socket_options,
 )
 
-from xdppacket import OptQueueCount, XDPMultiQueue
+from xdppacket import OptQueueID, OptSharedUmem, XDPPacket, XDPStats
 
 
-def forward(source: XDPMultiQueue, destination: XDPMultiQueue, batch: int) -> int:
-    """Move what ``source`` has now (without waiting) to the same queues of ``destination``."""
-    frames, infos = source.read_multi_packets(batch)
-    by_queue: dict[int, list[bytes]] = {}
-    for frame, info in zip(frames, infos):
-        by_queue.setdefault(info.queue_id, []).append(frame)
-    sockets = destination.sockets
-    for queue, queue_frames in by_queue.items():
-        send_all(sockets[queue], queue_frames)
+def forward(source: XDPPacket, destination: XDPPacket, batch: int) -> int:
+    """Send what ``source`` has now (without waiting) out of ``destination``, in place."""
+    frames, _ = source.zero_copy_read_multi_packets(batch)
+    send_all(destination, frames)
     return len(frames)
 
 
+def total(sockets: list[XDPPacket]) -> XDPStats:
+    stats = XDPStats()
+    for sock in sockets:
+        stats = stats + sock.get_stats()
+    return stats
+
+
 def l2fwd(if1: str, if2: str, queues: int, batch: int, mode: str, duration: float | None) -> None:
-    # Reads do not wait (poll timeout 0): one poll() over both interfaces waits when both are idle.
-    options = (OptQueueCount(queues), *socket_options(mode, poll_timeout_us=0))
-    with XDPMultiQueue(if1, *options) as mq1, XDPMultiQueue(if2, *options) as mq2:
+    # Reads do not wait (poll timeout 0): one poll() over every socket waits when all are idle.
+    options = socket_options(mode, poll_timeout_us=0)
+    with contextlib.ExitStack() as stack:
+        pairs = []
+        for queue in range(queues):
+            first = stack.enter_context(XDPPacket(if1, OptQueueID(queue), *options))
+            second = stack.enter_context(XDPPacket(if2, OptQueueID(queue), OptSharedUmem(first), *options))
+            pairs.append((first, second))
         idle = select.poll()
-        for mq in (mq1, mq2):
-            idle.register(mq.fileno(), select.POLLIN)
+        for pair in pairs:
+            for sock in pair:
+                idle.register(sock.fileno(), select.POLLIN)
 
         def forward_both_ways() -> bool:
-            if not forward(mq1, mq2, batch) + forward(mq2, mq1, batch):
+            moved = 0
+            for first, second in pairs:
+                moved += forward(first, second, batch) + forward(second, first, batch)
+            if not moved:
                 idle.poll(IDLE_POLL_US // 1000)
             return True
 
-        reporter = RateReporter(lambda: {if1: mq1.get_stats()[0], if2: mq2.get_stats()[0]}, RX_TX)
+        reporter = RateReporter(lambda: {if1: total([first for first, _ in pairs]),
+                                         if2: total([second for _, second in pairs])}, RX_TX)
         print(f"l2fwd between {if1} and {if2} queues 0-{queues - 1} ({mode} mode), Ctrl-C stops", flush=True)
         run_until_stopped(forward_both_ways, reporter, duration)
 
@@ -66,7 +77,7 @@ def l2fwd(if1: str, if2: str, queues: int, batch: int, mode: str, duration: floa
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
-        epilog="Copies each frame (no shared UMEM yet). Runs until Ctrl-C, SIGTERM or --duration.")
+        epilog="Forwards in place over a shared UMEM. Runs until Ctrl-C, SIGTERM or --duration.")
     parser.add_argument("-i", "--interface", required=True, metavar="IF1", help="first interface")
     parser.add_argument("-j", "--interface2", required=True, metavar="IF2", help="second interface")
     parser.add_argument("--queues", type=positive_int, default=1, metavar="N",
