@@ -169,9 +169,11 @@ class FramePool:
     """
 
     __slots__ = ("lock", "frames", "move", "all_frames", "to_frame", "rx_quota", "retired", "_members",
-                 "leases_by_exporter")
+                 "_awaited", "leases_by_exporter")
 
-    def __init__(self, all_frames: list[int], frame_size: int) -> None:
+    def __init__(self, all_frames: list[int], frame_size: int, sockets: int = 1) -> None:
+        """``sockets``: how many sockets the UMEM is made for (the first ones to join do not
+        take the shares of those still to come)."""
         # Reentrant, as the sockets' own locks: an exception injected at the very end of a
         # ``with`` block (a trace function can do that, before ``__exit__`` runs) leaves it
         # held, and the thread it happened in must still be able to go on.
@@ -182,6 +184,7 @@ class FramePool:
         self.frames = list(all_frames)
         self.move: Move | None = None
         self._members: list[_Member] = []
+        self._awaited = sockets
         self.rx_quota = len(all_frames) // 2
         #: Frames that went with a socket that closed while others still use the UMEM.
         self.retired = 0
@@ -210,6 +213,7 @@ class FramePool:
         """One more socket draws on the pool: the receive quota is shared again."""
         with self.lock:
             self._members.append(member)
+            self._awaited = max(0, self._awaited - 1)
             self._share_quota()
 
     def leave(self, member: _Member, *, bound: bool) -> None:
@@ -236,7 +240,7 @@ class FramePool:
 
     def _share_quota(self) -> None:
         usable = len(self.all_frames) - self.retired
-        self.rx_quota = max(1, usable // 2 // max(1, len(self._members)))
+        self.rx_quota = max(1, usable // 2 // max(1, len(self._members) + self._awaited))
 
     def check_all(self) -> dict[str, dict[str, int]]:
         """``check`` over every socket drawing on the pool; the counts by place, by socket half."""

@@ -98,8 +98,9 @@ class TxPath:
                 count = len(free)
                 if not count:
                     return 0
+            taken = free[-count:]
             to_frame = pool.to_frame
-            addresses = [address & to_frame for address in free[-count:]]
+            addresses = [address & to_frame for address in taken]  # received frames point past their headroom
             batch_sizes = sizes[start : start + count]
             area = self._area
             for address, frame, size in zip(addresses, frames[start : start + count], batch_sizes):
@@ -108,7 +109,7 @@ class TxPath:
             descriptors[0::2] = addresses
             descriptors[1::2] = batch_sizes
             tx = self._tx
-            pool.move = _new_move(RingMove, (_OUT_OF_FREE, free[-count:], tx, tx.index_after(count)))
+            pool.move = _new_move(RingMove, (_OUT_OF_FREE, taken, tx, tx.index_after(count)))
             tx.submit(array("Q", descriptors))
             del free[-count:]
             pool.move = None

@@ -171,7 +171,7 @@ class XskSocket:
                 step = _HUGE_PAGES_STEP if huge_pages else "allocating the UMEM"
                 self.umem = Umem(num_frames, frame_size, headroom=headroom, huge_pages=huge_pages,
                                  sockets=umem_sockets)
-                self.pool = FramePool(self.umem.frames, frame_size)
+                self.pool = FramePool(self.umem.frames, frame_size, sockets=umem_sockets)
                 step = "registering the UMEM (XDP_UMEM_REG)"
                 # Aligned chunks (no XDP_UMEM_UNALIGNED_CHUNK_FLAG): receiving relies on the
                 # kernel rounding fill-ring addresses down to their frame.

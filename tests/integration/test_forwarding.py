@@ -18,9 +18,12 @@ from tests.integration.test_robustness import Injected, exception_at_line
 from tests.netns import AfPacketCapture, VethFactory, VethPair, run_command
 from tests.xdp_helpers import (
     BOTH_MODES,
+    frames_for_queue,
     frames_from_peer,
+    make_multiqueue_veth,
     read_frames,
     send_frames,
+    send_on_rx_queue,
     settle,
 )
 from xdppacket import (
@@ -181,6 +184,28 @@ def test_shared_umem_multiqueue_forwards_between_queues_in_place(
         assert sorted(capture.recv_frames(6, timeout=5)) == sorted(frames)
         assert first.get_stats().tx_packets == 0
         assert second.get_stats().tx_packets == 6
+
+
+@BOTH_MODES
+def test_a_stalled_queue_of_a_shared_umem_does_not_starve_the_others(make_veth: VethFactory, mode: XDPMode) -> None:
+    """Queue 0 is flooded and never read; queue 1 still receives every frame sent to it,
+    many times its share, and queue 0 holds no more than its share although its fill ring
+    could take twice as much."""
+    pair = make_multiqueue_veth(make_veth, mode, queues=2)
+    with XDPMultiQueue(pair.capture, OptQueueCount(2), OptSharedUmem(), OptXDPMode(mode), OptNumFrames(64),
+                       OptRingSize(128), *NONBLOCK) as mq:
+        stalled, reader = mq.sockets
+        send_on_rx_queue(pair, 0, mode, frames_for_queue(pair, 0, 300))
+        wanted = frames_for_queue(pair, 1, 320)
+        got: list[bytes] = []
+        for start in range(0, 320, 40):
+            send_on_rx_queue(pair, 1, mode, wanted[start : start + 40])
+            got += read_frames(reader, 40, "read_multi_packets")[0]
+        assert got == wanted
+        census = mq.check_frames()
+        assert sum(census[0]["rx"].values()) == 64  # its share: fill ring and rx ring together
+        assert census[0]["umem"]["free"] >= 64  # what sending needs is still there
+        assert stalled.get_stats().rx_packets == 0
 
 
 @BOTH_MODES
