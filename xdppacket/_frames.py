@@ -161,9 +161,9 @@ class FramePool:
     how many frames each socket's receive side may hold.
 
     Rx quota: the sockets using the UMEM share half of its frames for receiving (fill
-    ring, kernel, rx ring) in equal parts, so one that stops reading, or whose queue is
-    idle, holds at most its part and never starves the others; the other half is for
-    sending and for frames lent out as views.
+    ring, kernel, rx ring, views lent) in equal parts, so one that stops reading, or whose
+    queue is idle, holds at most its part and never starves the others; the other half
+    is for sending (a view forwarded in place leaves its socket's part).
 
     Every method but the lock-taking ones expects the caller to hold ``lock``.
     """

@@ -165,6 +165,13 @@ class ZeroCopyLeases:
         """True while any lent frame has not come back."""
         return bool(self._leases)
 
+    def lent_count(self) -> int:
+        """How many frames are lent now."""
+        leases = self._leases
+        if not leases:
+            return 0
+        return len(leases[0].frames) if len(leases) == 1 else sum(len(lease.frames) for lease in leases)
+
     def lent_frames(self) -> list[int]:
         return [frame for lease in self._leases for frame in lease.frames]
 

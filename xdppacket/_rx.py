@@ -148,8 +148,9 @@ class RxPath:
         if not frames:
             return
         fill = self._fill
-        # Frames given to the kernel that we have not taken off the rx ring yet.
-        held = (fill.index - self._rx.index) & _U32
+        # Frames given to the kernel that we have not taken off the rx ring yet, and those
+        # lent as views: a reader keeping views holds its own frames back, not the senders'.
+        held = ((fill.index - self._rx.index) & _U32) + self._leases.lent_count()
         wanted = pool.rx_quota - held
         if wanted > len(frames):
             wanted = len(frames)
@@ -173,7 +174,7 @@ class RxPath:
         """Free frames this socket may take wait outside the fill ring although it has room
         (never wait for rx then)."""
         pool = self._pool
-        held = (self._fill.index - self._rx.index) & _U32
+        held = ((self._fill.index - self._rx.index) & _U32) + self._leases.lent_count()
         return bool(pool.frames) and held < pool.rx_quota and self._fill.reserve(1) > 0
 
     # ----------------------------------------------------------------- check

@@ -10,6 +10,8 @@ conftest audits every socket's frames again when it closes.
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -232,6 +234,50 @@ def test_shared_umem_between_two_interfaces_forwards_in_place_both_ways(
             assert counts(b)[1] == 0
             assert at_b_peer.recv_frames(16, timeout=5) == towards_b
             assert at_a_peer.recv_frames(16, timeout=5) == towards_a
+        a.check_frames()
+
+
+def test_two_threads_forwarding_both_ways_over_a_shared_umem(make_veth: VethFactory) -> None:
+    """Each socket of the pair is read in its own thread and its views sent out of the other:
+    the pool's lock keeps the frames of both in order while both move them at once."""
+    a_pair, b_pair = make_veth(), make_veth()
+    count = 600
+    with contextlib.ExitStack() as stack:
+        # 512 frames: a receive share of 128 each, more than a burst of 50 needs
+        a = stack.enter_context(XDPPacket(a_pair.capture, OptXDPMode(XDPMode.DRV), OptNumFrames(256),
+                                          OptRingSize(128), *NONBLOCK))
+        b = stack.enter_context(XDPPacket(b_pair.capture, OptXDPMode(XDPMode.DRV), OptSharedUmem(a), *NONBLOCK))
+        at_b_peer = stack.enter_context(AfPacketCapture(b_pair.peer))
+        at_a_peer = stack.enter_context(AfPacketCapture(a_pair.peer))
+        errors: list[BaseException] = []
+
+        def forward(source: XDPPacket, destination: XDPPacket) -> None:
+            moved = 0
+            deadline = time.monotonic() + 20
+            try:
+                while moved < count and time.monotonic() < deadline:
+                    views, _ = source.zero_copy_read_multi_packets(16)
+                    sent = 0
+                    while sent < len(views):
+                        sent += destination.write_multi_packets(views[sent:])
+                    moved += len(views)
+            except BaseException as error:  # reported by the main thread
+                errors.append(error)
+
+        threads = [threading.Thread(target=forward, args=(a, b)), threading.Thread(target=forward, args=(b, a))]
+        for thread in threads:
+            thread.start()
+        towards_b = frames_from_peer(a_pair, count)
+        towards_a = frames_from_peer(b_pair, count, first_seq=10_000)
+        for start in range(0, count, 50):
+            send_frames(a_pair.peer, towards_b[start : start + 50])
+            send_frames(b_pair.peer, towards_a[start : start + 50])
+            time.sleep(0.002)
+        for thread in threads:
+            thread.join(30)
+        assert not errors
+        assert at_b_peer.recv_frames(count, timeout=5) == towards_b
+        assert at_a_peer.recv_frames(count, timeout=5) == towards_a
         a.check_frames()
 
 
