@@ -97,8 +97,8 @@ C_L2FWD = REPO / "build" / "xsk_l2fwd"
 FRAME_SIZE = len(STEP_FRAME)
 LOSSLESS = 0.001
 """A step is sustained when under this share of the frames asked for is missing at the far end."""
-STEPS = (50_000, 100_000, 200_000, 300_000, 400_000, 500_000, 600_000, 800_000, 1_000_000, 1_500_000)
-QUICK_STEPS = (100_000, 300_000, 600_000, 1_000_000)
+STEPS = (50_000, 100_000, 150_000, 200_000, 250_000, 300_000, 400_000, 500_000, 600_000, 800_000, 1_000_000)
+QUICK_STEPS = (100_000, 200_000, 400_000, 800_000)
 DEFAULT_ROUNDS = 3
 GRACE_SECONDS = 0.3
 """After the load: frames still in the forwarder's rings get out before the count."""
