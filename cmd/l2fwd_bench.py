@@ -40,10 +40,14 @@ What the figures show, and what they do not (read before quoting one):
   counts those, and they count as lost). A real NIC would spread this work differently.
 - Copy mode only (veth has no zero-copy): every AF_XDP transmit is a ``sendto`` in which
   the kernel builds an skb and copies the frame; this bounds the C forwarder too.
-- The forwarders are pinned to one CPU as ordinary tasks (they run for the whole round;
-  a real-time task would be stopped for 50 ms each second); the generator runs on the
-  other, as SCHED_FIFO by default. On a shared machine other work can take the
-  forwarder's CPU: "waited" shows how long it was runnable without running.
+- Scheduling: the forwarders are pinned to one CPU, the generator to the other, both
+  SCHED_FIFO (priority 1) by default, so that other work on a shared machine neither
+  takes the forwarder's CPU (its rings would overflow meanwhile) nor stalls the pacing.
+  The kernel still gives ordinary tasks up to 50 ms of each second a real-time task
+  keeps a CPU busy; each step's load lasts at most 0.9 s, then the forwarder drains and
+  idles. "waited" shows how long the forwarder was still runnable without running.
+- Below its limit a forwarder sleeps in ``poll`` and is woken for nearly every frame, so
+  its CPU per frame at low rates is mostly wake-ups; near its limit it runs in batches.
 - CPU per forwarded frame: the forwarder process (user and kernel, from
   ``/proc/PID/schedstat``: its sends' kernel work included) and the softirq time of all
   CPUs (both ends' receive work; tick-sampled, so noisy at low rates), over the frames
@@ -86,11 +90,11 @@ if TYPE_CHECKING:  # cmd/ is no package at run time (stdlib has a `cmd`); mypy k
         idle_share,
         softirq_seconds,
     )
-    from cmd.pacedgen import REALTIME_MAX_SECONDS, PacedGenerator
+    from cmd.pacedgen import REALTIME_MAX_SECONDS, REALTIME_PRIORITY, PacedGenerator
 else:
     from benchnet import VethPair, enter_private_netns, link_counters, run_tool
     from capture_bench import STEP_FRAME, ProcessTimes, format_table, idle_share, softirq_seconds
-    from pacedgen import REALTIME_MAX_SECONDS, PacedGenerator
+    from pacedgen import REALTIME_MAX_SECONDS, REALTIME_PRIORITY, PacedGenerator
 
 REPO = Path(__file__).resolve().parents[1]
 C_L2FWD = REPO / "build" / "xsk_l2fwd"
@@ -139,6 +143,7 @@ class Forwarder:
     def __init__(self, forwarder: str, link: str, cpu: int) -> None:
         self.forwarder = forwarder
         command = forwarder_command(forwarder, link)
+
         # Lives as long as the process: closed by stop() or kill().
         self._output: IO[str] = tempfile.TemporaryFile("w+")  # noqa: SIM115
         try:
@@ -153,6 +158,12 @@ class Forwarder:
     def output(self) -> str:
         self._output.seek(0)
         return self._output.read().strip()
+
+    def make_realtime(self) -> None:
+        """SCHED_FIFO from now on. Only once it forwards: while it starts, the kernel's
+        deferred teardown of the previous forwarder's socket (a worker on this CPU) must
+        run, or the queue is still bound (EBUSY). The forwarders are single-threaded."""
+        os.sched_setscheduler(self.process.pid, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))
 
     def check_running(self) -> None:
         if self.process.poll() is not None:
@@ -228,6 +239,7 @@ class Testbed:
     def __init__(self, generator_cpu: int, forwarder_cpu: int, duration: float, realtime: bool) -> None:
         self.forwarder_cpu = forwarder_cpu
         self.duration = duration
+        self.realtime = realtime
         self._fds: list[int] = []
         self.pairs = [VethPair.create(FWD_A, GEN_IF, 1), VethPair.create(FWD_B, SINK_IF, 1)]
         try:
@@ -315,6 +327,8 @@ def run_all(testbed: Testbed, args: argparse.Namespace,
                 forwarder = Forwarder(name, link, testbed.forwarder_cpu)
                 try:
                     testbed.wait_until_forwarding(forwarder, link)
+                    if testbed.realtime:
+                        forwarder.make_realtime()
                     for rate in args.steps:
                         run = testbed.run(forwarder, link, round_number, rate)
                         runs.append(run)
@@ -453,7 +467,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--forwarders", nargs="+", choices=FORWARDERS, default=list(FORWARDERS))
     parser.add_argument("--links", nargs="+", choices=LINKS, default=list(LINKS))
     parser.add_argument("--no-realtime", dest="realtime", action="store_false",
-                        help="run the generator as an ordinary task (by default SCHED_FIFO, priority 1)")
+                        help="run the forwarders and the generator as ordinary tasks (by default "
+                             "SCHED_FIFO, priority 1)")
     parser.add_argument("--quick", action="store_true",
                         help=f"about a minute: 1 round at {' '.join(map(str, QUICK_STEPS))} pps")
     parser.add_argument("--json", action="store_true",
@@ -524,7 +539,8 @@ def report(args: argparse.Namespace, started: float, cpus: Sequence[int], idle: 
                      "seconds": round(time.time() - started, 1), "rounds": args.rounds,
                      "duration": args.duration, "steps": args.steps, "frame_size": FRAME_SIZE,
                      "forwarder_cpu": cpus[0], "generator_cpu": cpus[1], "idle_before": idle,
-                     "lossless_below": LOSSLESS, "kernel": platform.release(), "cpu": cpu_model(),
+                     "lossless_below": LOSSLESS, "realtime": args.realtime, "kernel": platform.release(),
+                     "cpu": cpu_model(),
                      "python": platform.python_version(), "xdppacket": xdppacket.__version__},
         "controls": [asdict(run) for run in controls],
         "steps": [{**asdict(row), "sustained": row.sustained} for row in rows],
