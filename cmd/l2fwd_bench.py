@@ -109,7 +109,8 @@ GRACE_SECONDS = 0.3
 READY_TIMEOUT = 30.0
 PROBE_RATE, PROBE_SECONDS = 20_000, 0.05
 TARGET_SHARE = 0.5
-"""The issue's target: Python (xdppacket) forwards at least this share of C's rate."""
+"""The issue's target: Python (xdppacket) forwards at least this share of C's rate (both its
+lossless rate and its peak forwarded rate)."""
 
 FORWARDERS = ("xdppacket", "afpacket", "c")
 LABELS = {"xdppacket": "Python xdppacket", "afpacket": "Python AF_PACKET", "c": "C libxdp", "none": "no forwarder"}
@@ -213,6 +214,9 @@ class Run:
     """Frames counted at the far end."""
     forwarder_s: float
     """CPU time of the forwarder process, user and kernel."""
+    user_ticks: int
+    kernel_ticks: int
+    """The split of ``forwarder_s`` in 1/100 s ticks (/proc/PID/stat): coarse, for the user share."""
     waited_s: float
     """Time the forwarder was runnable but waited for its CPU (other work on the machine)."""
     softirq_s: float
@@ -220,6 +224,12 @@ class Run:
     @property
     def loss(self) -> float:
         return max(0.0, 1 - self.forwarded / self.asked) if self.asked else 0.0
+
+    @property
+    def user_share(self) -> float | None:
+        """The user-space share of the forwarder's CPU time (None: too short to tell)."""
+        ticks = self.user_ticks + self.kernel_ticks
+        return self.user_ticks / ticks if ticks else None
 
     @property
     def forwarded_pps(self) -> float:
@@ -231,6 +241,9 @@ class Run:
 
     def ns_per_frame(self, seconds: float) -> float:
         return seconds / self.forwarded * 1e9 if self.forwarded else float("nan")
+
+
+_NO_PROCESS = ProcessTimes(0.0, 0.0, 0, 0)
 
 
 class Testbed:
@@ -291,14 +304,14 @@ class Testbed:
         time.sleep(GRACE_SECONDS)
         forwarded = self.counted(link) - before
         softirq = softirq_seconds() - softirq_before
-        ran = waited = 0.0
+        times = _NO_PROCESS
         if forwarder is not None and times_before is not None:
             forwarder.check_running()
             times = forwarder.times() - times_before
-            ran, waited = times.ran_s, times.waited_s
         return Run(forwarder=forwarder.forwarder if forwarder else "none", link=link, round=round_number,
                    rate=rate, asked=result.asked, sent=result.sent, seconds=result.seconds,
-                   forwarded=forwarded, forwarder_s=ran, waited_s=waited, softirq_s=softirq)
+                   forwarded=forwarded, forwarder_s=times.ran_s, user_ticks=times.user_ticks,
+                   kernel_ticks=times.kernel_ticks, waited_s=times.waited_s, softirq_s=softirq)
 
 
 @dataclass(frozen=True)
@@ -356,6 +369,8 @@ class StepRow:
     forwarded_pps: float
     loss: float
     forwarder_ns: float
+    user_share: float | None
+    """Of ``forwarder_ns``, the share in user space (median of the rounds that could tell)."""
     softirq_ns: float
     waited: float
 
@@ -366,6 +381,11 @@ class StepRow:
 
 def median(values: Iterable[float]) -> float:
     return float(statistics.median(values))
+
+
+def _median_or_none(values: Sequence[float | None]) -> float | None:
+    known = [value for value in values if value is not None]
+    return median(known) if known else None
 
 
 def step_rows(runs: Sequence[Run]) -> list[StepRow]:
@@ -381,6 +401,7 @@ def step_rows(runs: Sequence[Run]) -> list[StepRow]:
                     forwarded_pps=median(run.forwarded_pps for run in mine),
                     loss=median(run.loss for run in mine),
                     forwarder_ns=median(run.ns_per_frame(run.forwarder_s) for run in mine),
+                    user_share=_median_or_none([run.user_share for run in mine]),
                     softirq_ns=median(run.ns_per_frame(run.softirq_s) for run in mine),
                     waited=median(run.waited_s / run.seconds for run in mine),
                 ))
@@ -399,7 +420,9 @@ def verdict(rows: Sequence[StepRow]) -> dict[str, Any]:
         ran = [name for name in FORWARDERS if any(row.forwarder == name for row in mine)]
         lossless = {name: max((row.rate for row in mine if row.forwarder == name and row.sustained), default=None)
                     for name in ran}
-        peak = {name: max(row.forwarded_pps for row in mine if row.forwarder == name) for name in ran}
+        peak_rows = {name: max((row for row in mine if row.forwarder == name), key=lambda row: row.forwarded_pps)
+                     for name in ran}
+        peak = {name: row.forwarded_pps for name, row in peak_rows.items()}
         entry: dict[str, Any] = {"lossless_pps": lossless, "peak_pps": peak}
         for key, top, bottom in (("xdppacket_over_c", "xdppacket", "c"),
                                  ("xdppacket_over_afpacket", "xdppacket", "afpacket")):
@@ -410,8 +433,14 @@ def verdict(rows: Sequence[StepRow]) -> dict[str, Any]:
         entry["common_rate"] = common
         entry["cpu_ns_per_frame"] = {row.forwarder: row.forwarder_ns + row.softirq_ns
                                      for row in mine if row.rate == common}
-        ratio = entry["xdppacket_over_c"]["lossless"]
-        entry["target"] = "UNDECIDED" if ratio is None else "PASS" if ratio >= TARGET_SHARE else "FAIL"
+        # At its peak a forwarder is busy: its CPU per frame is the cost of the work itself.
+        entry["cpu_ns_per_frame_at_peak"] = {name: {"forwarder": row.forwarder_ns, "softirq": row.softirq_ns}
+                                             for name, row in peak_rows.items()}
+        # Judged on both rates: the lossless one moves in steps (one step's loss just over
+        # the line halves it), the peak one does not.
+        ratios = [entry["xdppacket_over_c"][kind] for kind in ("lossless", "peak")]
+        entry["target"] = ("UNDECIDED" if None in ratios
+                           else "PASS" if min(ratios) >= TARGET_SHARE else "FAIL")
         result[link] = entry
     return result
 
@@ -422,9 +451,10 @@ def _ratio(top: float | None, bottom: float | None) -> float | None:
 
 def steps_table(rows: Sequence[StepRow]) -> str:
     header = ("topology", "forwarder", "rate pps", "offered pps", "not sent", "forwarded pps", "loss",
-              "fwd ns/f", "softirq ns/f", "waited")
+              "fwd ns/f", "user", "softirq ns/f", "waited")
     cells = [(row.link, LABELS[row.forwarder], f"{row.rate:,}", f"{row.offered_pps:,.0f}", f"{row.shortfall:.1%}",
-              f"{row.forwarded_pps:,.0f}", f"{row.loss:.2%}", f"{row.forwarder_ns:,.0f}", f"{row.softirq_ns:,.0f}",
+              f"{row.forwarded_pps:,.0f}", f"{row.loss:.2%}", f"{row.forwarder_ns:,.0f}",
+              "-" if row.user_share is None else f"{row.user_share:.0%}", f"{row.softirq_ns:,.0f}",
               f"{row.waited:.0%}") for row in rows]
     return format_table(header, cells, left=2)
 
@@ -445,11 +475,15 @@ def verdict_lines(result: dict[str, Any], top_rate: int) -> list[str]:
             shown = [f"{kind} {ratios[kind]:.2f}x" for kind in ("lossless", "peak") if ratios[kind] is not None]
             if shown:
                 lines.append(f"  {text}: {', '.join(shown)}")
+        costs = ", ".join(f"{LABELS[name]} {ns['forwarder']:,.0f} + {ns['softirq']:,.0f} ns"
+                          for name, ns in entry["cpu_ns_per_frame_at_peak"].items())
+        lines.append(f"  CPU per forwarded frame at each one's peak (forwarder + softirq): {costs}")
         if entry["cpu_ns_per_frame"]:
             costs = ", ".join(f"{LABELS[name]} {ns:,.0f} ns" for name, ns in entry["cpu_ns_per_frame"].items())
             lines.append(f"  CPU per forwarded frame at {entry['common_rate']:,} pps (all sustain it; forwarder "
-                         f"+ softirq): {costs}")
-        lines.append(f"  {entry['target']:<9} target: Python xdppacket's lossless rate >= {TARGET_SHARE:.0%} of C's")
+                         f"+ softirq; mostly wake-ups): {costs}")
+        lines.append(f"  {entry['target']:<9} target: Python xdppacket's lossless and peak rates >= {TARGET_SHARE:.0%} "
+                     f"of C's")
     return lines
 
 
@@ -560,7 +594,7 @@ def report(args: argparse.Namespace, started: float, cpus: Sequence[int], idle: 
           f"{cpus[0]}, generator on CPU {cpus[1]}; CPUs {idle:.0%} idle just before the run.\n"
           f"forwarded: counted at the far end; loss: of the frames the rate asked for; not sent: the share "
           f"the generator fell behind on (the forwarder's receive work runs on its CPU); fwd ns/f: the "
-          f"forwarder process's CPU per forwarded frame; softirq ns/f: all CPUs' softirq time per forwarded "
+          f"forwarder process's CPU per forwarded frame (user: its user-space share); softirq ns/f: all CPUs' softirq time per forwarded "
           f"frame; waited: share of the load's time the forwarder was runnable but not running.\n")
     print(steps_table(rows))
     print()
