@@ -20,7 +20,7 @@ export PATH := $(PATH):/usr/sbin:/sbin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: setup system-packages test demo bench lint ebpf clean
+.PHONY: setup system-packages test demo bench lint ebpf clean l2fwd-c
 
 setup: system-packages $(STAMP)
 
@@ -50,7 +50,7 @@ $(DEMO_STAMP): setup.cfg pyproject.toml
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k veth -x"`.
 PYTEST_ARGS ?=
 
-test: setup
+test: setup l2fwd-c
 	$(VENV)/bin/pytest -ra tests $(PYTEST_ARGS)
 
 demo: system-packages $(DEMO_STAMP)
@@ -64,11 +64,16 @@ BENCH_ARGS ?=
 # sockets (cmd/scapy_bench.py, one short round).
 CAPTURE_BENCH_ARGS ?=
 
-bench: setup
+# Last, forwarding against a C l2fwd and an AF_PACKET one (cmd/l2fwd_bench.py, a few minutes;
+# --quick in BENCH_ARGS makes it quick too; more arguments in L2FWD_BENCH_ARGS).
+L2FWD_BENCH_ARGS ?=
+
+bench: setup l2fwd-c
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(VENV)/bin/python cmd/bench.py $(BENCH_ARGS)
 	$(VENV)/bin/python cmd/capture_bench.py --output results $(filter --quick,$(BENCH_ARGS)) $(CAPTURE_BENCH_ARGS)
 	$(VENV)/bin/python cmd/scapy_bench.py --rounds 1 --seconds 1
+	$(VENV)/bin/python cmd/l2fwd_bench.py --output results $(filter --quick,$(BENCH_ARGS)) $(L2FWD_BENCH_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -78,6 +83,25 @@ ebpf:
 	$(MAKE) system-packages SYSTEM_TOOLS="$(EBPF_TOOLS)"
 	$(MAKE) -C ebpf
 	$(MAKE) -C tests/bpf
+
+# The forwarding benchmark's C baseline (cmd/l2fwd_c), built with gcc against Debian's libxdp
+# and libbpf; `make test` builds it too (tests/integration/test_l2fwd_bench.py runs it).
+L2FWD_C := build/xsk_l2fwd
+L2FWD_C_PACKAGES := gcc libc6-dev libxdp-dev libbpf-dev
+
+l2fwd-c: $(L2FWD_C)
+
+$(L2FWD_C): cmd/l2fwd_c/xsk_l2fwd.c
+	@missing=""; \
+	for package in $(L2FWD_C_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q "ok installed" || missing="$$missing $$package"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(APT_GET) update && $(APT_GET) install -y --no-install-recommends $$missing; \
+	fi
+	mkdir -p $(dir $@)
+	gcc -O2 -Wall -Wextra -Werror -o $@ $< -lxdp -lbpf
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .tox .pytest_cache .mypy_cache .ruff_cache
