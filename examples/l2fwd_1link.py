@@ -28,12 +28,13 @@ from _classic_common import (
     socket_options,
 )
 
-from xdppacket import CaptureInfo, OptQueueCount, XDPMultiQueue, XDPPacket
+from xdppacket import CaptureInfo, OptBatchTimestamps, OptQueueCount, XDPMultiQueue, XDPPacket
 
 
 def swap_macs_in_place(frame: memoryview) -> None:
     """Swap the destination (bytes 0-5) and source (bytes 6-11) MAC addresses inside ``frame``."""
-    frame[:12] = frame[6:12].tobytes() + frame[:6].tobytes()
+    addresses = frame[:12].tobytes()
+    frame[:12] = addresses[6:] + addresses[:6]
 
 
 def forward_back(sockets: list[XDPPacket], frames: list[memoryview], infos: list[CaptureInfo]) -> None:
@@ -47,7 +48,8 @@ def forward_back(sockets: list[XDPPacket], frames: list[memoryview], infos: list
 
 
 def l2fwd(ifname: str, queues: int, batch: int, mode: str, duration: float | None) -> None:
-    with XDPMultiQueue(ifname, OptQueueCount(queues), *socket_options(mode)) as mq:
+    # OptBatchTimestamps: a forwarder needs no arrival times, so the trailers are not read.
+    with XDPMultiQueue(ifname, OptQueueCount(queues), OptBatchTimestamps(), *socket_options(mode)) as mq:
         sockets = mq.sockets
 
         def forward_one_batch() -> bool:

@@ -29,7 +29,7 @@ from _classic_common import (
     socket_options,
 )
 
-from xdppacket import OptQueueID, OptSharedUmem, XDPPacket, XDPStats
+from xdppacket import OptBatchTimestamps, OptQueueID, OptSharedUmem, XDPPacket, XDPStats
 
 
 def forward(source: XDPPacket, destination: XDPPacket, batch: int) -> int:
@@ -48,7 +48,8 @@ def total(sockets: list[XDPPacket]) -> XDPStats:
 
 def l2fwd(if1: str, if2: str, queues: int, batch: int, mode: str, duration: float | None) -> None:
     # Reads do not wait (poll timeout 0): one poll() over every socket waits when all are idle.
-    options = socket_options(mode, poll_timeout_us=0)
+    # OptBatchTimestamps: a forwarder needs no arrival times, so the trailers are not read.
+    options = (OptBatchTimestamps(), *socket_options(mode, poll_timeout_us=0))
     with contextlib.ExitStack() as stack:
         pairs = []
         for queue in range(queues):

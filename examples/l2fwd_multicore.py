@@ -37,7 +37,7 @@ from _classic_common import (
 )
 from l2fwd_1link import swap_macs_in_place
 
-from xdppacket import OptQueueID, XDPPacket, XDPStats
+from xdppacket import OptBatchTimestamps, OptQueueID, XDPPacket, XDPStats
 
 # What a worker sends: its queue, its counters, and whether they are its last.
 StatsMessage = tuple[int, XDPStats, bool]
@@ -64,7 +64,8 @@ class StatsSender:
 def forward_queue(ifname: str, queue_id: int, batch: int, mode: str, duration: float | None,
                   results: multiprocessing.Queue[StatsMessage]) -> None:
     """Runs in its own process: l2fwd_1link's loop on one queue."""
-    with errors_as_messages(), XDPPacket(ifname, OptQueueID(queue_id), *socket_options(mode)) as xsk:
+    with errors_as_messages(), XDPPacket(ifname, OptQueueID(queue_id), OptBatchTimestamps(),
+                                                *socket_options(mode)) as xsk:
 
         def forward_one_batch() -> bool:
             frames, _ = xsk.zero_copy_read_multi_packets(batch, writable=True)

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import mmap
+import operator
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from ._frames import FramePool
 from ._umem import Umem
@@ -71,13 +72,36 @@ class Lease:
         one) and its frame is still lent; else None."""
         if not self.forwardable:
             return None
-        index = self._view_index
-        if index is None:  # built on the first forward only: reads never pay for it
-            index = self._view_index = {id(v): i for i, v in enumerate(self.views[:-1])}
-        position = index.get(id(view))
+        position = self._index().get(id(view))
         if position is None or self.views[position] is not view:
             return None
         return self.addresses[position]
+
+    def views_in_order(self, frames: Sequence[object]) -> tuple[int, int]:
+        """(position, n): ``frames[:n]`` are this lease's views from ``position`` on, one after
+        another (the usual forwarding batch: a read's views written back as they came)."""
+        views = self.views
+        if not self.forwardable or not views:
+            return 0, 0
+        first = frames[0]
+        if views[0] is first:
+            position = 0
+        else:
+            index = self._index()
+            found = index.get(id(first))
+            if found is None or views[found] is not first:
+                return 0, 0
+            position = found
+        # Identity compared in C; the last of ``views`` is the base view, never handed out.
+        same = list(map(operator.is_, views[position : len(views) - 1], frames))
+        return position, same.index(False) if False in same else len(same)
+
+    def _index(self) -> dict[int, int]:
+        """id(view) -> its position, built on the first forward only: reads never pay for it."""
+        index = self._view_index
+        if index is None:
+            index = self._view_index = {id(v): i for i, v in enumerate(self.views[:-1])}
+        return index
 
     def drop(self, frames: Iterable[int]) -> None:
         """Stop lending ``frames`` (forwarded in place); idempotent."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import operator
 import os
 import threading
 import time
@@ -73,6 +74,10 @@ _COMPLETION_WAIT_US = 100
 _MAX_KICKS_PER_WRITE = 256
 _BYTES_TYPES = {bytes, bytearray}
 _BYTES_AND_VIEWS = {bytes, bytearray, memoryview}
+_VIEWS = {memoryview}
+# A batch of views (forwarding) is checked in C: one-dimensional, contiguous, of bytes.
+_view_shape = operator.attrgetter("format", "ndim", "c_contiguous")
+_BYTE_VIEW_SHAPE = {("B", 1, True)}
 # Containers whose order is undefined: sending from them would send in an arbitrary order.
 _UNORDERED: tuple[type, ...] = (set, frozenset, dict, type({}.keys()), type({}.values()), type({}.items()))
 
@@ -662,7 +667,8 @@ def frames_for_writing(pkts: object, limit: tuple[int, str],
             raise TypeError(f"{call} takes a list of packets, got {type(pkts).__name__}") from None
     assert isinstance(pkts, (list, tuple))
     types = set(map(type, pkts))
-    if types <= _BYTES_TYPES or (types <= _BYTES_AND_VIEWS and all(map(_is_byte_view, pkts))):
+    if types <= _BYTES_TYPES or (types == _VIEWS and set(map(_view_shape, pkts)) == _BYTE_VIEW_SHAPE) or (
+            types <= _BYTES_AND_VIEWS and all(map(_is_byte_view, pkts))):
         sizes = list(map(len, pkts))
         if not sizes or (min(sizes) >= _ETH_HLEN and max(sizes) <= limit[0]):
             return pkts, sizes

@@ -10,6 +10,7 @@ conftest audits every socket's frames again when it closes.
 from __future__ import annotations
 
 import contextlib
+import pickle
 import threading
 import time
 from collections.abc import Iterator
@@ -120,6 +121,26 @@ def test_a_forwarded_view_takes_no_free_frame_and_a_slice_is_copied(
         assert counts(sock)[1] == 0
         with pytest.raises(ValueError, match="released"):
             sock.write_packet(views[3])  # a view the next read released cannot be sent
+
+
+def test_a_view_exported_further_is_copied_and_the_others_go_in_place(
+    veth_pair: VethPair, peer_capture: AfPacketCapture
+) -> None:
+    """A buffer exported from a view (here a PickleBuffer; NumPy does the same) pins it: it
+    cannot be released, so that frame is copied,
+    the views around it still go out in place, and all arrive in order."""
+    with XDPPacket(veth_pair.capture, OptXDPMode(XDPMode.SKB), *SMALL, *NONBLOCK) as sock:
+        frames = frames_from_peer(veth_pair, 3)
+        send_frames(veth_pair.peer, frames)
+        settle()
+        views = read_views(sock, 3, writable=True)
+        pinned = pickle.PickleBuffer(views[1])
+        assert sock.write_multi_packets(views) == 3
+        assert peer_capture.recv_frames(3, timeout=5) == frames
+        assert counts(sock)[1] == 1  # the pinned view's frame stays lent, the other two were sent
+        assert bytes(views[1]) == frames[1]
+        assert bytes(pinned.raw()) == frames[1]
+        pinned.release()
 
 
 def test_views_kept_stay_valid_and_forwarded_frames_come_back(
