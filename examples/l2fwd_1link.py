@@ -15,8 +15,11 @@ the rx ring to the tx ring, and back to the fill ring once sent).
 from __future__ import annotations
 
 import argparse
+import select
+import struct
 
 from _classic_common import (
+    IDLE_POLL_US,
     RX_TX,
     RateReporter,
     add_run_arguments,
@@ -28,38 +31,43 @@ from _classic_common import (
     socket_options,
 )
 
-from xdppacket import CaptureInfo, OptBatchTimestamps, OptQueueCount, XDPMultiQueue, XDPPacket
+from xdppacket import OptBatchTimestamps, OptQueueCount, XDPMultiQueue
+
+# Destination and source MAC address: the first 12 bytes of an Ethernet frame.
+_MAC_PAIR = struct.Struct("6s6s")
 
 
 def swap_macs_in_place(frame: memoryview) -> None:
     """Swap the destination (bytes 0-5) and source (bytes 6-11) MAC addresses inside ``frame``."""
-    addresses = frame[:12].tobytes()
-    frame[:12] = addresses[6:] + addresses[:6]
-
-
-def forward_back(sockets: list[XDPPacket], frames: list[memoryview], infos: list[CaptureInfo]) -> None:
-    """Send each frame, MACs swapped, out of the queue it arrived on (``sockets[i]``: queue i)."""
-    by_queue: dict[int, list[memoryview]] = {}
-    for frame, info in zip(frames, infos):
-        swap_macs_in_place(frame)
-        by_queue.setdefault(info.queue_id, []).append(frame)
-    for queue, swapped in by_queue.items():
-        send_all(sockets[queue], swapped)
+    destination, source = _MAC_PAIR.unpack_from(frame)
+    _MAC_PAIR.pack_into(frame, 0, source, destination)
 
 
 def l2fwd(ifname: str, queues: int, batch: int, mode: str, duration: float | None) -> None:
+    # Reads do not wait (poll timeout 0): one poll() over every queue waits when all are idle.
     # OptBatchTimestamps: a forwarder needs no arrival times, so the trailers are not read.
-    with XDPMultiQueue(ifname, OptQueueCount(queues), OptBatchTimestamps(), *socket_options(mode)) as mq:
+    options = (OptQueueCount(queues), OptBatchTimestamps(), *socket_options(mode, poll_timeout_us=0))
+    with XDPMultiQueue(ifname, *options) as mq:
         sockets = mq.sockets
+        idle = select.poll()
+        idle.register(mq.fileno(), select.POLLIN)
 
-        def forward_one_batch() -> bool:
-            frames, infos = mq.zero_copy_read_multi_packets(batch, writable=True)
-            forward_back(sockets, frames, infos)
+        def forward_one_round() -> bool:
+            """Each queue's frames back out of the same queue, MACs swapped in place."""
+            moved = 0
+            for sock in sockets:
+                frames, _ = sock.zero_copy_read_multi_packets(batch, writable=True)
+                for frame in frames:
+                    swap_macs_in_place(frame)
+                send_all(sock, frames)
+                moved += len(frames)
+            if not moved:
+                idle.poll(IDLE_POLL_US // 1000)
             return True
 
         reporter = RateReporter(lambda: queue_labels(mq.get_stats()), RX_TX)
         print(f"l2fwd on {ifname} queues 0-{queues - 1} ({mode} mode), Ctrl-C stops", flush=True)
-        run_until_stopped(forward_one_batch, reporter, duration)
+        run_until_stopped(forward_one_round, reporter, duration)
 
 
 def main() -> None:
