@@ -83,7 +83,7 @@ class _Member(Protocol):
 class _Loan(Protocol):
     """What forwarding needs of one lease (``_leases.Lease``)."""
 
-    def drop(self, frames: Iterable[int]) -> None: ...
+    def drop(self, frames: list[int]) -> None: ...
 
 
 def _ring_step_done(ring: _IndexedRing, index_after: int) -> bool:

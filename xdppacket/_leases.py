@@ -21,7 +21,7 @@ import contextlib
 import mmap
 import operator
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from ._frames import FramePool
 from ._umem import Umem
@@ -103,8 +103,11 @@ class Lease:
             index = self._view_index = {id(v): i for i, v in enumerate(self.views[:-1])}
         return index
 
-    def drop(self, frames: Iterable[int]) -> None:
+    def drop(self, frames: list[int]) -> None:
         """Stop lending ``frames`` (forwarded in place); idempotent."""
+        if frames == self.frames:  # the usual forward: the whole batch (one C-level compare)
+            self.frames = []
+            return
         gone = set(frames)
         self.frames = [frame for frame in self.frames if frame not in gone]
 
