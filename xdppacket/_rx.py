@@ -78,7 +78,7 @@ class RxPath:
         addresses, lengths = rx.peek(count)
         area = self._area
         packets = [area[a : a + n] for a, n in zip(addresses, lengths)]
-        times, metadata = self._read_trailers(addresses)
+        times, metadata = self._read_trailers(addresses) if self._arrivals is not None else (None, None)
         free.move = _new_move(Move, (_INTO_FREE, addresses, rx, rx.index_after(count)))
         rx.release(count)
         free.frames += addresses
@@ -93,7 +93,7 @@ class RxPath:
             self._settle()
         rx = self._rx
         addresses, lengths = rx.peek(count)
-        times, metadata = self._read_trailers(addresses)
+        times, metadata = self._read_trailers(addresses) if self._arrivals is not None else (None, None)
         free.move = _new_move(Move, (_INTO_LEASE, addresses, rx, rx.index_after(count)))
         rx.release(count)
         lease = self._leases.record(addresses)
@@ -101,7 +101,10 @@ class RxPath:
         return self._leases.views(lease, addresses, lengths), lengths, times, metadata
 
     def _read_trailers(self, addresses: list[int]) -> tuple[list[int | None] | None, list[bytes] | None]:
-        """Arrival times and custom metadata of frames still ours (before they go back)."""
+        """Arrival times and custom metadata of frames still ours (before they go back).
+
+        Reads without trailers (OptBatchTimestamps) skip the call: (None, None) then.
+        """
         arrivals = self._arrivals
         if arrivals is None:
             return None, None
