@@ -330,8 +330,15 @@ class XskQueue:
                 ahead.extend(zip(packets, infos))  # type: ignore[arg-type]
             else:
                 self.ahead_views.extend(zip(packets, infos))  # type: ignore[arg-type]
-        if copy and ahead:
-            return ahead.popleft()  # a copy read ahead goes out as it is (what _hand_out would do)
+        # Read-ahead holds copies or views, never both. Each in the flavour of its own read
+        # goes out as it is (what _hand_out would do, without its two calls); the other is converted.
+        if ahead:
+            if copy:
+                return ahead.popleft()
+        elif not copy:
+            view, info = self.ahead_views.popleft()
+            self.handed_views.append(view)
+            return view, info
         packet, info = self._pop_ahead()
         return self._hand_out(packet, copy), info
 
