@@ -151,6 +151,10 @@ class XskQueue:
         self.ahead_writable = False
         #: Views the last read handed out; the next read releases them (emptied in place).
         self.handed_views: list[memoryview] = []
+        # Whether lent frames may not have come back (``_rx.loans_outstanding``, kept here so
+        # that a copy read, the usual one, need not ask the rx path through two properties):
+        # set before a lend, refreshed after ``end_loans``.
+        self._loans_may_be_out = False
         # Read-ahead views keep their whole batch from the kernel until the batch is used
         # up, so zero-copy read-ahead takes at most an eighth of the rx frames.
         self._zero_copy_read_ahead = max(1, min(_READ_AHEAD, options.num_frames // 8))
@@ -271,7 +275,7 @@ class XskQueue:
         ahead = self.ahead
         if copy and ahead and not self.handed_views:
             return ahead.popleft()
-        if not (ahead or self.ahead_views or self.handed_views or self._rx.loans_outstanding
+        if not (ahead or self.ahead_views or self.handed_views or self._loans_may_be_out
                 or self._rx.ready(1)):
             return None
         with self._read_lock:
@@ -285,13 +289,15 @@ class XskQueue:
 
     def _begin_read(self) -> None:
         """``begin_read`` for a caller that holds the read lock."""
-        self.check_open()
+        if self._closing:  # close() sets it first: check_open raises
+            self.check_open()
         handed = self.handed_views
         if handed:
             release_views(handed)  # one exported further keeps its frame via the lease
             handed.clear()
-        if not self.ahead_views and self._rx.loans_outstanding:
+        if self._loans_may_be_out and not self.ahead_views:
             self._rx.end_loans()
+            self._loans_may_be_out = self._rx.loans_outstanding  # a view kept elsewhere holds its batch
 
     def ready(self, limit: int) -> int:
         """How many frames (up to ``limit``) a read could return now without waiting."""
@@ -326,7 +332,8 @@ class XskQueue:
 
     def _next_ready(self, copy: bool, writable: bool = False) -> tuple[Packet, CaptureInfo] | None:
         """One frame, read ahead if need be, without waiting; None if the ring is empty."""
-        if not (self.ahead or self.ahead_views):
+        ahead = self.ahead
+        if not (ahead or self.ahead_views):
             ready = self._rx.ready((_READ_AHEAD if copy else self._zero_copy_read_ahead) + 1)
             if not ready:
                 return None
@@ -337,12 +344,21 @@ class XskQueue:
                 return packets[0], infos[0]
             packets, infos = self._take(ready - 1, copy, writable)  # leave one: the socket stays readable
             if copy:
-                self.ahead.extend(zip(packets, infos))  # type: ignore[arg-type]
+                ahead.extend(zip(packets, infos))  # type: ignore[arg-type]
             else:
                 self.ahead_views.extend(zip(packets, infos))  # type: ignore[arg-type]
                 self.ahead_writable = writable
+        # Read-ahead holds copies or views, never both. Each in the flavour of its own read
+        # goes out as it is (what _hand_out would do, without its two calls); the other is converted.
+        if ahead:
+            if copy:
+                return ahead.popleft()
         elif not copy:
-            self._check_ahead_kind(writable)
+            if writable != self.ahead_writable:
+                self._check_ahead_kind(writable)
+            view, info = self.ahead_views.popleft()
+            self.handed_views.append(view)
+            return view, info
         packet, info = self._pop_ahead()
         return self._hand_out(packet, copy), info
 
@@ -374,6 +390,7 @@ class XskQueue:
         if copy:
             packets, lengths, times, metadata = self._rx.take_copies(count)
         else:
+            self._loans_may_be_out = True  # before: an interrupted lend must still be ended
             packets, lengths, times, metadata = self._rx.lend_views(count, writable)
         self._rx_packets += count
         self._rx_bytes += sum(lengths)

@@ -76,6 +76,7 @@ class _ProducerRing:
     def __init__(self, memory: _RingMemory):
         self._memory = memory
         self.size = memory.size
+        self._mask = memory.mask
         self._producer_word = memory.producer
         self._consumer_word = memory.consumer
         self._flags_word = memory.flags
@@ -118,7 +119,7 @@ class _ProducerRing:
     def _store(self, entries: memoryview, words_per_entry: int, values: array[int]) -> None:
         """Copy ``values`` into the slots after the producer, then publish them."""
         count = len(values) // words_per_entry
-        start = self._cached_producer & self._memory.mask
+        start = self._cached_producer & self._mask
         first = (count if count < self.size - start else self.size - start) * words_per_entry
         base = start * words_per_entry
         if first == len(values):
@@ -176,6 +177,7 @@ class _ConsumerRing:
     def __init__(self, memory: _RingMemory):
         self._memory = memory
         self.size = memory.size
+        self._mask = memory.mask
         self._producer_word = memory.producer
         self._consumer_word = memory.consumer
         self._cached_producer = memory.producer[0]
@@ -191,7 +193,7 @@ class _ConsumerRing:
 
     def _spans(self, count: int) -> tuple[int, int, int]:
         """Split ``count`` entries after the consumer at the ring's end: (start, first, rest)."""
-        start = self._cached_consumer & self._memory.mask
+        start = self._cached_consumer & self._mask
         first = count if count < self.size - start else self.size - start
         return start, first, count - first
 
@@ -234,14 +236,17 @@ class RxRing(_ConsumerRing):
 
     def peek(self, count: int) -> tuple[list[int], list[int]]:
         """Addresses and lengths of the next ``count`` descriptors (``count`` <= ``available``)."""
-        start, first, rest = self._spans(count)
-        u64 = self._memory.entries_u64
-        u32 = self._memory.entries_u32
-        addresses = u64[2 * start : 2 * (start + first) : 2].tolist()
-        lengths = u32[4 * start + 2 : 4 * (start + first) : 4].tolist()
-        if rest:
-            addresses += u64[0 : 2 * rest : 2].tolist()
-            lengths += u32[2 : 4 * rest : 4].tolist()
+        # ``_spans`` written out, and no wrap handled apart: every read runs this once.
+        start = self._cached_consumer & self._mask
+        end = start + count
+        memory = self._memory
+        u64 = memory.entries_u64
+        u32 = memory.entries_u32
+        if end <= self.size:  # the usual case: no wrap around the ring's end
+            return u64[2 * start : 2 * end : 2].tolist(), u32[4 * start + 2 : 4 * end : 4].tolist()
+        rest = end - self.size
+        addresses = u64[2 * start :: 2].tolist() + u64[0 : 2 * rest : 2].tolist()
+        lengths = u32[4 * start + 2 :: 4].tolist() + u32[2 : 4 * rest : 4].tolist()
         return addresses, lengths
 
     def peek_with_options(self, count: int) -> tuple[list[int], list[int], list[int]]:

@@ -79,7 +79,7 @@ class RxPath:
             addresses, lengths = rx.peek(count)
             area = self._area
             packets = [area[a : a + n] for a, n in zip(addresses, lengths)]
-            times, metadata = self._read_trailers(addresses)
+            times, metadata = self._read_trailers(addresses) if self._arrivals is not None else (None, None)
             pool.move = _new_move(RingMove, (_INTO_FREE, addresses, rx, rx.index_after(count)))
             rx.release(count)
             pool.frames += addresses
@@ -95,7 +95,7 @@ class RxPath:
             if pool.move is not None:
                 pool.settle()
             addresses, lengths = rx.peek(count)
-            times, metadata = self._read_trailers(addresses)
+            times, metadata = self._read_trailers(addresses) if self._arrivals is not None else (None, None)
             pool.move = _new_move(LeaseMove, (_INTO_LEASE, addresses, rx, rx.index_after(count), self._leases))
             rx.release(count)
             lease = self._leases.record(addresses, writable=writable)
@@ -103,7 +103,10 @@ class RxPath:
         return self._leases.views(lease, addresses, lengths), lengths, times, metadata
 
     def _read_trailers(self, addresses: list[int]) -> tuple[list[int | None] | None, list[bytes] | None]:
-        """Arrival times and custom metadata of frames still ours (before they go back)."""
+        """Arrival times and custom metadata of frames still ours (before they go back).
+
+        Reads without trailers (OptBatchTimestamps) skip the call: (None, None) then.
+        """
         arrivals = self._arrivals
         if arrivals is None:
             return None, None
