@@ -75,10 +75,10 @@ def test_a_custom_program_hands_over_its_metadata_and_arrival_times(veth_pair: V
 
 @BOTH_MODES
 def test_a_frame_without_a_trailer_gets_the_ring_time_never_a_stale_one(veth_pair: VethPair, mode: XDPMode) -> None:
-    """With 64 frames, every chunk is reused: the 0xEE frames (no metadata) land on chunks
+    """With 64 frames, every chunk is reused: the 0xEF frames (no metadata) land on chunks
     whose earlier frames left a trailer behind, which must not be mistaken for theirs."""
     stamped = frames_from_peer(veth_pair, 64)
-    bare = [b"\xee" + frame[1:] for frame in frames_from_peer(veth_pair, 64, first_seq=100)]
+    bare = [b"\xef" + frame[1:] for frame in frames_from_peer(veth_pair, 64, first_seq=100)]
     small = (OptNumFrames(64), OptRingSize(64))
     with XDPPacket(veth_pair.capture, OptXDPMode(mode), OptXDPProgram(METADATA_PROGRAM), *small,
                    *NONBLOCK) as sock:
@@ -96,7 +96,7 @@ def test_a_frame_without_a_trailer_gets_the_ring_time_never_a_stale_one(veth_pai
 
 def test_a_program_that_writes_no_metadata_gets_ring_times(veth_pair: VethPair) -> None:
     frames = [make_test_frame(60, i, veth_pair.capture_mac, veth_pair.peer_mac) for i in range(5)]
-    frames = [b"\xee" + frame[1:] for frame in frames]
+    frames = [b"\xef" + frame[1:] for frame in frames]
     with XDPPacket(veth_pair.capture, OptXDPMode(XDPMode.SKB), OptXDPProgram(METADATA_PROGRAM),
                    *NONBLOCK) as sock:
         send_frames(veth_pair.peer, frames)
