@@ -600,7 +600,7 @@ def test_packets_stops_at_count_and_at_timeout(veth_pair: VethPair, io: tuple[An
             started = time.monotonic()
             rest = [data for data, _ in sock.packets(timeout=0.3)]
         assert rest == frames[4:]
-        assert 0.3 <= time.monotonic() - started < 1.0  # waited out the timeout, idle at the end
+        assert 0.3 <= time.monotonic() - started < 2.0  # waited out the timeout (and not much longer: loaded CI)
         assert list(sock.packets(count=0)) == []
         with pytest.raises(ValueError, match="count must be a non-negative int or None"):
             sock.packets(count=-1).__next__()
