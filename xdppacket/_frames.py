@@ -233,11 +233,6 @@ class FramePool:
             self._members.remove(member)
             self._share_quota()
 
-    @property
-    def shared(self) -> bool:
-        """More than one socket draws on this pool."""
-        return len(self._members) > 1
-
     def _share_quota(self) -> None:
         usable = len(self.all_frames) - self.retired
         self.rx_quota = max(1, usable // 2 // max(1, len(self._members) + self._awaited))
