@@ -137,7 +137,7 @@ class ZeroCopyLeases:
         # that kind reuses it (a new one is a new mapping whose pages fault in again).
         self._spare: dict[bool, mmap.mmap] = {}
 
-    def record(self, frames: list[int], *, writable: bool = False, forwardable: bool = True) -> Lease:
+    def record(self, frames: list[int], writable: bool = False, forwardable: bool = True) -> Lease:
         """Lend ``frames`` (views come from ``views``); the caller took them off the rx ring
         and holds the pool's lock."""
         exporter = self._spare.pop(writable, None)

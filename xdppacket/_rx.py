@@ -98,7 +98,7 @@ class RxPath:
             times, metadata = self._read_trailers(addresses) if self._arrivals is not None else (None, None)
             pool.move = _new_move(LeaseMove, (_INTO_LEASE, addresses, rx, rx.index_after(count), self._leases))
             rx.release(count)
-            lease = self._leases.record(addresses, writable=writable)
+            lease = self._leases.record(addresses, writable)
             pool.move = None
         return self._leases.views(lease, addresses, lengths), lengths, times, metadata
 
@@ -113,11 +113,9 @@ class RxPath:
         times = arrivals.arrival_times(addresses)
         return times, arrivals.metadata(addresses, times)
 
-    def end_loans(self) -> None:
-        """Take back every lent frame no view shows any more, and give it to the kernel."""
-        self._end_loans(refill=True)
-
-    def _end_loans(self, refill: bool) -> None:
+    def end_loans(self, refill: bool = True) -> None:
+        """Take back every lent frame no view shows any more, and give it to the kernel
+        (unless ``refill`` is False: the socket is closing)."""
         pool = self._pool
         with pool.lock:
             if pool.move is not None:
@@ -218,7 +216,7 @@ class RxPath:
     def close(self) -> None:
         """End the loans that can end (views raise ``ValueError`` from now on) and give their
         frames back to the pool; drop our views."""
-        self._end_loans(refill=False)
+        self.end_loans(refill=False)
         with self._pool.lock:
             self._leases.close()
         if self._arrivals is not None:
