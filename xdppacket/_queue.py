@@ -30,7 +30,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from itertools import repeat
-from typing import Union
+from typing import Any, Union
 
 from . import _netlink
 from ._arrival import TrailerSource
@@ -75,9 +75,8 @@ _MAX_KICKS_PER_WRITE = 256
 _BYTES_TYPES = {bytes, bytearray}
 _BYTES_AND_VIEWS = {bytes, bytearray, memoryview}
 _VIEWS = {memoryview}
-# A batch of views (forwarding) is checked in C: one-dimensional, contiguous, of bytes.
-_view_shape = operator.attrgetter("format", "ndim", "c_contiguous")
-_BYTE_VIEW_SHAPE = {("B", 1, True)}
+_nbytes = operator.attrgetter("nbytes")
+_c_contiguous = operator.attrgetter("c_contiguous")
 # Containers whose order is undefined: sending from them would send in an arbitrary order.
 _UNORDERED: tuple[type, ...] = (set, frozenset, dict, type({}.keys()), type({}.values()), type({}.items()))
 
@@ -482,15 +481,18 @@ class XskQueue:
         )
 
     # ------------------------------------------------------------------ sending
-    def write(self, frames: Sequence[Frame], sizes: list[int]) -> int:
-        """Queue validated ``frames`` (of ``sizes`` bytes) as the I/O mode allows; return the count."""
+    def write(self, frames: Sequence[Frame], sizes: list[int], views: bool = False) -> int:
+        """Queue validated ``frames`` (of ``sizes`` bytes) as the I/O mode allows; return the count.
+
+        ``views``: some frames are memoryviews (``frames_for_writing`` says), which may go out in place.
+        """
         with self._write_lock:
             self.check_open()
             tx = self._tx
             queued = 0
             deadline = self._deadline()
             while True:
-                queued += tx.queue(frames, sizes, queued)
+                queued += tx.queue(frames, sizes, queued, views)
                 down = self._kick() == errno.ENETDOWN
                 if queued == len(frames):
                     break
@@ -664,11 +666,12 @@ def max_descriptors_per_packet() -> int:
 
 
 def frames_for_writing(pkts: object, limit: tuple[int, str],
-                       call: str = "write_multi_packets") -> tuple[Sequence[Frame], list[int]]:
-    """Validate every frame before any is queued; return them with their sizes.
+                       call: str = "write_multi_packets") -> tuple[Sequence[Frame], list[int], bool]:
+    """Validate every frame before any is queued; return them, their sizes, and whether
+    any is a memoryview (a zero-copy view may be sent in place).
 
     Takes any iterable of bytes-like objects in a defined order (a generator is read
-    once, here). Lists of ``bytes`` (the usual case) are checked with C-level
+    once, here). Lists of ``bytes`` or of views (the usual cases) are checked with C-level
     ``map``/``min``/``max``; anything else, or any bad frame, goes through ``_as_frame``
     for a precise error.
     """
@@ -684,13 +687,24 @@ def frames_for_writing(pkts: object, limit: tuple[int, str],
             raise TypeError(f"{call} takes a list of packets, got {type(pkts).__name__}") from None
     assert isinstance(pkts, (list, tuple))
     types = set(map(type, pkts))
-    if types <= _BYTES_TYPES or (types == _VIEWS and set(map(_view_shape, pkts)) == _BYTE_VIEW_SHAPE) or (
-            types <= _BYTES_AND_VIEWS and all(map(_is_byte_view, pkts))):
+    views = memoryview in types
+    if types <= _BYTES_TYPES or (types <= _BYTES_AND_VIEWS and _byte_views(pkts, types)):
         sizes = list(map(len, pkts))
         if not sizes or (min(sizes) >= _ETH_HLEN and max(sizes) <= limit[0]):
-            return pkts, sizes
+            return pkts, sizes, views
     frames = [_as_frame(data, limit) for data in pkts]
-    return frames, [len(frame) for frame in frames]
+    return frames, [len(frame) for frame in frames], views
+
+
+def _byte_views(pkts: Sequence[Any], types: set[type]) -> bool:
+    """Whether every memoryview among ``pkts`` is one-dimensional, contiguous, of bytes.
+
+    A batch of views only (forwarding) is checked in C: a view whose ``len`` is its
+    ``nbytes`` has one-byte items in one dimension, and ``c_contiguous`` says the rest.
+    """
+    if types == _VIEWS:
+        return list(map(len, pkts)) == list(map(_nbytes, pkts)) and all(map(_c_contiguous, pkts))
+    return all(map(_is_byte_view, pkts))
 
 
 def _is_byte_view(data: object) -> bool:

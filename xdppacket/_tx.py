@@ -72,11 +72,11 @@ class TxPath:
             pool.move = None
         return count
 
-    def queue(self, frames: Sequence[Frame], sizes: list[int], start: int) -> int:
+    def queue(self, frames: Sequence[Frame], sizes: list[int], start: int, views: bool = False) -> int:
         """Queue as many of ``frames[start:]`` as fit and publish them; return how many.
 
-        Copies each frame into a free frame, except the zero-copy views of this UMEM's
-        current batches, which go out in place.
+        Copies each frame into a free frame, except (where ``views`` says some frames are
+        memoryviews) the zero-copy views of this UMEM's current batches, which go out in place.
         """
         pool = self._pool
         with pool.lock:
@@ -89,7 +89,7 @@ class TxPath:
                 self.tx_ring_full += 1
             if not count:
                 return 0
-            if memoryview in set(map(type, frames[start : start + count])) and pool.leases_by_exporter:
+            if views and pool.leases_by_exporter:
                 return self._queue_forwarding(frames, sizes, start, count, completed)
             free = pool.frames
             if count > len(free):
@@ -251,8 +251,9 @@ class MultiBufferTxPath(TxPath):
         super().__init__(umem, pool, tx, completion)
         self._frame_size = umem.frame_size
 
-    def queue(self, frames: Sequence[Frame], sizes: list[int], start: int) -> int:
-        """Copy as many whole packets of ``frames[start:]`` as fit and publish them; return how many."""
+    def queue(self, frames: Sequence[Frame], sizes: list[int], start: int, views: bool = False) -> int:
+        """Copy as many whole packets of ``frames[start:]`` as fit and publish them; return how many
+        (views are copied too: multi-buffer frames are never sent in place)."""
         pool = self._pool
         with pool.lock:
             if pool.move is not None:

@@ -217,8 +217,8 @@ class XDPMultiQueue:
         """
         with self._lock:
             self._check_open()
-            frames, sizes = frames_for_writing(pkts, self._queues[0].frame_limit,
-                                               call="XDPMultiQueue.write_packet")
+            frames, sizes, views = frames_for_writing(pkts, self._queues[0].frame_limit,
+                                                      call="XDPMultiQueue.write_packet")
             frames = list(frames)
             count = len(self._queues)
             first = self._next_write_queue
@@ -231,7 +231,7 @@ class XDPMultiQueue:
                 if not share:
                     continue
                 try:
-                    queued = queue.write(share, sizes[offset::count])
+                    queued = queue.write(share, sizes[offset::count], views)
                 except OSError as error:
                     raise XDPWriteError(f"writing to {queue.ifname} queue {queue.queue_id} failed after "
                                         f"{sent} frame(s): {error}", sent) from error
