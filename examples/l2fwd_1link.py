@@ -37,10 +37,12 @@ from xdppacket import OptBatchTimestamps, OptQueueCount, XDPMultiQueue
 _MAC_PAIR = struct.Struct("6s6s")
 
 
-def swap_macs_in_place(frame: memoryview) -> None:
-    """Swap the destination (bytes 0-5) and source (bytes 6-11) MAC addresses inside ``frame``."""
-    destination, source = _MAC_PAIR.unpack_from(frame)
-    _MAC_PAIR.pack_into(frame, 0, source, destination)
+def swap_macs_in_place(frames: list[memoryview]) -> None:
+    """Swap the destination (bytes 0-5) and source (bytes 6-11) MAC addresses inside each frame."""
+    unpack, pack = _MAC_PAIR.unpack_from, _MAC_PAIR.pack_into  # the loop runs for every frame
+    for frame in frames:
+        destination, source = unpack(frame)
+        pack(frame, 0, source, destination)
 
 
 def l2fwd(ifname: str, queues: int, batch: int, mode: str, duration: float | None) -> None:
@@ -57,8 +59,7 @@ def l2fwd(ifname: str, queues: int, batch: int, mode: str, duration: float | Non
             moved = 0
             for sock in sockets:
                 frames, _ = sock.zero_copy_read_multi_packets(batch, writable=True)
-                for frame in frames:
-                    swap_macs_in_place(frame)
+                swap_macs_in_place(frames)
                 send_all(sock, frames)
                 moved += len(frames)
             if not moved:

@@ -69,8 +69,7 @@ def forward_queue(ifname: str, queue_id: int, batch: int, mode: str, duration: f
 
         def forward_one_batch() -> bool:
             frames, _ = xsk.zero_copy_read_multi_packets(batch, writable=True)
-            for frame in frames:
-                swap_macs_in_place(frame)
+            swap_macs_in_place(frames)
             send_all(xsk, frames)
             return True
 
