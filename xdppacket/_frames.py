@@ -11,7 +11,7 @@ and return to the pool once the kernel has sent it.
 A move between a ring and the pool takes steps that Python cannot make atomic (publish
 the ring index, update the list), and an exception raised by a signal handler
 (``KeyboardInterrupt``) can land between any two bytecodes. So every move is first
-written down (``RingMove``, ``LeaseMove``, ``ForwardMove``) and cleared when all its steps
+written down (``RingMove``, ``RingToRingMove``, ``LeaseMove``, ``ForwardMove``) and cleared when all its steps
 are done. The next move on the pool, from any socket, settles one left behind first: the
 ring index it committed (our own cached index, always stored before the shared word)
 says whether the ring step happened, and the rest is made to agree. An interruption
@@ -39,6 +39,7 @@ __all__ = [
     "LeaseMove",
     "MoveKind",
     "RingMove",
+    "RingToRingMove",
 ]
 
 
@@ -107,6 +108,23 @@ class RingMove(NamedTuple):
             pool.ensure_taken(self.frames)
 
 
+class RingToRingMove(NamedTuple):
+    """Frames copied out of the rx ring going straight back to the fill ring (no stop in the pool)."""
+
+    frames: list[int]
+    source: _IndexedRing
+    source_index_after: int
+    destination: _IndexedRing
+    destination_index_after: int
+
+    def settle(self, pool: FramePool) -> None:
+        # The source step comes first: frames it released and the second step did not
+        # publish are free; otherwise they are in one ring or the other.
+        if (_ring_step_done(self.source, self.source_index_after)
+                and not _ring_step_done(self.destination, self.destination_index_after)):
+            pool.ensure_free(self.frames)
+
+
 class LeaseMove(NamedTuple):
     """Frames moving from the rx ring into a lease, or from an ended lease into the pool."""
 
@@ -149,7 +167,7 @@ class ForwardMove(NamedTuple):
             self.ring.submit(self.descriptors)
 
 
-Move = Union[RingMove, LeaseMove, ForwardMove]
+Move = Union[RingMove, RingToRingMove, LeaseMove, ForwardMove]
 
 
 class FrameAccountingError(XDPError, AssertionError):

@@ -1,7 +1,8 @@
 """The receive half of a socket: where every rx frame goes, in one module.
 
 A frame's round trip: pool -> fill ring (``refill``) -> kernel -> rx ring -> either
-copied out and straight back to the pool (``take_copies``) or lent as a zero-copy view
+copied out and straight back to the fill ring (``take_copies``; through the pool when
+the fill ring or the socket's quota has no room) or lent as a zero-copy view
 (``lend_views``) until the next read ends the loan (``end_loans``), or until the view is
 forwarded in place (``_tx``). Every move is written down first (``_frames``) and made
 under the pool's lock, so that an exception landing in the middle of it is settled by
@@ -13,7 +14,15 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ._arrival import ArrivalReader, TrailerSource
-from ._frames import FrameAccountingError, FrameCensus, FramePool, LeaseMove, MoveKind, RingMove
+from ._frames import (
+    FrameAccountingError,
+    FrameCensus,
+    FramePool,
+    LeaseMove,
+    MoveKind,
+    RingMove,
+    RingToRingMove,
+)
 from ._leases import ZeroCopyLeases
 from ._rings import FillRing, RxRing
 from ._uapi import XDP_PKT_CONTD
@@ -73,6 +82,7 @@ class RxPath:
         """
         pool = self._pool
         rx = self._rx
+        fill = self._fill
         with pool.lock:
             if pool.move is not None:
                 pool.settle()
@@ -80,11 +90,23 @@ class RxPath:
             area = self._area
             packets = [area[a : a + n] for a, n in zip(addresses, lengths)]
             times, metadata = self._read_trailers(addresses) if self._arrivals is not None else (None, None)
-            pool.move = _new_move(RingMove, (_INTO_FREE, addresses, rx, rx.index_after(count)))
-            rx.release(count)
-            pool.frames += addresses
-            pool.move = None
-            self._refill()
+            held = ((fill.index - rx.index) & _U32) + self._leases.lent_count()
+            if held <= pool.rx_quota and fill.reserve(count) == count:
+                # The usual case: the frames go straight back to the fill ring (what this
+                # socket holds stays the same), one move instead of two through the pool.
+                pool.move = _new_move(RingToRingMove, (addresses, rx, rx.index_after(count),
+                                                       fill, fill.index_after(count)))
+                rx.release(count)
+                fill.submit(addresses)
+                pool.move = None
+                if held < pool.rx_quota:
+                    self._refill()
+            else:
+                pool.move = _new_move(RingMove, (_INTO_FREE, addresses, rx, rx.index_after(count)))
+                rx.release(count)
+                pool.frames += addresses
+                pool.move = None
+                self._refill()
         return packets, lengths, times, metadata
 
     def lend_views(self, count: int, writable: bool = False) -> Received:
