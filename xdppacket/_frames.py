@@ -305,7 +305,8 @@ class FramePool:
 
 @dataclass
 class FrameCensus:
-    """Where the frames one half of a socket holds are, by place (frame base addresses).
+    """Where the frames one half of a socket holds are, by place (UMEM addresses, which
+    ``FramePool.check`` rounds down to their frames).
 
     ``unidentified`` counts frames known to be inside the kernel whose addresses user
     space cannot see (sent frames not completed yet, frames being received).

@@ -60,7 +60,6 @@ class RxPath:
         self._rx = rx
         self._pool = pool
         self._frame_size = umem.frame_size
-        self._to_frame = ~(umem.frame_size - 1)
         self._headroom = umem.headroom
         self._leases = ZeroCopyLeases(umem, pool)
         #: Refills that found the fill ring too full for every free frame (``fq_full``).
@@ -90,7 +89,7 @@ class RxPath:
             area = self._area
             packets = [area[a : a + n] for a, n in zip(addresses, lengths)]
             times, metadata = self._read_trailers(addresses) if self._arrivals is not None else (None, None)
-            held = ((fill.index - rx.index) & _U32) + self._leases.lent_count()
+            held = self._held()
             if held <= pool.rx_quota and fill.reserve(count) == count:
                 # The usual case: the frames go straight back to the fill ring (what this
                 # socket holds stays the same), one move instead of two through the pool.
@@ -171,9 +170,7 @@ class RxPath:
         if not frames:
             return
         fill = self._fill
-        # Frames given to the kernel that we have not taken off the rx ring yet, and those
-        # lent as views: a reader keeping views holds its own frames back, not the senders'.
-        held = ((fill.index - self._rx.index) & _U32) + self._leases.lent_count()
+        held = self._held()
         wanted = pool.rx_quota - held
         if wanted > len(frames):
             wanted = len(frames)
@@ -189,6 +186,12 @@ class RxPath:
             del frames[-room:]
             pool.move = None
 
+    def _held(self) -> int:
+        """What counts against this socket's receive quota: frames given to the kernel that
+        we have not taken off the rx ring yet, and those lent as views (a reader keeping
+        views holds its own frames back, not the senders')."""
+        return ((self._fill.index - self._rx.index) & _U32) + self._leases.lent_count()
+
     def needs_wakeup(self) -> bool:
         """The kernel asks for a poll/recvfrom to go on filling the rx ring."""
         return self._fill.needs_wakeup()
@@ -197,8 +200,7 @@ class RxPath:
         """Free frames this socket may take wait outside the fill ring although it has room
         (never wait for rx then)."""
         pool = self._pool
-        held = ((self._fill.index - self._rx.index) & _U32) + self._leases.lent_count()
-        return bool(pool.frames) and held < pool.rx_quota and self._fill.reserve(1) > 0
+        return bool(pool.frames) and self._held() < pool.rx_quota and self._fill.reserve(1) > 0
 
     # ----------------------------------------------------------------- check
     def census(self) -> FrameCensus:
@@ -224,11 +226,7 @@ class RxPath:
         drifted = [hex(a) for addresses in raw.values() for a in addresses if a % self._frame_size >= drift_at]
         if drifted:
             raise FrameAccountingError(f"rx addresses drifted within their frames: {drifted[:8]}")
-        to_frame = self._to_frame
-        return FrameCensus(
-            {place: [a & to_frame for a in addresses] for place, addresses in raw.items()},
-            {"kernel, receiving": in_kernel - named_in_kernel},
-        )
+        return FrameCensus(raw, {"kernel, receiving": in_kernel - named_in_kernel})
 
     def give_back_unbound(self) -> None:
         """Return the fill ring's frames to the pool: the socket was never bound, so the

@@ -236,11 +236,11 @@ def _umem_owner(sock: object, opts: tuple[object, ...]) -> XskQueue:
     if queue is None or queue.closing:
         raise ValueError("OptSharedUmem: the XDPPacket whose UMEM to share is closed")
     umem = queue.options
+    umem_settings = {OptFrameSize: umem.frame_size, OptNumFrames: umem.num_frames, OptHeadroom: umem.headroom,
+                     OptHugePages: umem.huge_pages}
     for opt in opts:
         value = getattr(opt, "value", None)
-        conflict = {OptFrameSize: umem.frame_size, OptNumFrames: umem.num_frames, OptHeadroom: umem.headroom,
-                    OptHugePages: umem.huge_pages}.get(type(opt), value)
-        if conflict != value:
+        if umem_settings.get(type(opt), value) != value:
             raise ValueError(f"{opt!r} conflicts with the shared UMEM (frame size {umem.frame_size}, "
                              f"{umem.num_frames} frames, headroom {umem.headroom}, huge pages "
                              f"{umem.huge_pages}): leave it out, the UMEM's own settings apply")
