@@ -341,6 +341,21 @@ def test_shared_umem_refuses_what_it_cannot_do(veth_pair: VethPair, make_veth: V
         XDPPacket(other.capture, OptSharedUmem(a))
 
 
+def test_a_sharing_socket_that_fails_to_bind_gives_its_frames_back(veth_pair: VethPair) -> None:
+    """Sharing a socket's UMEM on the very queue it is bound to: the kernel refuses the bind;
+    the error names the queue, and the frames the new socket had put in its fill ring come
+    back to the pool (the first socket's accounting stays exact and it keeps receiving)."""
+    with XDPPacket(veth_pair.capture, OptXDPMode(XDPMode.SKB), *SMALL, *NONBLOCK) as sock:
+        before = sock.check_frames()["umem"]
+        with pytest.raises(OSError, match=f"{veth_pair.capture} queue 0"):
+            XDPPacket(veth_pair.capture, OptXDPMode(XDPMode.SKB), OptSharedUmem(sock), *NONBLOCK)
+        assert sock.check_frames()["umem"] == before
+        frames = frames_from_peer(veth_pair, 8)
+        send_frames(veth_pair.peer, frames)
+        settle()
+        assert read_frames(sock, 8, "read_multi_packets")[0] == frames
+
+
 @pytest.fixture
 def reads_ahead(veth_pair: VethPair) -> Iterator[XDPPacket]:
     with XDPPacket(veth_pair.capture, OptXDPMode(XDPMode.SKB), *SMALL, *NONBLOCK) as sock:
