@@ -80,37 +80,34 @@ class _ProducerRing:
         self._producer_word = memory.producer
         self._consumer_word = memory.consumer
         self._flags_word = memory.flags
-        self._cached_producer = memory.producer[0]
+        #: Our producer index: entries we have submitted, counted from 0 (mod 2**32). A plain
+        #: attribute, not a property: the receive quota reads it on every read.
+        self.index = memory.producer[0]
         self._cached_consumer = memory.consumer[0]
 
     def reserve(self, wanted: int) -> int:
         """How many of ``wanted`` entries fit now (re-reading the kernel's consumer if needed)."""
-        free = self.size - ((self._cached_producer - self._cached_consumer) & _U32)
+        free = self.size - ((self.index - self._cached_consumer) & _U32)
         if free < wanted:
             self._cached_consumer = self._consumer_word[0]
-            free = self.size - ((self._cached_producer - self._cached_consumer) & _U32)
+            free = self.size - ((self.index - self._cached_consumer) & _U32)
         return free if free < wanted else wanted
 
     def outstanding(self) -> int:
         """Entries submitted that the kernel has not consumed yet."""
         self._cached_consumer = self._consumer_word[0]
-        return (self._cached_producer - self._cached_consumer) & _U32
+        return (self.index - self._cached_consumer) & _U32
 
     def needs_wakeup(self) -> bool:
         return bool(self._flags_word[0] & XDP_RING_NEED_WAKEUP)
 
-    @property
-    def index(self) -> int:
-        """Our producer index: entries we have submitted, counted from 0 (mod 2**32)."""
-        return self._cached_producer
-
     def index_after(self, count: int) -> int:
         """The producer index once ``count`` more entries are submitted."""
-        return (self._cached_producer + count) & _U32
+        return (self.index + count) & _U32
 
     def republish(self) -> None:
         """Store our producer index in the shared word again (finishes an interrupted submit)."""
-        self._producer_word[0] = self._cached_producer
+        self._producer_word[0] = self.index
 
     def kernel_consumer(self) -> int:
         """The consumer index the kernel has published (it may lag behind its real progress)."""
@@ -119,7 +116,7 @@ class _ProducerRing:
     def _store(self, entries: memoryview, words_per_entry: int, values: array[int]) -> None:
         """Copy ``values`` into the slots after the producer, then publish them."""
         count = len(values) // words_per_entry
-        start = self._cached_producer & self._mask
+        start = self.index & self._mask
         first = (count if count < self.size - start else self.size - start) * words_per_entry
         base = start * words_per_entry
         if first == len(values):
@@ -129,8 +126,8 @@ class _ProducerRing:
             entries[0 : len(values) - first] = values[first:]
         # Our index first, then the shared word: an interruption between the two leaves the
         # entries unpublished until ``republish`` (never published twice or overwritten).
-        self._cached_producer = (self._cached_producer + count) & _U32
-        self._producer_word[0] = self._cached_producer  # publish after the entries (TSO)
+        self.index = (self.index + count) & _U32
+        self._producer_word[0] = self.index  # publish after the entries (TSO)
 
     def close(self) -> None:
         self._memory.close()
@@ -148,14 +145,14 @@ class FillRing(_ProducerRing):
         """Take back the last ``count`` addresses submitted; only for a socket never bound,
         whose entries the kernel cannot have consumed."""
         addresses = self.recent(count)
-        self._cached_producer = (self._cached_producer - count) & _U32
-        self._producer_word[0] = self._cached_producer
+        self.index = (self.index - count) & _U32
+        self._producer_word[0] = self.index
         return addresses
 
     def recent(self, count: int) -> list[int]:
         """The last ``count`` addresses submitted (``count`` <= size), oldest first."""
         u64 = self._memory.entries_u64
-        return [u64[(self._cached_producer - count + i) & self._memory.mask] for i in range(count)]
+        return [u64[(self.index - count + i) & self._memory.mask] for i in range(count)]
 
 
 class TxRing(_ProducerRing):
@@ -181,19 +178,20 @@ class _ConsumerRing:
         self._producer_word = memory.producer
         self._consumer_word = memory.consumer
         self._cached_producer = memory.producer[0]
-        self._cached_consumer = memory.consumer[0]
+        #: Our consumer index: entries we have taken, counted from 0 (mod 2**32).
+        self.index = memory.consumer[0]
 
     def available(self, wanted: int) -> int:
         """How many of ``wanted`` entries are ready (re-reading the kernel's producer if needed)."""
-        ready = (self._cached_producer - self._cached_consumer) & _U32
+        ready = (self._cached_producer - self.index) & _U32
         if ready < wanted:
             self._cached_producer = self._producer_word[0]
-            ready = (self._cached_producer - self._cached_consumer) & _U32
+            ready = (self._cached_producer - self.index) & _U32
         return ready if ready < wanted else wanted
 
     def _spans(self, count: int) -> tuple[int, int, int]:
         """Split ``count`` entries after the consumer at the ring's end: (start, first, rest)."""
-        start = self._cached_consumer & self._mask
+        start = self.index & self._mask
         first = count if count < self.size - start else self.size - start
         return start, first, count - first
 
@@ -203,21 +201,16 @@ class _ConsumerRing:
         Our index first, then the shared word: an interruption between the two can only
         delay the kernel's view (``republish`` completes it), never let us read an entry twice.
         """
-        self._cached_consumer = (self._cached_consumer + count) & _U32
-        self._consumer_word[0] = self._cached_consumer
-
-    @property
-    def index(self) -> int:
-        """Our consumer index: entries we have taken, counted from 0 (mod 2**32)."""
-        return self._cached_consumer
+        self.index = (self.index + count) & _U32
+        self._consumer_word[0] = self.index
 
     def index_after(self, count: int) -> int:
         """The consumer index once ``count`` more entries are released."""
-        return (self._cached_consumer + count) & _U32
+        return (self.index + count) & _U32
 
     def republish(self) -> None:
         """Store our consumer index in the shared word again (finishes an interrupted release)."""
-        self._consumer_word[0] = self._cached_consumer
+        self._consumer_word[0] = self.index
 
     def kernel_producer(self) -> int:
         """The producer index the kernel has published."""
@@ -225,7 +218,7 @@ class _ConsumerRing:
 
     def unread(self, kernel_producer: int) -> int:
         """Entries between our consumer and ``kernel_producer`` (a value of ``kernel_producer()``)."""
-        return (kernel_producer - self._cached_consumer) & _U32
+        return (kernel_producer - self.index) & _U32
 
     def close(self) -> None:
         self._memory.close()
@@ -237,7 +230,7 @@ class RxRing(_ConsumerRing):
     def peek(self, count: int) -> tuple[list[int], list[int]]:
         """Addresses and lengths of the next ``count`` descriptors (``count`` <= ``available``)."""
         # ``_spans`` written out, and no wrap handled apart: every read runs this once.
-        start = self._cached_consumer & self._mask
+        start = self.index & self._mask
         end = start + count
         memory = self._memory
         u64 = memory.entries_u64

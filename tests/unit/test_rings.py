@@ -213,7 +213,7 @@ def test_an_interrupted_release_is_completed_by_republish(desc_kernel: KernelSid
     rx: RxRing = desc_kernel.ring(RxRing)
     desc_kernel.producer = 3
     assert rx.available(3) == 3
-    rx._cached_consumer = 3  # as if an exception landed between the two stores of release()
+    rx.index = 3  # as if an exception landed between the two stores of release()
     assert desc_kernel.consumer == 0
     rx.republish()
     assert desc_kernel.consumer == 3
