@@ -169,7 +169,10 @@ class ZeroCopyLeases:
 
     def ended(self) -> list[Lease]:
         """The leases no view of which survives (their views are released now)."""
-        return [lease for lease in self._leases if lease.try_end()]
+        leases = self._leases
+        if len(leases) == 1:  # the usual case: the previous read's batch alone
+            return [leases[0]] if leases[0].try_end() else []
+        return [lease for lease in leases if lease.try_end()]
 
     def forget(self, ended: list[Lease]) -> None:
         """Stop tracking ``ended`` leases (idempotent); keep one exporter of each kind for reuse."""

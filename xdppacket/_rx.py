@@ -36,12 +36,10 @@ __all__ = ["JoinedFrame", "MultiBufferRxPath", "Received", "RxPath"]
 Received = tuple[list[Any], list[int], Optional[list[Optional[int]]], Optional[list[bytes]]]
 
 _U32 = 0xFFFFFFFF
-# Moves are built with tuple.__new__ on the hot paths: a NamedTuple's own constructor costs
-# twice as much, and this runs for every batch.
-_new_move = tuple.__new__
 _INTO_FREE = MoveKind.INTO_FREE
 _INTO_LEASE = MoveKind.INTO_LEASE
 _LEASE_TO_FREE = MoveKind.LEASE_TO_FREE
+_LEASE_TO_RING = MoveKind.LEASE_TO_RING
 _OUT_OF_FREE = MoveKind.OUT_OF_FREE
 
 
@@ -82,7 +80,9 @@ class RxPath:
         pool = self._pool
         rx = self._rx
         fill = self._fill
-        with pool.lock:
+        lock = pool.lock
+        lock.acquire()
+        try:
             if pool.move is not None:
                 pool.settle()
             addresses, lengths = rx.peek(count)
@@ -93,35 +93,41 @@ class RxPath:
             if held <= pool.rx_quota and fill.reserve(count) == count:
                 # The usual case: the frames go straight back to the fill ring (what this
                 # socket holds stays the same), one move instead of two through the pool.
-                pool.move = _new_move(RingToRingMove, (addresses, rx, rx.index_after(count),
-                                                       fill, fill.index_after(count)))
+                pool.move = (RingToRingMove, addresses, rx, rx.index_after(count), fill, fill.index_after(count))
                 rx.release(count)
                 fill.submit(addresses)
                 pool.move = None
                 if held < pool.rx_quota:
                     self._refill()
             else:
-                pool.move = _new_move(RingMove, (_INTO_FREE, addresses, rx, rx.index_after(count)))
+                pool.move = (RingMove, _INTO_FREE, addresses, rx, rx.index_after(count))
                 rx.release(count)
                 pool.frames += addresses
                 pool.move = None
                 self._refill()
+        finally:
+            lock.release()
         return packets, lengths, times, metadata
 
     def lend_views(self, count: int, writable: bool = False) -> Received:
         """Lend ``count`` ready frames as views (writable ones if asked) until ``end_loans``."""
         pool = self._pool
         rx = self._rx
-        with pool.lock:
+        leases = self._leases
+        lock = pool.lock
+        lock.acquire()
+        try:
             if pool.move is not None:
                 pool.settle()
             addresses, lengths = rx.peek(count)
             times, metadata = self._read_trailers(addresses) if self._arrivals is not None else (None, None)
-            pool.move = _new_move(LeaseMove, (_INTO_LEASE, addresses, rx, rx.index_after(count), self._leases))
+            pool.move = (LeaseMove, _INTO_LEASE, addresses, rx, rx.index_after(count), leases)
             rx.release(count)
-            lease = self._leases.record(addresses, writable)
+            lease = leases.record(addresses, writable)
             pool.move = None
-        return self._leases.views(lease, addresses, lengths), lengths, times, metadata
+        finally:
+            lock.release()
+        return leases.views(lease, addresses, lengths), lengths, times, metadata
 
     def _read_trailers(self, addresses: list[int]) -> tuple[list[int | None] | None, list[bytes] | None]:
         """Arrival times and custom metadata of frames still ours (before they go back).
@@ -134,26 +140,40 @@ class RxPath:
         times = arrivals.arrival_times(addresses)
         return times, arrivals.metadata(addresses, times)
 
-    def end_loans(self, refill: bool = True) -> None:
+    def end_loans(self, refill: bool = True) -> bool:
         """Take back every lent frame no view shows any more, and give it to the kernel
-        (unless ``refill`` is False: the socket is closing)."""
+        (unless ``refill`` is False: the socket is closing). True if frames stay lent (a
+        view kept elsewhere holds its batch)."""
         pool = self._pool
-        with pool.lock:
+        leases = self._leases
+        lock = pool.lock
+        lock.acquire()
+        try:
             if pool.move is not None:
                 pool.settle()  # first: it may return leases that ``ended`` would find again
-            ended = self._leases.ended()
+            ended = leases.ended()
+            held = self._held() if refill else 0
             if ended:
                 frames = ended[0].frames if len(ended) == 1 else [f for lease in ended for f in lease.frames]
-                pool.move = _new_move(LeaseMove, (_LEASE_TO_FREE, frames, None, 0, self._leases))
-                self._leases.forget(ended)
-                pool.frames += frames
+                fill = self._fill
+                count = len(frames)
+                if refill and held <= pool.rx_quota and fill.reserve(count) == count:
+                    # The usual case: straight back to the fill ring (what this socket
+                    # holds stays the same), one move instead of two through the pool.
+                    pool.move = (LeaseMove, _LEASE_TO_RING, frames, fill, fill.index_after(count), leases)
+                    leases.forget(ended)
+                    fill.submit(frames)
+                else:
+                    pool.move = (LeaseMove, _LEASE_TO_FREE, frames, None, 0, leases)
+                    leases.forget(ended)
+                    pool.frames += frames
+                    held -= count
                 pool.move = None
-            if refill:
+            if refill and held < pool.rx_quota and pool.frames:
                 self._refill()
-
-    @property
-    def loans_outstanding(self) -> bool:
-        return self._leases.outstanding
+            return leases.outstanding
+        finally:
+            lock.release()
 
     def refill(self) -> None:
         """Hand the kernel every free frame the fill ring and this socket's quota have room for."""
@@ -181,7 +201,7 @@ class RxPath:
             self.fill_ring_full += 1
         if room:
             batch = frames[-room:]
-            pool.move = _new_move(RingMove, (_OUT_OF_FREE, batch, fill, fill.index_after(room)))
+            pool.move = (RingMove, _OUT_OF_FREE, batch, fill, fill.index_after(room))
             fill.submit(batch)
             del frames[-room:]
             pool.move = None
@@ -316,7 +336,7 @@ class MultiBufferRxPath(RxPath):
                 lengths.append(len(packet))
             heads = [addresses[indexes[0]] for indexes in parts]
             times, metadata = self._read_trailers(heads)
-            pool.move = _new_move(RingMove, (_INTO_FREE, addresses, rx, rx.index_after(descriptors)))
+            pool.move = (RingMove, _INTO_FREE, addresses, rx, rx.index_after(descriptors))
             rx.release(descriptors)
             pool.frames += addresses
             pool.move = None
@@ -338,8 +358,7 @@ class MultiBufferRxPath(RxPath):
             descriptors, addresses, lengths_by_descriptor, parts = self._peek_packets(count)
             heads = [addresses[indexes[0]] for indexes in parts]
             times, metadata = self._read_trailers(heads)
-            pool.move = _new_move(LeaseMove, (_INTO_LEASE, addresses, rx, rx.index_after(descriptors),
-                                              self._leases))
+            pool.move = (LeaseMove, _INTO_LEASE, addresses, rx, rx.index_after(descriptors), self._leases)
             rx.release(descriptors)
             lease = self._leases.record(addresses, writable=writable, forwardable=False)
             pool.move = None

@@ -23,9 +23,6 @@ from ._umem import Umem
 __all__ = ["Frame", "MultiBufferTxPath", "TxPath"]
 
 _U32 = 0xFFFFFFFF
-# Moves are built with tuple.__new__ on the hot paths: a NamedTuple's own constructor costs
-# twice as much, and this runs for every batch.
-_new_move = tuple.__new__
 _INTO_FREE = MoveKind.INTO_FREE
 _OUT_OF_FREE = MoveKind.OUT_OF_FREE
 # A tx descriptor's second word: length in the low half, options in the high half.
@@ -66,7 +63,7 @@ class TxPath:
         if count:
             pool = self._pool
             addresses = completion.peek(count)
-            pool.move = _new_move(RingMove, (_INTO_FREE, addresses, completion, completion.index_after(count)))
+            pool.move = (RingMove, _INTO_FREE, addresses, completion, completion.index_after(count))
             completion.release(count)
             pool.frames += addresses
             pool.move = None
@@ -79,41 +76,50 @@ class TxPath:
         memoryviews) the zero-copy views of this UMEM's current batches, which go out in place.
         """
         pool = self._pool
-        with pool.lock:
-            if pool.move is not None:
-                pool.settle()
-            completed = self._reclaim_completed()
-            wanted = len(frames) - start
-            count = self._tx.reserve(wanted)
-            if count < wanted:
-                self.tx_ring_full += 1
+        lock = pool.lock
+        lock.acquire()
+        try:
+            return self._queue(frames, sizes, start, views)
+        finally:
+            lock.release()
+
+    def _queue(self, frames: Sequence[Frame], sizes: list[int], start: int, views: bool) -> int:
+        """``queue`` for a caller holding the pool's lock."""
+        pool = self._pool
+        if pool.move is not None:
+            pool.settle()
+        completed = self._reclaim_completed()
+        wanted = len(frames) - start
+        count = self._tx.reserve(wanted)
+        if count < wanted:
+            self.tx_ring_full += 1
+        if not count:
+            return 0
+        if views and pool.leases_by_exporter:
+            return self._queue_forwarding(frames, sizes, start, count, completed)
+        free = pool.frames
+        if count > len(free):
+            if not completed:
+                self.completions_empty += 1
+            count = len(free)
             if not count:
                 return 0
-            if views and pool.leases_by_exporter:
-                return self._queue_forwarding(frames, sizes, start, count, completed)
-            free = pool.frames
-            if count > len(free):
-                if not completed:
-                    self.completions_empty += 1
-                count = len(free)
-                if not count:
-                    return 0
-            taken = free[-count:]
-            to_frame = pool.to_frame
-            addresses = [address & to_frame for address in taken]  # received frames point past their headroom
-            batch_sizes = sizes[start : start + count]
-            area = self._area
-            for address, frame, size in zip(addresses, frames[start : start + count], batch_sizes):
-                area[address : address + size] = frame  # still a free frame: harmless if interrupted
-            descriptors = [0] * (2 * count)  # addr0, len0, addr1, len1, ... (options stay 0)
-            descriptors[0::2] = addresses
-            descriptors[1::2] = batch_sizes
-            tx = self._tx
-            pool.move = _new_move(RingMove, (_OUT_OF_FREE, taken, tx, tx.index_after(count)))
-            tx.submit(array("Q", descriptors))
-            del free[-count:]
-            pool.move = None
-            return count
+        taken = free[-count:]
+        to_frame = pool.to_frame
+        addresses = [address & to_frame for address in taken]  # received frames point past their headroom
+        batch_sizes = sizes[start : start + count]
+        area = self._area
+        for address, frame, size in zip(addresses, frames[start : start + count], batch_sizes):
+            area[address : address + size] = frame  # still a free frame: harmless if interrupted
+        descriptors = [0] * (2 * count)  # addr0, len0, addr1, len1, ... (options stay 0)
+        descriptors[0::2] = addresses
+        descriptors[1::2] = batch_sizes
+        tx = self._tx
+        pool.move = (RingMove, _OUT_OF_FREE, taken, tx, tx.index_after(count))
+        tx.submit(array("Q", descriptors))
+        del free[-count:]
+        pool.move = None
+        return count
 
     def _queue_forwarding(self, frames: Sequence[Frame], sizes: list[int], start: int, room: int,
                           completed: int) -> int:
@@ -177,7 +183,7 @@ class TxPath:
             descriptors[2 * slot + 1] = size
         tx = self._tx
         groups = list(forwarded.values())
-        pool.move = _new_move(ForwardMove, (descriptors, tx, tx.index_after(count), copy_frames, groups))
+        pool.move = (ForwardMove, descriptors, tx, tx.index_after(count), copy_frames, groups)
         for lease, addresses in groups:
             lease.drop(addresses)
         if copies:
@@ -208,7 +214,7 @@ class TxPath:
         descriptors = array("Q", words)
         tx = self._tx
         pool = self._pool
-        pool.move = _new_move(ForwardMove, (descriptors, tx, tx.index_after(count), [], [(lease, addresses)]))
+        pool.move = (ForwardMove, descriptors, tx, tx.index_after(count), [], [(lease, addresses)])
         lease.drop(addresses)
         tx.submit(descriptors)
         pool.move = None
@@ -295,7 +301,7 @@ class MultiBufferTxPath(TxPath):
                 descriptors_out[2 * slot] = address
                 descriptors_out[2 * slot + 1] = part | more
                 slot += 1
-        pool.move = _new_move(RingMove, (_OUT_OF_FREE, taken, tx, tx.index_after(needed)))
+        pool.move = (RingMove, _OUT_OF_FREE, taken, tx, tx.index_after(needed))
         tx.submit(descriptors_out)
         del free[-needed:]
         pool.move = None
