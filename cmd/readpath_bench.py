@@ -34,6 +34,7 @@ import json
 import os
 import re
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -49,6 +50,10 @@ FRAME = b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + b"\x88\xb5" + bytes(50)  # 6
 CAPTURE, PEER = "xrpath0", "xrpath1"
 METHODS = ("read_packet_data", "zero_copy_read_packet_data", "read_multi_packets",
            "zero_copy_read_multi_packets")
+#: Not a read method: a forwarding loop (writable zero-copy batches, MACs swapped, written back
+#: out of the same socket in place), as examples/l2fwd_1link.py runs it. Trees from before
+#: forwarding without a copy cannot run it; name it with ``--methods``.
+FORWARD = "forward"
 # Room for the whole backlog, so the kernel never drops while it is built.
 RING = 8192
 
@@ -84,7 +89,7 @@ def child_main(args: argparse.Namespace) -> int:
     generator = TrafficGenerator(PEER, FRAME, cpu=args.cpu)
     costs: dict[str, list[float]] = {}
     try:
-        for method in [args.method] if args.method else METHODS:
+        for method in [args.method] if args.method else args.methods:
             with XDPPacket(CAPTURE, *options) as sock:
                 drain = _drain(sock, method, args.batch, XDPTimeoutError)
                 for _ in range(args.repeats):
@@ -105,6 +110,8 @@ def child_main(args: argparse.Namespace) -> int:
 
 def _drain(sock: Any, method: str, batch: int, timeout_error: type[Exception]) -> Callable[[], int]:
     """A loop that empties the ring with ``method``, as an application would; returns the frames."""
+    if method == FORWARD:
+        return _forward(sock, batch)
     read = getattr(sock, method)
     if "multi" in method:
         def drain_batches() -> int:
@@ -127,6 +134,29 @@ def _drain(sock: Any, method: str, batch: int, timeout_error: type[Exception]) -
     return drain_singles
 
 
+def _forward(sock: Any, batch: int) -> Callable[[], int]:
+    """Forward the backlog back out in place: read writable views, swap MACs, write them."""
+    read = sock.zero_copy_read_multi_packets
+    write = sock.write_multi_packets
+    mac_pair = struct.Struct("6s6s")
+    unpack, pack = mac_pair.unpack_from, mac_pair.pack_into
+
+    def forward_all() -> int:
+        count = 0
+        while True:
+            frames = read(batch, writable=True)[0]
+            if not frames:
+                return count
+            for frame in frames:
+                destination, source = unpack(frame)
+                pack(frame, 0, source, destination)
+            sent = write(frames)
+            while sent < len(frames):
+                sent += write(frames[sent:])
+            count += len(frames)
+    return forward_all
+
+
 # ------------------------------------------------------------------ the parent: rounds
 def parse_tree(text: str) -> tuple[str, str, bool]:
     """``LABEL[+batch]=PATH`` -> (label, absolute path, OptBatchTimestamps?)."""
@@ -141,7 +171,7 @@ def parse_tree(text: str) -> tuple[str, str, bool]:
 def run_tree(tree: tuple[str, str, bool], args: argparse.Namespace) -> dict[str, float]:
     """One round on one tree, in a subprocess importing xdppacket from that tree only."""
     _, path, batch_timestamps = tree
-    argv = [sys.executable, os.path.abspath(__file__), "--child", "--backlog", str(args.backlog),
+    argv = [sys.executable, os.path.abspath(__file__), "--child", "--methods", *args.methods, "--backlog", str(args.backlog),
             "--repeats", str(args.repeats), "--batch", str(args.batch), "--cpu", str(args.cpu)]
     if batch_timestamps:
         argv.append("--batch-timestamps")
@@ -179,12 +209,12 @@ def count_instructions(tree: tuple[str, str, bool], method: str, args: argparse.
 
 def instructions_table(trees: list[tuple[str, str, bool]], args: argparse.Namespace) -> str:
     """Instructions per frame, every method on every tree (deterministic: one run each)."""
-    counts = {label: {method: count_instructions((label, path, stamps), method, args) for method in METHODS}
+    counts = {label: {method: count_instructions((label, path, stamps), method, args) for method in args.methods}
               for label, path, stamps in trees}
     first = trees[0][0]
     lines = [f"{'instructions/frame':34s}" + "".join(f"{label:>16s}" for label in counts) + f"   (vs {first})"]
-    for method in METHODS:
-        name = method + (f"({args.batch})" if "multi" in method else "")
+    for method in args.methods:
+        name = method + (f"({args.batch})" if "multi" in method or method == FORWARD else "")
         values = [counts[label][method] for label in counts]
         ratios = " ".join(f"{v / values[0]:.3f}" for v in values[1:])
         lines.append(f"{name:34s}" + "".join(f"{v:16.0f}" for v in values) + f"   {ratios}")
@@ -209,14 +239,14 @@ def format_table(results: dict[str, dict[str, list[float]]], batch: int) -> str:
     first = labels[0]
     header = f"{'ns/frame (median)':34s}" + "".join(f"{label:>16s}" for label in labels)
     lines = [header + f"   (vs {first})"]
-    for method in METHODS:
-        name = method + (f"({batch})" if "multi" in method else "")
+    for method in results[first]:
+        name = method + (f"({batch})" if "multi" in method or method == FORWARD else "")
         medians = [statistics.median(results[label][method]) for label in labels]
         ratios = " ".join(f"{m / medians[0]:.3f}" for m in medians[1:])
         lines.append(f"{name:34s}" + "".join(f"{m:16.0f}" for m in medians) + f"   {ratios}")
     lines.append("rounds:")
     for label in labels:
-        for method in METHODS:
+        for method in results[label]:
             values = " ".join(f"{v:.0f}" for v in results[label][method])
             lines.append(f"  {label:14s} {method:30s} {values}")
     return "\n".join(lines)
@@ -233,7 +263,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     parser.add_argument("--instructions", action="store_true",
                         help="count instructions per frame with valgrind's callgrind instead of timing")
-    parser.add_argument("--method", choices=METHODS, help=argparse.SUPPRESS)
+    parser.add_argument("--methods", nargs="+", choices=(*METHODS, FORWARD), default=list(METHODS),
+                        help=f"what to measure (default: the four read methods; {FORWARD!r}: an l2fwd loop)")
+    parser.add_argument("--method", choices=(*METHODS, FORWARD), help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--batch-timestamps", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
