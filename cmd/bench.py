@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
-import signal
 import subprocess
 import sys
 import time
@@ -37,16 +35,18 @@ from xdppacket.testing import TrafficGenerator
 
 if TYPE_CHECKING:  # cmd/ is no package at run time (stdlib has a `cmd`); mypy knows it as one
     from cmd import benchreport, drain, runloop
-    from cmd.benchnet import VethPair, enter_private_netns, enter_private_sysfs, run_tool
+    from cmd.benchmain import BenchError, bench_run, idle_share
+    from cmd.benchnet import VethPair, enter_private_sysfs
     from cmd.benchreport import Evidence, Target
-    from cmd.benchrun import BenchError, Measurement, Scenario, Testbed, ToolProcess, measure
+    from cmd.benchrun import Measurement, Scenario, Testbed, ToolProcess, measure
 else:
     import benchreport
     import drain
     import runloop
-    from benchnet import VethPair, enter_private_netns, enter_private_sysfs, run_tool
+    from benchmain import BenchError, bench_run, idle_share
+    from benchnet import VethPair, enter_private_sysfs
     from benchreport import Evidence, Target
-    from benchrun import BenchError, Measurement, Scenario, Testbed, ToolProcess, measure
+    from benchrun import Measurement, Scenario, Testbed, ToolProcess, measure
 
 FRAME_SIZE = 64
 CMD_DIR = Path(__file__).resolve().parent
@@ -239,18 +239,6 @@ def run_drains(args: argparse.Namespace, cpu: int) -> dict[str, drain.DrainResul
     return {name: drain.DrainResult(**values) for name, values in json.loads(output)["drains"].items()}
 
 
-def idle_share(seconds: float) -> float:
-    """How idle all CPUs were over ``seconds``: other work on the machine skews every figure."""
-    def idle_and_total() -> tuple[int, int]:
-        ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return ticks[3] + ticks[4], sum(ticks)  # idle + iowait, everything
-
-    idle_before, total_before = idle_and_total()
-    time.sleep(seconds)
-    idle_after, total_after = idle_and_total()
-    return (idle_after - idle_before) / max(1, total_after - total_before)
-
-
 def report(args: argparse.Namespace, started: float, cpus: list[int], scenarios: list[Scenario],
            measurements: list[Measurement], memory: list[dict[str, Any]],
            drains: dict[str, drain.DrainResult], idle: float) -> None:
@@ -317,21 +305,11 @@ def enter_private_mounts() -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if os.geteuid() != 0:
-        print("bench: AF_XDP, bpf() and network namespaces need root: run `sudo make bench`",
-              file=sys.stderr)
-        return 1
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        print("bench: needs 2 CPUs (one receives, one generates)", file=sys.stderr)
-        return 1
-    started = time.time()
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` cleans up like Ctrl-C
     drains: dict[str, drain.DrainResult] = {}
-    try:
-        enter_private_netns()
+    with bench_run("bench", roles="one receives, one generates",
+                   interrupted="the tools are stopped and the veth pairs deleted") as cpus:
+        started = time.time()
         scenarios = selected_scenarios(args.only, rps=enter_private_mounts())
-        run_tool("ip", "-V")  # fail early, and plainly, without iproute2
         testbed = build_testbed(args, cpus)
         idle = idle_share(1.0)
         if idle < 0.9:
@@ -348,12 +326,6 @@ def main(argv: list[str] | None = None) -> int:
                 drains = run_drains(args, cpus[0])
             except BenchError as error:  # the live figures still stand; the targets say MISSING
                 print(f"bench: {error}", file=sys.stderr, flush=True)
-    except KeyboardInterrupt:
-        print("\nbench: interrupted; the tools are stopped and the veth pairs deleted", file=sys.stderr)
-        return 130
-    except (BenchError, OSError) as error:
-        print(f"\nbench failed: {error}", file=sys.stderr)
-        return 1
     report(args, started, cpus, scenarios, measurements, memory, drains, idle)
     return 0
 

@@ -109,7 +109,8 @@ class VethPair:
     """A veth pair: traffic is received (or sent) on ``capture``; ``peer`` is the far end.
 
     The generator redirects frames out of ``peer`` so that they arrive on ``capture``, and
-    frames sent on ``capture`` are counted by ``peer``'s kernel rx counters.
+    frames sent on ``capture`` are counted by ``peer``'s kernel rx counters. The pair exists
+    until ``delete()``, or the end of a ``with`` block on it.
     """
 
     capture: str
@@ -143,6 +144,12 @@ class VethPair:
         except OSError:
             return
         run_tool("ip", "link", "delete", self.capture)
+
+    def __enter__(self) -> VethPair:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.delete()
 
 
 def link_counters(ifname: str) -> dict[str, int]:

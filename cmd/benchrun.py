@@ -33,21 +33,19 @@ from typing import TYPE_CHECKING, Any
 from xdppacket.testing import GeneratorResult, TrafficGenerator
 
 if TYPE_CHECKING:  # cmd/ is no package at run time (stdlib has a `cmd`); mypy knows it as one
+    from cmd.benchmain import BenchError
     from cmd.benchnet import VethPair, link_counters, set_rps_cpus
 else:
+    from benchmain import BenchError
     from benchnet import VethPair, link_counters, set_rps_cpus
 
-__all__ = ["BenchError", "Measurement", "Scenario", "Testbed", "measure"]
+__all__ = ["Measurement", "Scenario", "Testbed", "measure"]
 
 _CMD_DIR = Path(__file__).resolve().parent
 _READY_TIMEOUT = 30.0
 _GRACE_SECONDS = 0.2  # lets the receiver drain its rings after the generator stops
 _ALTERNATE_SLICE_SECONDS = 0.5
 _ORPHAN_CAP_SECONDS = 60.0
-
-
-class BenchError(Exception):
-    """A run failed in a way the user should read (a tool's error output), not a bug."""
 
 
 @dataclass(frozen=True)

@@ -44,9 +44,11 @@ from xdppacket import (
 )
 
 if TYPE_CHECKING:  # cmd/ is no package at run time (stdlib has a `cmd`); mypy knows it as one
-    from cmd.benchnet import VethPair, enter_private_netns, enter_private_sysfs
+    from cmd.benchmain import bench_run
+    from cmd.benchnet import VethPair, enter_private_sysfs
 else:
-    from benchnet import VethPair, enter_private_netns, enter_private_sysfs
+    from benchmain import bench_run
+    from benchnet import VethPair, enter_private_sysfs
 
 _HEADER = b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + b"\x88\xb5"
 _DATA, _STOP = b"D", b"S"
@@ -235,22 +237,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if os.geteuid() != 0:
-        print("busypoll_bench: run as root", file=sys.stderr)
-        return 1
-    if len(os.sched_getaffinity(0)) < 2:
-        print("busypoll_bench: needs two CPUs (one per end)", file=sys.stderr)
-        return 1
-    enter_private_netns()
-    if args.defer:
-        enter_private_sysfs()
-    pair = VethPair.create("xbusy0", "xbusy1", queues=1)
-    try:
+    with bench_run("busypoll_bench", roles="one per end", interrupted="the veth pair is deleted"):
         if args.defer:
-            set_deferral(pair)
-        rows = measure(pair, args.rounds, args.pings, args.frames, args.busy_us)
-    finally:
-        pair.delete()
+            enter_private_sysfs()
+        with VethPair.create("xbusy0", "xbusy1", queues=1) as pair:
+            if args.defer:
+                set_deferral(pair)
+            rows = measure(pair, args.rounds, args.pings, args.frames, args.busy_us)
     if args.json:
         print(json.dumps({"xdppacket": xdppacket.__version__, "rounds": args.rounds, "pings": args.pings,
                           "frames": args.frames, "defer": args.defer, "variants": rows}, indent=2))

@@ -48,6 +48,7 @@ Usage: ``python cmd/capture_bench.py [--quick] [--rounds N] [--duration S] [--js
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -67,10 +68,12 @@ from typing import TYPE_CHECKING, Any
 import xdppacket
 
 if TYPE_CHECKING:  # cmd/ is no package at run time (stdlib has a `cmd`); mypy knows it as one
-    from cmd.benchnet import VethPair, enter_private_netns, run_tool
+    from cmd.benchmain import BenchError, all_cpus_ticks, bench_run, idle_share
+    from cmd.benchnet import VethPair
     from cmd.pacedgen import REALTIME_MAX_SECONDS, REALTIME_PRIORITY, PacedGenerator
 else:
-    from benchnet import VethPair, enter_private_netns, run_tool
+    from benchmain import BenchError, all_cpus_ticks, bench_run, idle_share
+    from benchnet import VethPair
     from pacedgen import REALTIME_MAX_SECONDS, REALTIME_PRIORITY, PacedGenerator
 
 FRAME_SIZE = 64
@@ -102,10 +105,6 @@ _PCAP_RECORD = struct.Struct("<IIII")  # ts_sec, ts_frac, incl_len, orig_len
 _PROC_STAT_SOFTIRQ = 7  # the field after "cpu": user nice system idle iowait irq softirq
 
 
-class BenchError(Exception):
-    """A run failed in a way the user should read (a tool's error output), not a bug."""
-
-
 class FilterUnavailable(BenchError):
     """``xdppacket capture EXPRESSION`` refused the expression: the filter is not wired yet."""
 
@@ -135,23 +134,9 @@ STEP_FRAME = b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + b"\x88\xb5" + bytes(FRA
 
 
 # --------------------------------------------------------------------------- CPU
-def _all_cpus_ticks() -> list[int]:
-    """The first line of /proc/stat: user nice system idle iowait irq softirq ... of all CPUs."""
-    return [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-
-
 def softirq_seconds() -> float:
     """Softirq time of all CPUs together so far."""
-    return _all_cpus_ticks()[_PROC_STAT_SOFTIRQ - 1] / os.sysconf("SC_CLK_TCK")
-
-
-def idle_share(seconds: float) -> float:
-    """How idle all CPUs were over ``seconds``: other work on the machine skews every figure."""
-    before = _all_cpus_ticks()
-    time.sleep(seconds)
-    after = _all_cpus_ticks()
-    idle = after[3] + after[4] - before[3] - before[4]  # idle + iowait
-    return idle / max(1, sum(after) - sum(before))
+    return all_cpus_ticks()[_PROC_STAT_SOFTIRQ - 1] / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -625,46 +610,25 @@ def main(argv: list[str] | None = None) -> int:
     def log(text: str) -> None:
         print(text, file=sys.stderr if args.json else sys.stdout, flush=True)
 
-    if os.geteuid() != 0:
-        print("capture_bench: AF_XDP, bpf() and network namespaces need root", file=sys.stderr)
-        return 1
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        print("capture_bench: needs 2 CPUs (one captures, one generates)", file=sys.stderr)
-        return 1
-    started = time.time()
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` cleans up like Ctrl-C
-    directory = Path(tempfile.mkdtemp(prefix="capture-bench-", dir="/dev/shm"))
-    pair = None
-    bench = None
-    try:
-        enter_private_netns()
-        run_tool("ip", "-V")  # fail early, and plainly, without iproute2
-        pair = VethPair.create(CAPTURE_IF, PEER_IF, 1)
+    with bench_run("capture_bench", roles="one captures, one generates",
+                   interrupted="the tools are stopped and the veth pair deleted") as cpus, \
+            contextlib.ExitStack() as clean_up:
+        started = time.time()
+        directory = Path(tempfile.mkdtemp(prefix="capture-bench-", dir="/dev/shm"))
+        clean_up.callback(shutil.rmtree, directory, ignore_errors=True)
+        clean_up.enter_context(VethPair.create(CAPTURE_IF, PEER_IF, 1))
         bench = Bench(tool_cpu=cpus[0], duration=args.duration,
                       directory=directory, tcpdump_buffer_kib=args.tcpdump_buffer, realtime=args.realtime)
-        bench.generators["steps"] = PacedGenerator(PEER_IF, STEP_FRAME, cpu=cpus[1], realtime=args.realtime)
-        bench.generators["filter"] = PacedGenerator(PEER_IF, udp_frame(OTHER_PORT), cpu=cpus[1], realtime=args.realtime,
-                                                    mark_every=FILTER_SHARE, mark_port=FILTER_PORT,
-                                                    other_port=OTHER_PORT)
+        bench.generators["steps"] = clean_up.enter_context(
+            PacedGenerator(PEER_IF, STEP_FRAME, cpu=cpus[1], realtime=args.realtime))
+        bench.generators["filter"] = clean_up.enter_context(
+            PacedGenerator(PEER_IF, udp_frame(OTHER_PORT), cpu=cpus[1], realtime=args.realtime,
+                           mark_every=FILTER_SHARE, mark_port=FILTER_PORT, other_port=OTHER_PORT))
         idle = idle_share(1.0)
         log(f"capture_bench: CPUs {idle:.0%} idle just before the run; tools on CPU {cpus[0]}, "
             f"generator (and the kernel's receive work) on CPU {cpus[1]}; files in {directory} (tmpfs)")
         runs = run_steps(bench, args, log)
         filter_runs, filter_note = ([], "skipped (--no-filter)") if args.no_filter else run_filter(bench, args, log)
-    except KeyboardInterrupt:
-        print("\ncapture_bench: interrupted; the tools are stopped and the veth pair deleted", file=sys.stderr)
-        return 130
-    except (BenchError, OSError) as error:
-        print(f"\ncapture_bench failed: {error}", file=sys.stderr)
-        return 1
-    finally:
-        if bench is not None:
-            for generator in bench.generators.values():
-                generator.close()
-        if pair is not None:
-            pair.delete()
-        shutil.rmtree(directory, ignore_errors=True)
     report(args, started, cpus, idle, runs, filter_runs, filter_note)
     return 0
 

@@ -46,9 +46,11 @@ from xdppacket import (
 from xdppacket.testing import TrafficGenerator
 
 if TYPE_CHECKING:  # cmd/ is no package at run time (stdlib has a `cmd`); mypy knows it as one
-    from cmd.benchnet import VethPair, enter_private_netns
+    from cmd.benchmain import bench_run
+    from cmd.benchnet import VethPair
 else:
-    from benchnet import VethPair, enter_private_netns
+    from benchmain import bench_run
+    from benchnet import VethPair
 
 FRAME = b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + b"\x88\xb5" + bytes(50)  # 64 bytes
 BATCHES = (16, 64, 256)
@@ -143,15 +145,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if os.geteuid() != 0:
-        print("drain: run as root (e.g. sudo make bench)", file=sys.stderr)
-        return 1
-    enter_private_netns()
-    pair = VethPair.create("xdrain0", "xdrain1", queues=1)
-    try:
+    with bench_run("drain", roles=None, interrupted="the veth pair is deleted"), \
+            VethPair.create("xdrain0", "xdrain1", queues=1) as pair:
         results = measure(pair, args.rounds, args.backlog, sorted(set(args.batches)), args.cpu)
-    finally:
-        pair.delete()
     rows = summarize(results)
     if args.json:
         drains = {name: asdict(row) for name, row in rows.items()}

@@ -82,18 +82,14 @@ from xdppacket._bpf import BPF_PROG_TYPE_XDP, BPF_XDP, link_create, prog_load
 from xdppacket._program import XDP_FLAGS_DRV_MODE
 
 if TYPE_CHECKING:  # cmd/ is no package at run time (stdlib has a `cmd`); mypy knows it as one
-    from cmd.benchnet import VethPair, enter_private_netns, link_counters, run_tool
-    from cmd.capture_bench import (
-        STEP_FRAME,
-        ProcessTimes,
-        format_table,
-        idle_share,
-        softirq_seconds,
-    )
+    from cmd.benchmain import BenchError, bench_run, idle_share
+    from cmd.benchnet import VethPair, link_counters
+    from cmd.capture_bench import STEP_FRAME, ProcessTimes, format_table, softirq_seconds
     from cmd.pacedgen import REALTIME_MAX_SECONDS, REALTIME_PRIORITY, PacedGenerator
 else:
-    from benchnet import VethPair, enter_private_netns, link_counters, run_tool
-    from capture_bench import STEP_FRAME, ProcessTimes, format_table, idle_share, softirq_seconds
+    from benchmain import BenchError, bench_run, idle_share
+    from benchnet import VethPair, link_counters
+    from capture_bench import STEP_FRAME, ProcessTimes, format_table, softirq_seconds
     from pacedgen import REALTIME_MAX_SECONDS, REALTIME_PRIORITY, PacedGenerator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,10 +115,6 @@ GEN_IF, FWD_A, FWD_B, SINK_IF = "l2gen", "l2fwa", "l2fwb", "l2sink"
 COUNTING_IF = {"1link": GEN_IF, "2link": SINK_IF}
 _XDP_DROP = 1
 _XDP_DROP_PROGRAM = bytes([0xB7, 0x00, 0, 0, _XDP_DROP, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0])  # r0 = 1; exit
-
-
-class BenchError(Exception):
-    """A run failed in a way the user should read (a forwarder's output), not a bug."""
 
 
 def forwarder_command(forwarder: str, link: str) -> list[str]:
@@ -247,7 +239,10 @@ _NO_PROCESS = ProcessTimes(0.0, 0.0, 0, 0)
 
 
 class Testbed:
-    """The veth pairs, the XDP_DROP programs on the counting ends, and the generator."""
+    """The veth pairs, the XDP_DROP programs on the counting ends, and the generator.
+
+    All exist until ``close()``, or the end of a ``with`` block on the testbed.
+    """
 
     def __init__(self, generator_cpu: int, forwarder_cpu: int, duration: float, realtime: bool) -> None:
         self.forwarder_cpu = forwarder_cpu
@@ -268,6 +263,12 @@ class Testbed:
         prog_fd = prog_load(BPF_PROG_TYPE_XDP, _XDP_DROP_PROGRAM, "GPL", "l2fwd_sink")
         self._fds.append(prog_fd)
         self._fds.append(link_create(prog_fd, socket.if_nametoindex(ifname), BPF_XDP, XDP_FLAGS_DRV_MODE))
+
+    def __enter__(self) -> Testbed:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def close(self) -> None:
         generator = getattr(self, "generator", None)
@@ -529,37 +530,18 @@ def main(argv: list[str] | None = None) -> int:
     def log(text: str) -> None:
         print(text, file=sys.stderr if args.json else sys.stdout, flush=True)
 
-    if os.geteuid() != 0:
-        print("l2fwd_bench: AF_XDP, bpf() and network namespaces need root", file=sys.stderr)
-        return 1
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        print("l2fwd_bench: needs 2 CPUs (one forwards, one generates)", file=sys.stderr)
-        return 1
     if "c" in args.forwarders and not os.access(C_L2FWD, os.X_OK):
         print(f"l2fwd_bench: {C_L2FWD} is missing: build it with `make l2fwd-c`", file=sys.stderr)
         return 1
-    started = time.time()
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` cleans up like Ctrl-C
-    testbed = None
-    try:
-        enter_private_netns()
-        run_tool("ip", "-V")  # fail early, and plainly, without iproute2
-        testbed = Testbed(generator_cpu=cpus[1], forwarder_cpu=cpus[0], duration=args.duration,
-                          realtime=args.realtime)
-        idle = idle_share(1.0)
-        log(f"l2fwd_bench: CPUs {idle:.0%} idle just before the run; forwarders on CPU {cpus[0]}, "
-            f"generator on CPU {cpus[1]}")
-        controls, runs, totals = run_all(testbed, args, log)
-    except KeyboardInterrupt:
-        print("\nl2fwd_bench: interrupted; the forwarders are stopped and the veth pairs deleted", file=sys.stderr)
-        return 130
-    except (BenchError, OSError) as error:
-        print(f"\nl2fwd_bench failed: {error}", file=sys.stderr)
-        return 1
-    finally:
-        if testbed is not None:
-            testbed.close()
+    with bench_run("l2fwd_bench", roles="one forwards, one generates",
+                   interrupted="the forwarders are stopped and the veth pairs deleted") as cpus:
+        started = time.time()
+        with Testbed(generator_cpu=cpus[1], forwarder_cpu=cpus[0], duration=args.duration,
+                     realtime=args.realtime) as testbed:
+            idle = idle_share(1.0)
+            log(f"l2fwd_bench: CPUs {idle:.0%} idle just before the run; forwarders on CPU {cpus[0]}, "
+                f"generator on CPU {cpus[1]}")
+            controls, runs, totals = run_all(testbed, args, log)
     report(args, started, cpus, idle, controls, runs, totals)
     return 0
 

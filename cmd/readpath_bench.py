@@ -42,9 +42,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # cmd/ is no package at run time (stdlib has a `cmd`); mypy knows it as one
-    from cmd.benchnet import VethPair, enter_private_netns
+    from cmd.benchmain import bench_run
+    from cmd.benchnet import VethPair
 else:
-    from benchnet import VethPair, enter_private_netns
+    from benchmain import bench_run
+    from benchnet import VethPair
 
 FRAME = b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + b"\x88\xb5" + bytes(50)  # 64 bytes
 CAPTURE, PEER = "xrpath0", "xrpath1"
@@ -284,18 +286,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child:
         return child_main(args)
-    if os.geteuid() != 0:
-        print("readpath_bench: run as root", file=sys.stderr)
-        return 1
-    enter_private_netns()  # the children inherit it
-    pair = VethPair.create(CAPTURE, PEER, queues=1)
-    try:
+    # The children inherit the private network namespace.
+    with bench_run("readpath_bench", roles=None, interrupted="the veth pair is deleted"), \
+            VethPair.create(CAPTURE, PEER, queues=1):
         if args.instructions:
             print(instructions_table(args.trees, args))
             return 0
         results = measure(args.trees, args)
-    finally:
-        pair.delete()
     if args.json:
         print(json.dumps({"backlog": args.backlog, "batch": args.batch, "rounds": args.rounds,
                           "trees": {label: path for label, path, _ in args.trees}, "ns_per_frame": results},

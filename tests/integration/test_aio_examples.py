@@ -6,53 +6,23 @@ runs; ``examples/async_pingpong.py`` bounces frames between the two ends of the 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.netns import VethPair, start_script
-from tests.xdp_helpers import frames_from_peer, send_frames, watchdog
+from tests.example_runs import EXAMPLE_TIMEOUT_S, ctrl_c, example_running, finish, read_line
+from tests.netns import VethPair
+from tests.xdp_helpers import frames_from_peer, send_frames
 from xdppacket.pcap import PcapReader
 
-TIMEOUT_S = 20
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@contextlib.contextmanager
-def example_running(path: str, *args: str) -> Iterator[subprocess.Popen[str]]:
-    """The example in its own process group, killed if still running at the end."""
-    example = start_script(path, *args)
-    try:
-        yield example
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(example.pid, signal.SIGKILL)
-        example.communicate()
-
-
-def first_line(example: subprocess.Popen[str]) -> str:
-    assert example.stdout is not None
-    with watchdog(TIMEOUT_S):
-        line = example.stdout.readline()
-    assert line, f"the example exited early:\n{example.stderr.read() if example.stderr else ''}"
-    return line.rstrip("\n")
-
-
-def finish(example: subprocess.Popen[str]) -> str:
-    """The rest of the output of an example that exits cleanly by itself."""
-    stdout, stderr = example.communicate(timeout=TIMEOUT_S)
-    assert (example.returncode, stderr) == (0, "")
-    return stdout
 
 
 def free_port() -> int:
@@ -78,17 +48,17 @@ def test_async_capture_writes_the_frames_to_pcap_and_serves_counters(
     if stop == "count":
         args += ["-c", "30"]
     with example_running("examples/async_capture.py", *args) as example:
-        assert first_line(example) == f"capturing on {veth_pair.capture} queues 0-0 into {pcap}"
+        assert read_line(example) == f"capturing on {veth_pair.capture} queues 0-0 into {pcap}"
         assert http_counters(port)["written"] == 0
         send_frames(veth_pair.peer, frames)
         if stop == "ctrl-c":
-            deadline = time.monotonic() + TIMEOUT_S
+            deadline = time.monotonic() + EXAMPLE_TIMEOUT_S
             while http_counters(port)["written"] < len(frames):
                 assert time.monotonic() < deadline, "the example did not write every frame"
                 time.sleep(0.02)
             assert http_counters(port) == {"written": 50, "rx_packets": 50,
                                            "rx_bytes": sum(map(len, frames)), "rx_dropped": 0}
-            os.killpg(example.pid, signal.SIGINT)
+            ctrl_c(example)
         output = finish(example)
     written = 50 if stop == "ctrl-c" else 30
     final = dict(word.split("=") for word in output.split())

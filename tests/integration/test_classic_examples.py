@@ -8,7 +8,6 @@ for the forwarders, the exact frames that come back.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -18,16 +17,17 @@ import struct
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 
 import pytest
 
+from tests.example_runs import EXAMPLE_TIMEOUT_S, ctrl_c, example_running, exit_output, read_line
 from tests.netns import (
     AfPacketCapture,
     AfPacketSender,
     VethFactory,
     VethPair,
     run_command,
-    start_script,
 )
 from tests.xdp_helpers import (
     BOTH_MODES,
@@ -54,7 +54,6 @@ from xdppacket import (
 MODE_ARG = {XDP_MODE_SKB: "skb", XDP_MODE_DRV: "drv"}
 # Long enough for one rate line, short enough to keep the suite fast.
 DURATION = "1.5"
-EXAMPLE_TIMEOUT_S = 20
 PROGRAMS = ["rxdrop", "txonly", "dump", "l2fwd_1link", "l2fwd_2link", "l2fwd_multicore"]
 
 
@@ -62,24 +61,9 @@ PROGRAMS = ["rxdrop", "txonly", "dump", "l2fwd_1link", "l2fwd_2link", "l2fwd_mul
 # Running a program
 
 
-@contextlib.contextmanager
-def program_running(name: str, *args: str) -> Iterator[subprocess.Popen[str]]:
+def program_running(name: str, *args: str) -> AbstractContextManager[subprocess.Popen[str]]:
     """``examples/NAME.py args...``, leading its own process group, which is killed at the end."""
-    program = start_script(f"examples/{name}.py", *args)
-    try:
-        yield program
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(program.pid, signal.SIGKILL)
-        program.communicate()
-
-
-def read_line(program: subprocess.Popen[str]) -> str:
-    assert program.stdout is not None
-    with watchdog(EXAMPLE_TIMEOUT_S):
-        line = program.stdout.readline()
-    assert line, f"the program exited early:\n{program.stderr.read() if program.stderr else ''}"
-    return line.rstrip("\n")
+    return example_running(f"examples/{name}.py", *args)
 
 
 def finish(program: subprocess.Popen[str], stop: str = "duration") -> tuple[str, str]:
@@ -89,17 +73,10 @@ def finish(program: subprocess.Popen[str], stop: str = "duration") -> tuple[str,
     sends; ``sigterm``: SIGTERM to the program alone, as ``kill`` does.
     """
     if stop == "ctrl-c":
-        os.killpg(program.pid, signal.SIGINT)
+        ctrl_c(program)
     elif stop == "sigterm":
         os.kill(program.pid, signal.SIGTERM)
-    try:
-        stdout, stderr = program.communicate(timeout=EXAMPLE_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(program.pid, signal.SIGKILL)
-        stdout, stderr = program.communicate()
-        raise AssertionError(f"the program did not stop:\n{stdout}\n{stderr}") from None
-    assert program.returncode == 0, stderr
-    return stdout, stderr
+    return exit_output(program)
 
 
 def totals(output: str) -> dict[str, str]:

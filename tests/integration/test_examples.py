@@ -7,30 +7,18 @@ stop (``--duration``, or Ctrl-C as a user would) and checks the counts it prints
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from tests.netns import VethPair, start_script
-from tests.xdp_helpers import (
-    BOTH_MODES,
-    MULTI_QUEUES,
-    QueueSenders,
-    frames_for_queue,
-    watchdog,
-)
+from tests.example_runs import ctrl_c, example_running, finish, read_line
+from tests.netns import VethPair
+from tests.xdp_helpers import BOTH_MODES, MULTI_QUEUES, QueueSenders, frames_for_queue
 from xdppacket import XDP_MODE_DRV, XDP_MODE_SKB, XDPMode
 
 MODE_ARG = {XDP_MODE_SKB: "skb", XDP_MODE_DRV: "drv"}
 # Long enough to print at least one rate line, short enough to keep the suite fast.
 DURATION = "1.5"
-EXAMPLE_TIMEOUT_S = 20
-
 
 
 def send_traffic(pair: VethPair, senders: QueueSenders) -> dict[int, list[bytes]]:
@@ -39,47 +27,6 @@ def send_traffic(pair: VethPair, senders: QueueSenders) -> dict[int, list[bytes]
     for queue, frames in sent.items():
         senders.send(queue, frames)
     return sent
-
-
-@contextlib.contextmanager
-def example_running(path: str, *args: str) -> Iterator[subprocess.Popen[str]]:
-    """The example script, leading its own process group; the whole group is killed at the end.
-
-    Killing only the example would leave its workers holding the output pipe open.
-    """
-    example = start_script(path, *args)
-    try:
-        yield example
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(example.pid, signal.SIGKILL)
-        example.communicate()
-
-
-def read_line(example: subprocess.Popen[str]) -> str:
-    assert example.stdout is not None
-    with watchdog(EXAMPLE_TIMEOUT_S):
-        line = example.stdout.readline()
-    assert line, f"the example exited early:\n{example.stderr.read() if example.stderr else ''}"
-    return line.rstrip("\n")
-
-
-def finish(example: subprocess.Popen[str]) -> str:
-    """The rest of the example's output once it exits, which it must do cleanly."""
-    try:
-        stdout, stderr = example.communicate(timeout=EXAMPLE_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(example.pid, signal.SIGKILL)
-        stdout, stderr = example.communicate()
-        raise AssertionError(f"the example did not stop:\n{stdout}\n{stderr}") from None
-    assert example.returncode == 0, stderr
-    assert stderr == ""
-    return stdout
-
-
-def ctrl_c(example: subprocess.Popen[str]) -> None:
-    """What a terminal does on Ctrl-C: SIGINT to every process of the example's group."""
-    os.killpg(example.pid, signal.SIGINT)
 
 
 @BOTH_MODES

@@ -16,9 +16,11 @@ from xdppacket.stats import CaptureInfo
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "cmd"))
 
 if TYPE_CHECKING:
-    from cmd.capture_bench import BenchError, StepRow, count_pcap_records, lossless_rate, verdict
+    from cmd.benchmain import BenchError
+    from cmd.capture_bench import StepRow, count_pcap_records, lossless_rate, verdict
 else:
-    from capture_bench import BenchError, StepRow, count_pcap_records, lossless_rate, verdict
+    from benchmain import BenchError
+    from capture_bench import StepRow, count_pcap_records, lossless_rate, verdict
 
 
 def write_pcap(path: Path, sizes: list[int]) -> None:

@@ -22,7 +22,7 @@ from ..options import XDPOptions
 from ..packet import XDPPacket
 from ..stats import CaptureInfo, XDPStats
 from ._options import event_loop_options
-from ._packet import BatchIterator, PacketIterator, ordered_frames
+from ._packet import BatchIterator, PacketIterator, batch_if_any, ordered_frames
 from ._readiness import Readiness
 from ._sending import QueueSender
 
@@ -100,39 +100,21 @@ class AsyncXDPMultiQueue:
     # ---------------------------------------------------------------- receiving
     async def read_packet(self) -> tuple[list[bytes], list[CaptureInfo]]:
         """At most one copied frame from each queue, at least one in all."""
-        mq = self._mq
-        while True:
-            packets, infos = mq.read_packet()
-            if packets:
-                return packets, infos
-            await self._readable.wait()
+        return await self._readable.first_result(lambda: batch_if_any(self._mq.read_packet()))
 
     async def zero_copy_read_packet(self) -> tuple[list[memoryview], list[CaptureInfo]]:
         """As ``read_packet``, as views valid until the next read or ``close()``."""
-        mq = self._mq
-        while True:
-            packets, infos = mq.zero_copy_read_packet()
-            if packets:
-                return packets, infos
-            await self._readable.wait()
+        return await self._readable.first_result(lambda: batch_if_any(self._mq.zero_copy_read_packet()))
 
     async def read_multi_packets(self, max_packets: int = 16) -> tuple[list[bytes], list[CaptureInfo]]:
         """Between one and ``max_packets`` copied frames, shared fairly between the queues."""
-        mq = self._mq
-        while True:
-            packets, infos = mq.read_multi_packets(max_packets)
-            if packets:
-                return packets, infos
-            await self._readable.wait()
+        return await self._readable.first_result(
+            lambda: batch_if_any(self._mq.read_multi_packets(max_packets)))
 
     async def zero_copy_read_multi_packets(self, max_packets: int = 16) -> tuple[list[memoryview], list[CaptureInfo]]:
         """As ``read_multi_packets``, as views valid until the next read or ``close()``."""
-        mq = self._mq
-        while True:
-            packets, infos = mq.zero_copy_read_multi_packets(max_packets)
-            if packets:
-                return packets, infos
-            await self._readable.wait()
+        return await self._readable.first_result(
+            lambda: batch_if_any(self._mq.zero_copy_read_multi_packets(max_packets)))
 
     async def _read_one(self) -> tuple[bytes, CaptureInfo]:
         packets, infos = await self.read_multi_packets(1)

@@ -23,7 +23,8 @@ from ._options import event_loop_options
 from ._readiness import Readiness
 from ._sending import QueueSender
 
-__all__ = ["AsyncXDPPacket", "BatchIterator", "PacketIterator", "ordered_frames"]
+__all__ = ["AsyncXDPPacket", "BatchIterator", "PacketIterator", "batch_if_any", "frame_if_any",
+           "ordered_frames"]
 
 _P = TypeVar("_P")  # bytes or memoryview
 # What the synchronous write refuses with a precise message: one packet, or an unordered container.
@@ -99,41 +100,21 @@ class AsyncXDPPacket:
 
     async def read_packet_data(self) -> tuple[bytes, CaptureInfo]:
         """One frame, copied; waits (without blocking the loop) until one arrives."""
-        sock = self._sock
-        while True:
-            try:
-                return sock.read_packet_data()
-            except XDPTimeoutError:
-                pass
-            await self._readable.wait()
+        return await self._readable.first_result(lambda: frame_if_any(self._sock.read_packet_data))
 
     async def zero_copy_read_packet_data(self) -> tuple[memoryview, CaptureInfo]:
         """One frame as a read-only view into the UMEM, valid until the next read or ``close()``."""
-        sock = self._sock
-        while True:
-            try:
-                return sock.zero_copy_read_packet_data()
-            except XDPTimeoutError:
-                pass
-            await self._readable.wait()
+        return await self._readable.first_result(lambda: frame_if_any(self._sock.zero_copy_read_packet_data))
 
     async def read_multi_packets(self, max_packets: int = 16) -> tuple[list[bytes], list[CaptureInfo]]:
         """Between one and ``max_packets`` copied frames."""
-        sock = self._sock
-        while True:
-            packets, infos = sock.read_multi_packets(max_packets)
-            if packets:
-                return packets, infos
-            await self._readable.wait()
+        return await self._readable.first_result(
+            lambda: batch_if_any(self._sock.read_multi_packets(max_packets)))
 
     async def zero_copy_read_multi_packets(self, max_packets: int = 16) -> tuple[list[memoryview], list[CaptureInfo]]:
         """Between one and ``max_packets`` frames as views, valid until the next read or ``close()``."""
-        sock = self._sock
-        while True:
-            packets, infos = sock.zero_copy_read_multi_packets(max_packets)
-            if packets:
-                return packets, infos
-            await self._readable.wait()
+        return await self._readable.first_result(
+            lambda: batch_if_any(self._sock.zero_copy_read_multi_packets(max_packets)))
 
     def __aiter__(self) -> PacketIterator:
         """``async for data, info in sock``: copies, one at a time; ends when the socket closes."""
@@ -209,6 +190,19 @@ class BatchIterator(Generic[_P]):
             if self._closed():
                 raise StopAsyncIteration from None
             raise
+
+
+def frame_if_any(read: Callable[[], tuple[_P, CaptureInfo]]) -> tuple[_P, CaptureInfo] | None:
+    """A non-blocking single-frame read's frame, or None where it found none."""
+    try:
+        return read()
+    except XDPTimeoutError:
+        return None
+
+
+def batch_if_any(batch: tuple[list[_P], list[CaptureInfo]]) -> tuple[list[_P], list[CaptureInfo]] | None:
+    """A non-blocking batched read's batch, or None where it found no frame."""
+    return batch if batch[0] else None
 
 
 def ordered_frames(pkts: Iterable[object]) -> Sequence[object]:

@@ -14,11 +14,15 @@ caller's next non-blocking call notices (the synchronous classes do the same).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import TypeVar
 
 __all__ = ["WAIT_SLICE_S", "Readiness"]
 
 #: The longest a wait lasts before its caller checks the socket again.
 WAIT_SLICE_S = 0.25
+
+_R = TypeVar("_R")
 
 
 class Readiness:
@@ -52,6 +56,18 @@ class Readiness:
             self._waiters.discard(waiter)
             if not self._waiters:
                 self._unregister()
+
+    async def first_result(self, attempt: Callable[[], _R | None]) -> _R:
+        """What ``attempt()`` returns once it is not None, waiting for readiness between tries.
+
+        Nothing is awaited after a try that succeeded, so cancelling the caller (at its
+        only await, between tries) never loses what a try took.
+        """
+        while True:
+            result = attempt()
+            if result is not None:
+                return result
+            await self.wait()
 
     def detach(self) -> None:
         """Unregister the descriptor and wake every waiter (before the descriptor closes)."""

@@ -1,0 +1,69 @@
+"""Running an example script as a user would: start it, read what it prints, stop it, check its exit.
+
+The script runs in the test's network namespace (``start_script``) and leads a process
+group of its own, as a shell job does, so a Ctrl-C reaches every worker it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+
+from tests.netns import start_script
+from tests.xdp_helpers import watchdog
+
+__all__ = ["EXAMPLE_TIMEOUT_S", "ctrl_c", "example_running", "exit_output", "finish", "read_line"]
+
+#: The longest a test waits for one line of an example, or for it to exit.
+EXAMPLE_TIMEOUT_S = 20
+
+
+@contextlib.contextmanager
+def example_running(path: str, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """``python PATH args...`` (PATH relative to the repository); its whole group is killed at the end.
+
+    Killing only the example would leave its workers holding the output pipe open.
+    """
+    example = start_script(path, *args)
+    try:
+        yield example
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(example.pid, signal.SIGKILL)
+        example.communicate()
+
+
+def read_line(example: subprocess.Popen[str]) -> str:
+    """The example's next line of output, without its newline; fails if it exits first."""
+    assert example.stdout is not None
+    with watchdog(EXAMPLE_TIMEOUT_S):
+        line = example.stdout.readline()
+    assert line, f"the example exited early:\n{example.stderr.read() if example.stderr else ''}"
+    return line.rstrip("\n")
+
+
+def ctrl_c(example: subprocess.Popen[str]) -> None:
+    """What a terminal does on Ctrl-C: SIGINT to every process of the example's group."""
+    os.killpg(example.pid, signal.SIGINT)
+
+
+def exit_output(example: subprocess.Popen[str]) -> tuple[str, str]:
+    """The rest of the example's stdout and stderr once it exits, which it must do with status 0."""
+    try:
+        stdout, stderr = example.communicate(timeout=EXAMPLE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(example.pid, signal.SIGKILL)
+        stdout, stderr = example.communicate()
+        raise AssertionError(f"the example did not stop:\n{stdout}\n{stderr}") from None
+    assert example.returncode == 0, stderr
+    return stdout, stderr
+
+
+def finish(example: subprocess.Popen[str]) -> str:
+    """The rest of the example's stdout once it exits cleanly: status 0, nothing on stderr."""
+    stdout, stderr = exit_output(example)
+    assert stderr == ""
+    return stdout
