@@ -107,6 +107,10 @@ class Lease:
         """Stop lending ``frames`` (forwarded in place); idempotent."""
         if frames == self.frames:  # the usual forward: the whole batch (one C-level compare)
             self.frames = []
+            # Every view was released to be forwarded: ``try_end`` need only release the base
+            # (and no view of this lease can be found any more).
+            self.views = self.views[-1:]
+            self._view_index = None
             return
         gone = set(frames)
         self.frames = [frame for frame in self.frames if frame not in gone]

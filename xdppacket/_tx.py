@@ -11,6 +11,7 @@ so that an exception landing in the middle of it is settled by the next move.
 from __future__ import annotations
 
 from array import array
+from collections import deque
 from collections.abc import Sequence
 from typing import Union
 
@@ -27,6 +28,7 @@ _INTO_FREE = MoveKind.INTO_FREE
 _OUT_OF_FREE = MoveKind.OUT_OF_FREE
 # A tx descriptor's second word: length in the low half, options in the high half.
 _CONTINUES = XDP_PKT_CONTD << 32
+_release = memoryview.release
 #: A frame ready to copy into the UMEM: validated, with ``len`` in bytes.
 Frame = Union[bytes, bytearray, memoryview]
 
@@ -198,15 +200,19 @@ class TxPath:
         The fast path of forwarding: no per-frame lookup. Stops before the first view that
         cannot be released (a buffer exported from it is alive): the general path copies it.
         """
-        count = 0
-        for view in views:
-            try:
-                view.release()  # type: ignore[union-attr]
-            except BufferError:
-                break
-            count += 1
-        if not count:
-            return 0
+        try:
+            deque(map(_release, views), 0)  # in C: this runs for every frame forwarded
+            count = len(views)
+        except BufferError:  # a buffer exported from a view keeps it alive: stop before it
+            count = 0
+            for view in views:
+                try:
+                    view.release()  # type: ignore[union-attr]  # again: harmless for those released
+                except BufferError:
+                    break
+                count += 1
+            if not count:
+                return 0
         addresses = lease.addresses[position : position + count]
         words = [0] * (2 * count)
         words[0::2] = addresses
