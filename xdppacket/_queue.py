@@ -496,6 +496,18 @@ class XskQueue:
         finally:
             lock.release()
 
+    def frames_to_write(self, pkts: object) -> tuple[Sequence[Frame], list[int], bool]:
+        """``frames_for_writing`` for this socket, with a shortcut for the usual forwarding
+        batch: a read's views written back in order are the library's own one-dimensional
+        byte views, so only their sizes need checking (the checks of arbitrary views cost
+        a tenth of forwarding a frame)."""
+        if type(pkts) is list and pkts and type(pkts[0]) is memoryview:
+            sizes = list(map(len, pkts))  # ValueError for a released view, as any use of one
+            if (self._tx.lent_views_in_order(pkts) == len(pkts)
+                    and min(sizes) >= _ETH_HLEN and max(sizes) <= self.frame_limit[0]):
+                return pkts, sizes, True
+        return frames_for_writing(pkts, self.frame_limit)
+
     def _write(self, frames: Sequence[Frame], sizes: list[int], views: bool) -> int:
         """``write`` for a caller holding the write lock."""
         self.check_open()

@@ -194,6 +194,16 @@ class TxPath:
         pool.move = None
         return count
 
+    def lent_views_in_order(self, frames: Sequence[object]) -> int:
+        """How many of ``frames``, from the first on, are one lease's views in the order it
+        lent them (a read's batch written back). No lock: it reads only which view objects
+        a lease handed out, and a lease changing meanwhile only makes the answer smaller."""
+        first = frames[0]
+        if type(first) is not memoryview:
+            return 0
+        lease = self._pool.leases_by_exporter.get(id(first.obj))
+        return lease.views_in_order(frames)[1] if isinstance(lease, Lease) else 0
+
     def _forward_run(self, lease: Lease, views: Sequence[Frame], sizes: list[int], position: int) -> int:
         """Send ``views``, the lease's views from ``position`` on, in place; return how many.
 
@@ -201,7 +211,7 @@ class TxPath:
         cannot be released (a buffer exported from it is alive): the general path copies it.
         """
         try:
-            deque(map(_release, views), 0)  # in C: this runs for every frame forwarded
+            deque(map(_release, views), 0)  # type: ignore[arg-type]  # in C: runs for every frame forwarded
             count = len(views)
         except BufferError:  # a buffer exported from a view keeps it alive: stop before it
             count = 0

@@ -216,7 +216,7 @@ class XDPPacket:
         generator); every frame is checked before the first is queued.
         """
         queue = self._open_queue()
-        return queue.write(*frames_for_writing(pkts, queue.frame_limit))
+        return queue.write(*queue.frames_to_write(pkts))
 
     # -------------------------------------------------------------------- stats
     def get_stats(self) -> XDPStats:
