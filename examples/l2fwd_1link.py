@@ -56,13 +56,13 @@ def l2fwd(ifname: str, queues: int, batch: int, mode: str, duration: float | Non
 
         def forward_one_round() -> bool:
             """Each queue's frames back out of the same queue, MACs swapped in place."""
-            moved = 0
+            drained = True
             for sock in sockets:
                 frames, _ = sock.zero_copy_read_multi_packets(batch, writable=True)
                 swap_macs_in_place(frames)
                 send_all(sock, frames)
-                moved += len(frames)
-            if not moved:
+                drained = drained and len(frames) < batch
+            if drained:  # every ring was emptied: wait (poll returns at once if frames came meanwhile)
                 idle.poll(IDLE_POLL_US // 1000)
             return True
 

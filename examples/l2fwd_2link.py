@@ -62,10 +62,11 @@ def l2fwd(if1: str, if2: str, queues: int, batch: int, mode: str, duration: floa
                 idle.register(sock.fileno(), select.POLLIN)
 
         def forward_both_ways() -> bool:
-            moved = 0
+            drained = True
             for first, second in pairs:
-                moved += forward(first, second, batch) + forward(second, first, batch)
-            if not moved:
+                drained = forward(first, second, batch) < batch and drained
+                drained = forward(second, first, batch) < batch and drained
+            if drained:  # every ring was emptied: wait (poll returns at once if frames came meanwhile)
                 idle.poll(IDLE_POLL_US // 1000)
             return True
 

@@ -73,6 +73,8 @@ _COMPLETION_WAIT_US = 100
 # remain; each EAGAIN earns one more kick, up to this many.
 _MAX_KICKS_PER_WRITE = 256
 _BYTES_TYPES = {bytes, bytearray}
+# How often check_alive asks the kernel whether the interface is still there.
+_ALIVE_CHECK_INTERVAL_NS = 50_000_000
 _BYTES_AND_VIEWS = {bytes, bytearray, memoryview}
 _VIEWS = {memoryview}
 _nbytes = operator.attrgetter("nbytes")
@@ -160,6 +162,7 @@ class XskQueue:
         self._rx_packets = self._rx_bytes = self._tx_packets = self._tx_bytes = 0
         self._polls = self._rx_empty = self._send_busy = self._send_again = 0
         self._gone = False  # the interface was deleted under the socket
+        self._next_alive_check = 0  # CLOCK_MONOTONIC ns: check_alive asks the kernel again from then on
         self._last_kick_errno = 0  # names a down interface in timeout errors
         self._closing = False
         self.closed = False
@@ -462,9 +465,18 @@ class XskQueue:
                 return False
 
     def check_alive(self) -> None:
-        """Raise ``OSError`` if the interface vanished under the socket (SO_ERROR says ENETDOWN)."""
-        if not self._gone and self._xsk.pending_error() in (errno.ENETDOWN, errno.ENODEV):
-            self._gone = True
+        """Raise ``OSError`` if the interface vanished under the socket (SO_ERROR says ENETDOWN).
+
+        Asks the kernel at most every 50 ms: a non-blocking loop with a zero poll timeout
+        checks on every empty read, and each answer is a system call.
+        """
+        if not self._gone:
+            now = time.monotonic_ns()
+            if now < self._next_alive_check:
+                return
+            self._next_alive_check = now + _ALIVE_CHECK_INTERVAL_NS
+            if self._xsk.pending_error() in (errno.ENETDOWN, errno.ENODEV):
+                self._gone = True
         if self._gone:
             raise OSError(
                 errno.ENODEV,
