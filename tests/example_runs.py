@@ -37,12 +37,23 @@ def example_running(path: str, *args: str) -> Iterator[subprocess.Popen[str]]:
 
 
 def read_line(example: subprocess.Popen[str]) -> str:
-    """The example's next line of output, without its newline; fails if it exits first."""
+    """The example's next line of output, without its newline; fails if it exits first.
+
+    Read a byte at a time from the pipe itself: ``stdout.readline()`` would buffer what
+    follows the line, and ``communicate()`` (``exit_output``) reads the pipe, not that
+    buffer, so a quick example's last lines (its totals) were lost.
+    """
     assert example.stdout is not None
+    fd = example.stdout.fileno()
+    data = b""
     with watchdog(EXAMPLE_TIMEOUT_S):
-        line = example.stdout.readline()
-    assert line, f"the example exited early:\n{example.stderr.read() if example.stderr else ''}"
-    return line.rstrip("\n")
+        while not data.endswith(b"\n"):
+            byte = os.read(fd, 1)
+            if not byte:
+                break
+            data += byte
+    assert data, f"the example exited early:\n{example.stderr.read() if example.stderr else ''}"
+    return data.decode().rstrip("\n")
 
 
 def ctrl_c(example: subprocess.Popen[str]) -> None:
