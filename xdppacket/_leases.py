@@ -93,8 +93,10 @@ class Lease:
                 return 0, 0
             position = found
         # Identity compared in C; the last of ``views`` is the base view, never handed out.
-        same = list(map(operator.is_, views[position : len(views) - 1], frames))
-        return position, same.index(False) if False in same else len(same)
+        candidates = views[position : len(views) - 1]
+        if all(map(operator.is_, candidates, frames)):  # the usual case: no list, no compares
+            return position, min(len(candidates), len(frames))
+        return position, list(map(operator.is_, candidates, frames)).index(False)
 
     def _index(self) -> dict[int, int]:
         """id(view) -> its position, built on the first forward only: reads never pay for it."""

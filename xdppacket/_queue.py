@@ -515,8 +515,8 @@ class XskQueue:
         a tenth of forwarding a frame)."""
         if type(pkts) is list and pkts and type(pkts[0]) is memoryview:
             sizes = list(map(len, pkts))  # ValueError for a released view, as any use of one
-            if (self._tx.lent_views_in_order(pkts) == len(pkts)
-                    and min(sizes) >= _ETH_HLEN and max(sizes) <= self.frame_limit[0]):
+            # Received into this UMEM's frames, they fit one when sent: only runts are refused.
+            if self._tx.lent_views_in_order(pkts) == len(pkts) and min(sizes) >= _ETH_HLEN:
                 return pkts, sizes, True
         return frames_for_writing(pkts, self.frame_limit)
 
