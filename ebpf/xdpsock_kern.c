@@ -24,6 +24,7 @@ static long (*bpf_redirect_map)(void *map, __u64 key, __u64 flags) =
 static long (*bpf_xdp_adjust_meta)(struct xdp_md *ctx, int delta) =
 	(void *)BPF_FUNC_xdp_adjust_meta;
 static __u64 (*bpf_ktime_get_ns)(void) = (void *)BPF_FUNC_ktime_get_ns;
+static __u64 (*bpf_xdp_get_buff_len)(struct xdp_md *ctx) = (void *)BPF_FUNC_xdp_get_buff_len;
 
 #include "xdppacket_meta.h"
 
@@ -35,22 +36,45 @@ struct {
 	__type(value, __u32);
 } xsks_map SEC(".maps");
 
+/* CLOCK_REALTIME - CLOCK_MONOTONIC in nanoseconds, kept current by the library (BPF has
+ * no wall clock): the pcap record header's time is bpf_ktime_get_ns() plus this. */
+__u64 xdppacket_realtime_offset_ns = 0;
+/* Set when a frame went to the socket without the metadata (a driver that refuses
+ * bpf_xdp_adjust_meta): the bytes in front of its data are then stale, and the library
+ * stops trusting the pcap record headers there. */
+__u32 xdppacket_metadata_missing = 0;
+
 static inline __attribute__((always_inline)) int redirect_to_socket(struct xdp_md *ctx)
 {
-	/* The arrival time goes into the frame's XDP metadata, which copy mode
-	 * copies into the UMEM just before the frame (see xdppacket_meta.h).
-	 * A driver without metadata support refuses the adjustment: the frame
-	 * then goes without, and the library uses the time it reads the ring. */
-	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct xdppacket_meta)) == 0) {
+	/* The arrival time goes into the frame's XDP metadata, which copy mode copies into
+	 * the UMEM just before the frame (see xdppacket_meta.h), with a pcap record header
+	 * directly in front of the frame. A driver without metadata support refuses the
+	 * adjustment: the frame then goes without, and the library uses the time it reads
+	 * the ring. */
+	int written = 0;
+
+	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct xdppacket_capture_meta)) == 0) {
 		void *data = (void *)(long)ctx->data;
-		struct xdppacket_meta *meta = (void *)(long)ctx->data_meta;
+		struct xdppacket_capture_meta *meta = (void *)(long)ctx->data_meta;
 
 		if ((void *)(meta + 1) <= data) {
-			meta->rx_time_ns = bpf_ktime_get_ns();
-			meta->meta_len = sizeof(*meta);
-			meta->magic = XDPPACKET_META_MAGIC;
+			__u64 now = bpf_ktime_get_ns();
+			__u64 realtime = now + xdppacket_realtime_offset_ns;
+			__u32 seconds = realtime / 1000000000ULL;
+
+			meta->trailer.rx_time_ns = now;
+			meta->trailer.meta_len = sizeof(*meta);
+			meta->trailer.magic = XDPPACKET_META_MAGIC;
+			meta->record.ts_sec = seconds;
+			meta->record.ts_nsec = realtime - (__u64)seconds * 1000000000ULL;
+			/* Of a multi-buffer frame (xdp.frags), this buffer holds the first part only. */
+			meta->record.caplen = (__u32)((long)ctx->data_end - (long)ctx->data);
+			meta->record.len = bpf_xdp_get_buff_len(ctx);
+			written = 1;
 		}
 	}
+	if (!written)
+		xdppacket_metadata_missing = 1;
 	/* The low bits of the flags argument are the action taken when the
 	 * queue has no socket in the map: pass the frame on to the stack. */
 	return bpf_redirect_map(&xsks_map, ctx->rx_queue_index, XDP_PASS);

@@ -423,6 +423,24 @@ class XskQueue:
         return [_new_tuple(CaptureInfo, (now if t is None else t, n, n, ifindex, queue_id, m))
                 for t, n, m in zip(times, lengths, metas)]
 
+    def take_pcap_records(self, count: int, snaplen: int) -> list[memoryview]:
+        """``count`` frames that ``ready`` reported, lent as views of whole pcap records
+        (``RxPath.lend_records``: the record header the shipped program wrote, then at most
+        ``snaplen`` bytes of frame), valid until the next read, like zero-copy views.
+
+        For the capture fast path (``_pcap_records``), which checked that the program
+        wrote the headers after ``ready`` read the ring. Nothing may be read ahead.
+        """
+        with self._read_lock:
+            if self.ahead or self.ahead_views:
+                raise ValueError(f"{self.ifname} queue {self.queue_id}: frames were read ahead by single "
+                                 f"reads; pcap records are taken by batch reads only")
+            self._loans_may_be_out = True  # before: an interrupted lend must still be ended
+            records, lengths = self._rx.lend_records(count, snaplen)
+            self._rx_packets += count
+            self._rx_bytes += sum(lengths)
+            return records
+
     # ------------------------------------------------------------------ waiting
     def _deadline(self) -> int | None:
         return None if self._timeout_us is None else time.monotonic_ns() + self._timeout_us * 1000

@@ -11,9 +11,12 @@ the next move, and so that sockets sharing the UMEM can move frames in other thr
 
 from __future__ import annotations
 
+import struct
+from itertools import repeat
+from operator import add, sub
 from typing import Any, Optional
 
-from ._arrival import ArrivalReader, TrailerSource
+from ._arrival import PCAP_RECORD_HEADER_SIZE, ArrivalReader, TrailerSource
 from ._frames import (
     FrameAccountingError,
     FrameCensus,
@@ -36,6 +39,9 @@ __all__ = ["JoinedFrame", "MultiBufferRxPath", "Received", "RxPath"]
 Received = tuple[list[Any], list[int], Optional[list[Optional[int]]], Optional[list[bytes]]]
 
 _U32 = 0xFFFFFFFF
+# A pcap record header's caplen: the third of its four u32, 8 bytes before the frame's data.
+_CAPLEN = struct.Struct("<I")
+_CAPLEN_BEFORE_DATA = 8
 # Moves are built with tuple.__new__ on the hot paths: a NamedTuple's own constructor costs
 # twice as much, and this runs for every batch.
 _new_move = tuple.__new__
@@ -122,6 +128,36 @@ class RxPath:
             lease = self._leases.record(addresses, writable)
             pool.move = None
         return self._leases.views(lease, addresses, lengths), lengths, times, metadata
+
+    def lend_records(self, count: int, snaplen: int) -> tuple[list[memoryview], list[int]]:
+        """Lend ``count`` ready frames as read-only views of whole pcap records, until ``end_loans``.
+
+        Each view starts at the 16-byte pcap record header the shipped program wrote
+        directly before the frame (``_arrival.SHIPPED_METADATA_SIZE``) and holds the
+        frame's first ``snaplen`` bytes; the caller made sure the program wrote the headers.
+        A frame longer than ``snaplen`` gets its header's caplen lowered to match, written
+        while the frame is ours and before any view of it exists. Returns the views and
+        the frames' full lengths. The views are not forwardable (a record is no frame).
+        """
+        pool = self._pool
+        rx = self._rx
+        with pool.lock:
+            if pool.move is not None:
+                pool.settle()
+            addresses, lengths = rx.peek(count)
+            pool.move = _new_move(LeaseMove, (_INTO_LEASE, addresses, rx, rx.index_after(count), self._leases))
+            rx.release(count)
+            lease = self._leases.record(addresses, writable=False, forwardable=False)
+            pool.move = None
+        sizes = list(map(add, lengths, repeat(PCAP_RECORD_HEADER_SIZE)))
+        if max(lengths) > snaplen:
+            area = self._area
+            for index, (address, length) in enumerate(zip(addresses, lengths)):
+                if length > snaplen:
+                    _CAPLEN.pack_into(area, address - _CAPLEN_BEFORE_DATA, snaplen)
+                    sizes[index] = PCAP_RECORD_HEADER_SIZE + snaplen
+        starts = list(map(sub, addresses, repeat(PCAP_RECORD_HEADER_SIZE)))
+        return self._leases.views(lease, starts, sizes), lengths
 
     def _read_trailers(self, addresses: list[int]) -> tuple[list[int | None] | None, list[bytes] | None]:
         """Arrival times and custom metadata of frames still ours (before they go back).

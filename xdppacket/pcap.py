@@ -290,6 +290,21 @@ class PcapWriter(_Writer):
         return buffers
 
 
+    def write_raw_records(self, records: Sequence[FrameData]) -> None:
+        """Write whole records as they are: each a 16-byte little-endian record header in
+        this file's timestamp resolution, then at most ``snaplen`` bytes of frame.
+
+        For ``xdppacket capture``'s fast path, whose records come straight from the UMEM
+        (``_pcap_records``): one ``writev`` buffer per record, nothing built per frame.
+        """
+        self._check_open()
+        buffers = list(records)
+        try:
+            self._out.write(buffers)
+        finally:
+            buffers.clear()  # drop every reference to the caller's records
+
+
 class PcapNgWriter(_Writer):
     """Writes pcapng: one section, one interface per (interface, queue), enhanced packets.
 

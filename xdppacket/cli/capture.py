@@ -20,7 +20,7 @@ from typing import BinaryIO, Callable, Protocol, TextIO
 
 from .._interface import rx_queue_count
 from ..filter import OptFilter
-from ..multiqueue import XDPMultiQueue
+from ..multiqueue import XDPMultiQueue, pcap_record_reader
 from ..options import (
     IO_MODE_NONBLOCK,
     OptIoMode,
@@ -174,6 +174,9 @@ def _capture_loop(mq: XDPMultiQueue, sink: _Sink, request: CaptureRequest,
                   status: _StatusLine | None) -> int:
     captured = 0
     deadline = None if request.duration is None else time.monotonic() + request.duration
+    # Classic nanosecond pcap from the shipped program: whole records straight from the UMEM.
+    raw_writer = sink if isinstance(sink, PcapWriter) and sink.nanosecond else None
+    records = pcap_record_reader(mq, request.snaplen) if raw_writer is not None else None
     with StopSignals() as stop:
         while not stop.requested:
             if request.count is not None and captured >= request.count:
@@ -181,11 +184,21 @@ def _capture_loop(mq: XDPMultiQueue, sink: _Sink, request: CaptureRequest,
             if deadline is not None and time.monotonic() >= deadline:
                 break
             wanted = _BATCH if request.count is None else min(_BATCH, request.count - captured)
-            views, infos = mq.zero_copy_read_multi_packets(wanted)
-            if views:
-                sink.write_batch(views, infos)
-                captured += len(views)
-                if len(views) < wanted and request.write_to is not None:
+            batch = records.read(wanted) if records is not None else None
+            if batch is not None:
+                if batch:
+                    assert raw_writer is not None
+                    raw_writer.write_raw_records(batch)
+                got = len(batch)
+            else:
+                records = None  # a frame came without the program's metadata: no records from now on
+                views, infos = mq.zero_copy_read_multi_packets(wanted)
+                if views:
+                    sink.write_batch(views, infos)
+                got = len(views)
+            if got:
+                captured += got
+                if got < wanted and request.write_to is not None:
                     # A short batch: let frames gather (tcpdump's buffer timeout does the same),
                     # or every frame of a slow stream costs a whole read and write.
                     time.sleep(_GATHER_S)
