@@ -2,10 +2,11 @@
 
 The shipped XDP program writes a classic pcap record header (nanosecond timestamp, caplen,
 length; little-endian on the machines we run on) directly in front of every frame it
-redirects (``ebpf/xdppacket_meta.h``). So a capture to a pcap file needs no Python per
-frame: a batch is a list of read-only views of whole records (header and frame), lent like
-zero-copy views and released at the next read, that ``PcapWriter.write_raw_records``
-hands to ``os.writev``.
+redirects (``ebpf/xdppacket_meta.h``). So a capture to a pcap file needs no Python object
+per frame: a batch is handed to ``PcapWriter.write_raw_spans`` as offsets and sizes of
+whole records (header and frame) in the UMEM, which one ``writev`` writes out while the
+frames are still in the rx ring (``RxPath.pass_records``); only then do they go back to
+the kernel. No view is made, so no view can outlive its frame.
 
 Two things keep the headers right:
 
@@ -31,6 +32,7 @@ from collections.abc import Sequence
 from ._arrival import METADATA_MISSING_VARIABLE, REALTIME_OFFSET_VARIABLE, realtime_offset
 from ._maps import GlobalVariables
 from ._queue import XskQueue, wait_for_frames
+from ._rx import RecordWriter
 
 __all__ = ["PcapRecordReader"]
 
@@ -68,9 +70,10 @@ class PcapRecordReader:
             return None
         return cls(queues, fds, timeout_us, lock, snaplen, variables)
 
-    def read(self, limit: int) -> list[memoryview] | None:
-        """Up to ``limit`` records, waiting at most the poll timeout (``[]`` then); None
-        once a frame came without the program's metadata (read the ordinary way then)."""
+    def pass_records(self, limit: int, write: RecordWriter) -> int | None:
+        """Hand ``write`` the records of up to ``limit`` frames (``RxPath.pass_records``),
+        waiting at most the poll timeout; return how many (0: none came). None once a
+        frame came without the program's metadata: read frames the ordinary way then."""
         with self._lock:
             queues = self._queues
             for queue in queues:
@@ -85,17 +88,14 @@ class PcapRecordReader:
                     if self._variables[METADATA_MISSING_VARIABLE]:
                         return None
                     self._keep_clock_current()
-                    if len(order) == 1:
-                        return order[0].take_pcap_records(ready[0], self._snaplen)
-                    records: list[memoryview] = []
                     for queue, count in zip(order, ready):
                         if count:
-                            records += queue.take_pcap_records(count, self._snaplen)
-                    return records
+                            queue.pass_pcap_records(count, self._snaplen, write)
+                    return sum(ready)
                 for queue in queues:
                     queue.note_empty()
                 if not wait_for_frames(queues, self._fds, deadline):
-                    return []
+                    return 0
 
     def _rotated(self) -> list[XskQueue]:
         """All queues, starting one further along at each call (fairness across calls)."""

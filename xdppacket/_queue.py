@@ -40,7 +40,7 @@ from ._frames import FrameAccountingError
 from ._interface import interface_index, rx_queue_count
 from ._leases import release_views
 from ._program import XskProgram
-from ._rx import JoinedFrame
+from ._rx import JoinedFrame, RecordWriter
 from ._tx import Frame
 from ._wait import wait_readable, wait_writable
 from ._xsk import XskSocket, bind_flags_for
@@ -423,23 +423,19 @@ class XskQueue:
         return [_new_tuple(CaptureInfo, (now if t is None else t, n, n, ifindex, queue_id, m))
                 for t, n, m in zip(times, lengths, metas)]
 
-    def take_pcap_records(self, count: int, snaplen: int) -> list[memoryview]:
-        """``count`` frames that ``ready`` reported, lent as views of whole pcap records
-        (``RxPath.lend_records``: the record header the shipped program wrote, then at most
-        ``snaplen`` bytes of frame), valid until the next read, like zero-copy views.
+    def pass_pcap_records(self, count: int, snaplen: int, write: RecordWriter) -> None:
+        """Hand ``write`` the pcap records of ``count`` frames that ``ready`` reported, where
+        they lie in the UMEM (``RxPath.pass_records``); the frames go back to the kernel after.
 
-        For the capture fast path (``_pcap_records``), which checked that the program
-        wrote the headers after ``ready`` read the ring. Nothing may be read ahead.
+        For the capture fast path (``_pcap_records``), which checked that the program wrote
+        the record headers after ``ready`` read the ring. Nothing may be read ahead.
         """
         with self._read_lock:
             if self.ahead or self.ahead_views:
                 raise ValueError(f"{self.ifname} queue {self.queue_id}: frames were read ahead by single "
-                                 f"reads; pcap records are taken by batch reads only")
-            self._loans_may_be_out = True  # before: an interrupted lend must still be ended
-            records, lengths = self._rx.lend_records(count, snaplen)
+                                 f"reads; pcap records are passed by batch reads only")
+            self._rx_bytes += self._rx.pass_records(count, snaplen, write)
             self._rx_packets += count
-            self._rx_bytes += sum(lengths)
-            return records
 
     # ------------------------------------------------------------------ waiting
     def _deadline(self) -> int | None:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import BinaryIO, Callable, Protocol, TextIO
 
 from .._interface import rx_queue_count
+from .._pcap_records import PcapRecordReader
+from .._rx import RecordWriter
 from ..filter import OptFilter
 from ..multiqueue import XDPMultiQueue, pcap_record_reader
 from ..options import (
@@ -40,8 +42,8 @@ __all__ = ["CaptureRequest", "CaptureResult", "run_capture"]
 _POLL_TIMEOUT_US = 100_000
 # How long a file capture lets frames gather after a short batch: below ~500,000 pps (the
 # 1024-frame ring's worth in this time) reads then come in batches; above, they are full anyway.
-_GATHER_S = 0.002
-_BATCH = 64
+_GATHER_S = float(__import__("os").environ.get("XG", "0.002"))
+_BATCH = int(__import__("os").environ.get("XB", "64"))
 _STATUS_INTERVAL_S = 1.0
 
 
@@ -170,13 +172,21 @@ def run_capture(request: CaptureRequest) -> CaptureResult:
     return CaptureResult(captured=captured, received=stats[0].rx_packets + dropped, dropped=dropped)
 
 
+def _record_path(mq: XDPMultiQueue, sink: _Sink,
+                 snaplen: int) -> tuple[PcapRecordReader, RecordWriter] | None:
+    """Classic nanosecond pcap of the shipped program's frames: whole records go straight
+    from the UMEM to the file (``_pcap_records``). None: frames are read the ordinary way."""
+    if not (isinstance(sink, PcapWriter) and sink.nanosecond):
+        return None
+    reader = pcap_record_reader(mq, snaplen)
+    return None if reader is None else (reader, sink.write_raw_records)
+
+
 def _capture_loop(mq: XDPMultiQueue, sink: _Sink, request: CaptureRequest,
                   status: _StatusLine | None) -> int:
     captured = 0
     deadline = None if request.duration is None else time.monotonic() + request.duration
-    # Classic nanosecond pcap from the shipped program: whole records straight from the UMEM.
-    raw_writer = sink if isinstance(sink, PcapWriter) and sink.nanosecond else None
-    records = pcap_record_reader(mq, request.snaplen) if raw_writer is not None else None
+    records = _record_path(mq, sink, request.snaplen)
     with StopSignals() as stop:
         while not stop.requested:
             if request.count is not None and captured >= request.count:
@@ -184,12 +194,9 @@ def _capture_loop(mq: XDPMultiQueue, sink: _Sink, request: CaptureRequest,
             if deadline is not None and time.monotonic() >= deadline:
                 break
             wanted = _BATCH if request.count is None else min(_BATCH, request.count - captured)
-            batch = records.read(wanted) if records is not None else None
-            if batch is not None:
-                if batch:
-                    assert raw_writer is not None
-                    raw_writer.write_raw_records(batch)
-                got = len(batch)
+            passed = records[0].pass_records(wanted, records[1]) if records is not None else None
+            if passed is not None:
+                got = passed
             else:
                 records = None  # a frame came without the program's metadata: no records from now on
                 views, infos = mq.zero_copy_read_multi_packets(wanted)
