@@ -47,6 +47,7 @@ _U32 = 0xFFFFFFFF
 _CAPLEN = struct.Struct("<I")
 _CAPLEN_BEFORE_DATA = 8
 _IOVEC = struct.Struct("<QQ")  # struct iovec: base, length
+_IOVEC_SHIFT_LANES = 1024  # the largest batch whose shift is kept ready
 # Moves are built with tuple.__new__ on the hot paths: a NamedTuple's own constructor costs
 # twice as much, and this runs for every batch.
 _new_move = tuple.__new__
@@ -153,7 +154,9 @@ class RxPath:
         """
         rx = self._rx
         addresses, lengths = rx.peek(count)
-        shift = int.from_bytes(self._iovec_shift * count, "little")
+        lanes = _IOVEC_SHIFT_LANES
+        shift = (self._iovec_shift >> (128 * (lanes - count)) if count <= lanes
+                 else int.from_bytes(self._iovec_lane * count, "little"))
         iovecs = (int.from_bytes(rx.descriptors(count), "little") + shift).to_bytes(16 * count, "little")
         frame_bytes = sum(lengths)
         total = frame_bytes + PCAP_RECORD_HEADER_SIZE * count
@@ -164,9 +167,15 @@ class RxPath:
         return frame_bytes
 
     @functools.cached_property
-    def _iovec_shift(self) -> bytes:
-        """What turns one rx descriptor into the ``struct iovec`` of its pcap record (added to it)."""
+    def _iovec_lane(self) -> bytes:
+        """What turns one rx descriptor into the ``struct iovec`` of its pcap record, added to it."""
         return _IOVEC.pack(buffer_address(self._area) - PCAP_RECORD_HEADER_SIZE, PCAP_RECORD_HEADER_SIZE)
+
+    @functools.cached_property
+    def _iovec_shift(self) -> int:
+        """``_iovec_lane`` for ``_IOVEC_SHIFT_LANES`` descriptors as one integer (fewer: shifted
+        right by the lanes not needed)."""
+        return int.from_bytes(self._iovec_lane * _IOVEC_SHIFT_LANES, "little")
 
     def _truncate(self, iovecs: bytes, addresses: list[int], lengths: list[int],
                   snaplen: int) -> tuple[bytes, int]:

@@ -42,8 +42,13 @@ __all__ = ["CaptureRequest", "CaptureResult", "run_capture"]
 _POLL_TIMEOUT_US = 100_000
 # How long a file capture lets frames gather after a short batch: below ~500,000 pps (the
 # 1024-frame ring's worth in this time) reads then come in batches; above, they are full anyway.
-_GATHER_S = float(__import__("os").environ.get("XG", "0.002"))
-_BATCH = int(__import__("os").environ.get("XB", "64"))
+_GATHER_S = 0.002
+_BATCH = 64
+# Whole pcap records (``_pcap_records``) cost little per frame and a fixed amount per batch:
+# batches of a quarter of the 1024-frame ring, and a gathering pause that ends when the
+# frames arriving at the rate of the last batch would fill the next one.
+_RECORD_BATCH = int(__import__("os").environ.get("XB", "256"))
+_RECORD_GATHER_S = float(__import__("os").environ.get("XG", "0.002"))
 _STATUS_INTERVAL_S = 1.0
 
 
@@ -187,17 +192,18 @@ def _capture_loop(mq: XDPMultiQueue, sink: _Sink, request: CaptureRequest,
     captured = 0
     deadline = None if request.duration is None else time.monotonic() + request.duration
     records = _record_path(mq, sink, request.snaplen)
+    previous_read = time.monotonic()
     with StopSignals() as stop:
         while not stop.requested:
             if request.count is not None and captured >= request.count:
                 break
-            if deadline is not None and time.monotonic() >= deadline:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
                 break
-            wanted = _BATCH if request.count is None else min(_BATCH, request.count - captured)
-            passed = records[0].pass_records(wanted, records[1]) if records is not None else None
-            if passed is not None:
-                got = passed
-            else:
+            batch = _BATCH if records is None else _RECORD_BATCH
+            wanted = batch if request.count is None else min(batch, request.count - captured)
+            got = records[0].pass_records(wanted, records[1]) if records is not None else None
+            if got is None:
                 records = None  # a frame came without the program's metadata: no records from now on
                 views, infos = mq.zero_copy_read_multi_packets(wanted)
                 if views:
@@ -208,7 +214,18 @@ def _capture_loop(mq: XDPMultiQueue, sink: _Sink, request: CaptureRequest,
                 if got < wanted and request.write_to is not None:
                     # A short batch: let frames gather (tcpdump's buffer timeout does the same),
                     # or every frame of a slow stream costs a whole read and write.
-                    time.sleep(_GATHER_S)
+                    time.sleep(_gathering_pause(got, wanted, now - previous_read))
+            previous_read = now
             if status is not None:
                 status.update(captured, lambda: mq.get_stats()[0])
     return captured
+
+
+def _gathering_pause(got: int, wanted: int, since_previous_read: float) -> float:
+    """How long to let frames gather after a short batch: until the next batch would be full
+    at the rate the last one came (frames got since the previous read), at most ``_GATHER_S``.
+
+    Capped by the rate, a pause never lets more than a batch arrive, so the ring (four
+    batches or more) does not overflow while the loop sleeps.
+    """
+    return min(_GATHER_S, since_previous_read * (wanted - got) / got)
