@@ -16,13 +16,16 @@ import pytest
 
 from tests.capture_files import tcpdump_records
 from tests.integration.test_timestamps import GAP_NS, send_spaced
-from tests.netns import VethPair, make_test_frame
+from tests.netns import VethPair, make_test_frame, run_command
 from tests.xdp_helpers import BOTH_MODES, frames_from_peer, send_frames, watchdog
 from xdppacket import (
     IO_MODE_NONBLOCK,
+    OptFrameSize,
     OptIoMode,
+    OptNumFrames,
     OptPollTimeout,
     OptQueueCount,
+    OptRingSize,
     OptXDPMode,
     XDPMode,
     XDPMultiQueue,
@@ -180,3 +183,15 @@ def test_the_program_keeps_the_wall_clock_offset(veth_pair: VethPair, tmp_path: 
         send_frames(veth_pair.peer, frames_from_peer(veth_pair, 2))
         reader_of(mq).pass_records(64, writer.write_raw_records)
         assert abs(variables[REALTIME_OFFSET_VARIABLE] - offset) < 5_000_000  # type: ignore[operator]
+
+
+def test_a_capture_takes_buffers_that_outlast_a_stall_within_its_budget(veth_pair: VethPair) -> None:
+    """4096 frames a queue, of 2048 bytes while the MTU fits them, fewer frames for many queues."""
+    from xdppacket.cli.capture import _buffer_options
+
+    assert _buffer_options(veth_pair.capture, 1) == [OptNumFrames(4096), OptRingSize(4096), OptFrameSize(2048)]
+    assert _buffer_options(veth_pair.capture, 4) == [OptNumFrames(4096), OptRingSize(4096), OptFrameSize(2048)]
+    assert _buffer_options(veth_pair.capture, 8) == [OptNumFrames(2048), OptRingSize(2048), OptFrameSize(2048)]
+    assert _buffer_options(veth_pair.capture, 64) == [OptNumFrames(1024), OptRingSize(1024), OptFrameSize(2048)]
+    run_command("ip", "link", "set", "dev", veth_pair.capture, "mtu", "1800")  # 1818-byte frames
+    assert _buffer_options(veth_pair.capture, 1) == [OptNumFrames(4096), OptRingSize(4096), OptFrameSize(4096)]

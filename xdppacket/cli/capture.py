@@ -18,16 +18,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Protocol, TextIO
 
-from .._interface import rx_queue_count
+from .._frame_fit import longest_delivered_frame, received_bytes_per_frame
+from .._interface import interface_index, rx_queue_count
+from .._netlink import get_link
 from .._pcap_records import PcapRecordReader
 from .._rx import RecordWriter
 from ..filter import OptFilter
 from ..multiqueue import XDPMultiQueue, pcap_record_reader
 from ..options import (
     IO_MODE_NONBLOCK,
+    OptFrameSize,
     OptIoMode,
+    OptNumFrames,
     OptPollTimeout,
     OptQueueCount,
+    OptRingSize,
     OptXDPMode,
     XDPMode,
 )
@@ -40,15 +45,21 @@ __all__ = ["CaptureRequest", "CaptureResult", "run_capture"]
 
 #: How long one read may wait: the longest delay before a signal or --duration is noticed.
 _POLL_TIMEOUT_US = 100_000
-# How long a file capture lets frames gather after a short batch: below ~500,000 pps (the
-# 1024-frame ring's worth in this time) reads then come in batches; above, they are full anyway.
+# The longest a file capture lets frames gather after a short batch (see _gathering_pause).
 _GATHER_S = 0.002
 _BATCH = 64
-# Whole pcap records (``_pcap_records``) cost little per frame and a fixed amount per batch:
-# batches of a quarter of the 1024-frame ring, and a gathering pause that ends when the
-# frames arriving at the rate of the last batch would fill the next one.
-_RECORD_BATCH = int(__import__("os").environ.get("XB", "256"))
-_RECORD_GATHER_S = float(__import__("os").environ.get("XG", "0.002"))
+# Receive buffers per queue. A capture keeps every frame only if its ring outlasts the
+# longest stall of its process: a sleep that ends late, another task on its CPU. On the
+# 2-core VM of README's figures a 200 us sleep overran by 0.9 ms once in a thousand and by
+# 2 ms at worst, longer than the library's default 1024 frames last at 750,000 pps (1.4 ms;
+# tcpdump's default 2 MiB ring holds about 13,000 such frames). So a capture takes 4096
+# frames (5.5 ms at that rate) of 2048 bytes where the MTU allows, halved while all queues'
+# UMEMs (rx and tx halves) would exceed _UMEM_BUDGET, down to the default 1024.
+_CAPTURE_FRAMES = 4096
+_MIN_CAPTURE_FRAMES = 1024
+_SMALL_FRAME_SIZE = 2048
+_LARGE_FRAME_SIZE = 4096
+_UMEM_BUDGET = 64 << 20
 _STATUS_INTERVAL_S = 1.0
 
 
@@ -132,6 +143,17 @@ def _dropped(stats: XDPStats) -> int:
     return stats.rx_dropped + stats.rx_ring_full
 
 
+def _buffer_options(ifname: str, queues: int) -> list[object]:
+    """Frames and rings per queue as large as ``_UMEM_BUDGET`` allows (see ``_CAPTURE_FRAMES``)."""
+    mtu = get_link(interface_index(ifname)).mtu
+    fits_small = longest_delivered_frame(mtu) <= received_bytes_per_frame(_SMALL_FRAME_SIZE, 0)
+    frame_size = _SMALL_FRAME_SIZE if fits_small else _LARGE_FRAME_SIZE
+    frames = _CAPTURE_FRAMES
+    while frames > _MIN_CAPTURE_FRAMES and queues * 2 * frames * frame_size > _UMEM_BUDGET:
+        frames //= 2
+    return [OptNumFrames(frames), OptRingSize(frames), OptFrameSize(frame_size)]
+
+
 def _filter_options(expression: str) -> list[OptFilter]:
     """``OptFilter(expression)`` when one is given (a bad one raises ``XDPFilterError``)."""
     return [OptFilter(expression)] if expression else []
@@ -158,7 +180,8 @@ def run_capture(request: CaptureRequest) -> CaptureResult:
     """Capture until ``count`` frames, ``duration`` seconds, SIGINT or SIGTERM."""
     queues = request.queues if request.queues is not None else rx_queue_count(request.ifname)
     options = [OptQueueCount(queues), OptXDPMode(request.mode), OptIoMode(IO_MODE_NONBLOCK),
-               OptPollTimeout(_POLL_TIMEOUT_US), *_filter_options(request.expression)]
+               OptPollTimeout(_POLL_TIMEOUT_US), *_buffer_options(request.ifname, queues),
+               *_filter_options(request.expression)]
     with XDPMultiQueue(request.ifname, *options) as mq, _writer(request) as writer:
         mode = "native" if request.mode is XDPMode.DRV else "generic"
         queue_text = "queue 0" if queues == 1 else f"queues 0-{queues - 1}"
@@ -178,13 +201,20 @@ def run_capture(request: CaptureRequest) -> CaptureResult:
 
 
 def _record_path(mq: XDPMultiQueue, sink: _Sink,
-                 snaplen: int) -> tuple[PcapRecordReader, RecordWriter] | None:
+                 snaplen: int) -> tuple[PcapRecordReader, RecordWriter, int] | None:
     """Classic nanosecond pcap of the shipped program's frames: whole records go straight
-    from the UMEM to the file (``_pcap_records``). None: frames are read the ordinary way."""
+    from the UMEM to the file (``_pcap_records``); None: frames are read the ordinary way.
+
+    With the reader and the writer comes the batch: whole records cost little per frame and
+    a fixed amount per batch, so a batch is a quarter of each queue's frames (which stay in
+    its ring while they are written).
+    """
     if not (isinstance(sink, PcapWriter) and sink.nanosecond):
         return None
     reader = pcap_record_reader(mq, snaplen)
-    return None if reader is None else (reader, sink.write_raw_records)
+    if reader is None:
+        return None
+    return reader, sink.write_raw_records, mq.options.num_frames // 4 * len(mq.sockets)
 
 
 def _capture_loop(mq: XDPMultiQueue, sink: _Sink, request: CaptureRequest,
@@ -192,15 +222,15 @@ def _capture_loop(mq: XDPMultiQueue, sink: _Sink, request: CaptureRequest,
     captured = 0
     deadline = None if request.duration is None else time.monotonic() + request.duration
     records = _record_path(mq, sink, request.snaplen)
-    previous_read = time.monotonic()
+    previous_read = time.monotonic()  # when the last read returned
     with StopSignals() as stop:
         while not stop.requested:
             if request.count is not None and captured >= request.count:
                 break
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
+            started = time.monotonic()
+            if deadline is not None and started >= deadline:
                 break
-            batch = _BATCH if records is None else _RECORD_BATCH
+            batch = _BATCH if records is None else records[2]
             wanted = batch if request.count is None else min(batch, request.count - captured)
             got = records[0].pass_records(wanted, records[1]) if records is not None else None
             if got is None:
@@ -209,13 +239,15 @@ def _capture_loop(mq: XDPMultiQueue, sink: _Sink, request: CaptureRequest,
                 if views:
                     sink.write_batch(views, infos)
                 got = len(views)
+            returned = time.monotonic()
             if got:
                 captured += got
-                if got < wanted and request.write_to is not None:
-                    # A short batch: let frames gather (tcpdump's buffer timeout does the same),
-                    # or every frame of a slow stream costs a whole read and write.
-                    time.sleep(_gathering_pause(got, wanted, now - previous_read))
-            previous_read = now
+                if got < wanted and request.write_to is not None and returned - started < _GATHER_S:
+                    # A short batch read without waiting: let frames gather (tcpdump's buffer
+                    # timeout does the same), or every frame of a slow stream costs a whole
+                    # read and write. After a wait, the rate is not known yet: read on.
+                    time.sleep(_gathering_pause(got, wanted, returned - previous_read))
+            previous_read = returned
             if status is not None:
                 status.update(captured, lambda: mq.get_stats()[0])
     return captured
@@ -223,7 +255,7 @@ def _capture_loop(mq: XDPMultiQueue, sink: _Sink, request: CaptureRequest,
 
 def _gathering_pause(got: int, wanted: int, since_previous_read: float) -> float:
     """How long to let frames gather after a short batch: until the next batch would be full
-    at the rate the last one came (frames got since the previous read), at most ``_GATHER_S``.
+    at the rate the last one came (``got`` since the previous read returned), at most ``_GATHER_S``.
 
     Capped by the rate, a pause never lets more than a batch arrive, so the ring (four
     batches or more) does not overflow while the loop sleeps.
