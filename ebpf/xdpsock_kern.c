@@ -44,7 +44,10 @@ __u64 xdppacket_realtime_offset_ns = 0;
  * stops trusting the pcap record headers there. */
 __u32 xdppacket_metadata_missing = 0;
 
-static inline __attribute__((always_inline)) int redirect_to_socket(struct xdp_md *ctx)
+/* with_lengths: fill in the record header's lengths, which takes bpf_xdp_get_buff_len()
+ * (Linux 5.18+; data_end - data would need CAP_PERFMON). Without it they stay zero and the
+ * library writes no record straight from the UMEM (xdp_sock_compat, for older kernels). */
+static inline __attribute__((always_inline)) int redirect_to_socket(struct xdp_md *ctx, int with_lengths)
 {
 	/* The arrival time goes into the frame's XDP metadata, which copy mode copies into
 	 * the UMEM just before the frame (see xdppacket_meta.h), with a pcap record header
@@ -61,15 +64,16 @@ static inline __attribute__((always_inline)) int redirect_to_socket(struct xdp_m
 			__u64 now = bpf_ktime_get_ns();
 			__u64 realtime = now + xdppacket_realtime_offset_ns;
 			__u32 seconds = realtime / 1000000000ULL;
+			/* The whole frame; a multi-buffer frame's (xdp.frags) record is not used. */
+			__u32 length = with_lengths ? bpf_xdp_get_buff_len(ctx) : 0;
 
 			meta->trailer.rx_time_ns = now;
 			meta->trailer.meta_len = sizeof(*meta);
 			meta->trailer.magic = XDPPACKET_META_MAGIC;
 			meta->record.ts_sec = seconds;
 			meta->record.ts_nsec = realtime - (__u64)seconds * 1000000000ULL;
-			/* Of a multi-buffer frame (xdp.frags), this buffer holds the first part only. */
-			meta->record.caplen = (__u32)((long)ctx->data_end - (long)ctx->data);
-			meta->record.len = bpf_xdp_get_buff_len(ctx);
+			meta->record.caplen = length;
+			meta->record.len = length;
 			written = 1;
 		}
 	}
@@ -83,7 +87,7 @@ static inline __attribute__((always_inline)) int redirect_to_socket(struct xdp_m
 SEC("xdp")
 int xdp_sock_prog(struct xdp_md *ctx)
 {
-	return redirect_to_socket(ctx);
+	return redirect_to_socket(ctx, 1);
 }
 
 /* The same program, declared frags-aware (loaded with BPF_F_XDP_HAS_FRAGS) for sockets
@@ -92,7 +96,15 @@ int xdp_sock_prog(struct xdp_md *ctx)
 SEC("xdp.frags")
 int xdp_sock_prog_frags(struct xdp_md *ctx)
 {
-	return redirect_to_socket(ctx);
+	return redirect_to_socket(ctx, 1);
+}
+
+/* What the library loads where the kernel refuses xdp_sock_prog (before Linux 5.18): the
+ * same metadata, its record lengths left zero. */
+SEC("xdp")
+int xdp_sock_compat(struct xdp_md *ctx)
+{
+	return redirect_to_socket(ctx, 0);
 }
 
 char _license[] SEC("license") = "GPL";

@@ -30,6 +30,7 @@ import time
 from collections.abc import Sequence
 
 from ._arrival import METADATA_MISSING_VARIABLE, REALTIME_OFFSET_VARIABLE, realtime_offset
+from ._bpf_object import SHIPPED_PROGRAM
 from ._maps import GlobalVariables
 from ._queue import XskQueue, wait_for_frames
 from ._rx import RecordWriter
@@ -58,14 +59,17 @@ class PcapRecordReader:
     @classmethod
     def over(cls, queues: Sequence[XskQueue], fds: Sequence[int], timeout_us: int | None,
              lock: threading.RLock, snaplen: int) -> PcapRecordReader | None:
-        """A reader for ``queues``, or None when their program writes no record headers
-        (a custom program, the multi-buffer one) or the headers' byte order is not pcap's
-        little-endian one."""
+        """A reader for ``queues``, or None when their program writes no whole record headers
+        (a custom program, the multi-buffer one, the one for kernels before 5.18) or the
+        headers' byte order is not pcap's little-endian one."""
         if sys.byteorder != "little":
             return None
         if any(q.options.program_path is not None or q.options.multi_buffer for q in queues):
             return None
-        variables = queues[0].program.program.global_variables
+        program = queues[0].program.program
+        if program.name != SHIPPED_PROGRAM:  # the compat one of older kernels leaves the lengths zero
+            return None
+        variables = program.global_variables
         if REALTIME_OFFSET_VARIABLE not in variables or METADATA_MISSING_VARIABLE not in variables:
             return None
         return cls(queues, fds, timeout_us, lock, snaplen, variables)
