@@ -8,7 +8,10 @@ and the times they were sent.
 
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -195,3 +198,21 @@ def test_a_capture_takes_buffers_that_outlast_a_stall_within_its_budget(veth_pai
     assert _buffer_options(veth_pair.capture, 64) == [OptNumFrames(1024), OptRingSize(1024), OptFrameSize(2048)]
     run_command("ip", "link", "set", "dev", veth_pair.capture, "mtu", "1800")  # 1818-byte frames
     assert _buffer_options(veth_pair.capture, 1) == [OptNumFrames(4096), OptRingSize(4096), OptFrameSize(4096)]
+
+
+def test_without_cap_ipc_lock_the_buffers_stay_within_rlimit_memlock(veth_pair: VethPair) -> None:
+    """The UMEM is locked memory: a process without CAP_IPC_LOCK and the usual 8 MiB limit
+    gets 2048 frames of 2048 bytes (8 MiB with the tx half), where 4096 would not open."""
+    script = (
+        "import sys\n"
+        "from xdppacket.cli.capture import _buffer_options\n"
+        "print([option.value for option in _buffer_options(sys.argv[1], 1)])\n"
+    )
+    result = subprocess.run(
+        ["setpriv", "--bounding-set=-ipc_lock", "prlimit", f"--memlock={8 << 20}", sys.executable, "-c", script,
+         veth_pair.capture],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[0] == "[2048, 2048, 2048]"

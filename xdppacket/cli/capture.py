@@ -11,6 +11,7 @@ SIGTERM end the capture cleanly: the file is completed and tcpdump's closing lin
 from __future__ import annotations
 
 import contextlib
+import resource
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -54,12 +55,14 @@ _BATCH = 64
 # 2 ms at worst, longer than the library's default 1024 frames last at 750,000 pps (1.4 ms;
 # tcpdump's default 2 MiB ring holds about 13,000 such frames). So a capture takes 4096
 # frames (5.5 ms at that rate) of 2048 bytes where the MTU allows, halved while all queues'
-# UMEMs (rx and tx halves) would exceed _UMEM_BUDGET, down to the default 1024.
+# UMEMs (rx and tx halves) would exceed _UMEM_BUDGET, or RLIMIT_MEMLOCK for a process without
+# CAP_IPC_LOCK (the kernel counts the UMEM as locked memory), down to the default 1024.
 _CAPTURE_FRAMES = 4096
 _MIN_CAPTURE_FRAMES = 1024
 _SMALL_FRAME_SIZE = 2048
 _LARGE_FRAME_SIZE = 4096
 _UMEM_BUDGET = 64 << 20
+_CAP_IPC_LOCK = 14
 _STATUS_INTERVAL_S = 1.0
 
 
@@ -148,10 +151,27 @@ def _buffer_options(ifname: str, queues: int) -> list[object]:
     mtu = get_link(interface_index(ifname)).mtu
     fits_small = longest_delivered_frame(mtu) <= received_bytes_per_frame(_SMALL_FRAME_SIZE, 0)
     frame_size = _SMALL_FRAME_SIZE if fits_small else _LARGE_FRAME_SIZE
+    budget = _locked_memory_budget()
     frames = _CAPTURE_FRAMES
-    while frames > _MIN_CAPTURE_FRAMES and queues * 2 * frames * frame_size > _UMEM_BUDGET:
+    while frames > _MIN_CAPTURE_FRAMES and queues * 2 * frames * frame_size > budget:
         frames //= 2
     return [OptNumFrames(frames), OptRingSize(frames), OptFrameSize(frame_size)]
+
+
+def _locked_memory_budget() -> int:
+    """``_UMEM_BUDGET``, or RLIMIT_MEMLOCK if lower and the process lacks CAP_IPC_LOCK."""
+    limit = resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
+    if limit == resource.RLIM_INFINITY or _effective_capabilities() & (1 << _CAP_IPC_LOCK):
+        return _UMEM_BUDGET
+    return min(_UMEM_BUDGET, limit)
+
+
+def _effective_capabilities() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    return 0
 
 
 def _filter_options(expression: str) -> list[OptFilter]:
