@@ -3,10 +3,14 @@
 The shipped XDP program writes a classic pcap record header (nanosecond timestamp, caplen,
 length; little-endian on the machines we run on) directly in front of every frame it
 redirects (``ebpf/xdppacket_meta.h``). So a capture to a pcap file needs no Python object
-per frame: a batch is handed to ``PcapWriter.write_raw_spans`` as offsets and sizes of
-whole records (header and frame) in the UMEM, which one ``writev`` writes out while the
-frames are still in the rx ring (``RxPath.pass_records``); only then do they go back to
-the kernel. No view is made, so no view can outlive its frame.
+per frame: a batch goes to ``PcapWriter.write_raw_records`` as a ``struct iovec`` array of
+whole records (header and frame) in the UMEM, made from the rx ring's descriptors by one
+addition, which ``writev`` writes out while the frames are still in the rx ring
+(``RxPath.pass_records``); only then do they go back to the kernel. No view is made, so
+none can outlive its frame or write to the UMEM.
+
+Queues share a batch evenly (a simpler rule than ``XDPMultiQueue``'s reads: each ready
+queue gets up to ``limit // queues`` frames a call), starting one queue further each call.
 
 Two things keep the headers right:
 
