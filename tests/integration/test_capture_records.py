@@ -54,7 +54,7 @@ def reader_of(mq: XDPMultiQueue, snaplen: int = DEFAULT_SNAPLEN) -> PcapRecordRe
 
 def pass_all(reader: PcapRecordReader, writer: PcapWriter, count: int, batch: int = 64) -> list[int]:
     """Pass records until ``count`` came; return the size of each batch passed."""
-    batches = []
+    batches: list[int] = []
     with watchdog(TIMEOUT_S):
         while sum(batches) < count:
             passed = reader.pass_records(batch, writer.write_raw_records)
