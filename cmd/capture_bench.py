@@ -24,7 +24,8 @@ How the load is made, and what that means (read before quoting a figure):
   (``/dev/shm``), are counted by walking their records, and are deleted at once. The tools'
   own kernel drop counters (their closing "dropped by kernel" lines) are shown too.
 - Buffers: each tool's default (tcpdump: no ``-B``, libpcap's 2 MiB ring, about 13,000
-  64-byte frames; xdppacket capture: 1024 UMEM frames and a 1024-entry rx ring per queue);
+  64-byte frames; xdppacket capture: 4096 UMEM frames of 2048 bytes and a 4096-entry rx ring
+  per queue, 16 MiB with the tx half it does not use);
   ``--tcpdump-buffer`` changes tcpdump's.
 - Scheduling: the tools and the generator run SCHED_FIFO (priority 1) by default, so that
   other work on a shared machine neither keeps a tool waiting for its CPU (its ring or
@@ -94,7 +95,7 @@ READY_TIMEOUT = 30.0
 FAILURES_BEFORE_GIVING_UP = 2
 """Consecutive failed steps after which a tool's higher steps are skipped in that round."""
 TCPDUMP_DEFAULT_BUFFER_KIB = 2048  # libpcap's default when -B is not given (Linux)
-XDP_CAPTURE_RING_FRAMES = 1024  # xdppacket capture's default: 1024 UMEM frames, rx ring 1024
+XDP_CAPTURE_RING_FRAMES = 4096  # xdppacket capture's default for one queue: 4096 UMEM frames, rx ring 4096
 
 TOOLS = ("xdppacket", "tcpdump")
 TOOL_LABELS = {"xdppacket": "xdppacket capture -w", "tcpdump": "tcpdump -w", "none": "no capture"}

@@ -22,4 +22,21 @@ struct xdppacket_meta {
 	__u32 magic;      /* XDPPACKET_META_MAGIC: the trailer is there */
 };
 
+/* What the shipped program (xdpsock_kern.c) puts in front of each frame: the trailer,
+ * then a classic pcap record header (nanosecond variant) directly before the frame, so
+ * that a capture writes header and frame from the UMEM as one piece. 32 bytes, the most
+ * XDP metadata some kernels allow (xdp_metalen_invalid). A custom program writes the
+ * trailer alone, directly before the frame, as above. */
+struct xdppacket_pcap_record {
+	__u32 ts_sec;  /* CLOCK_REALTIME of arrival: seconds */
+	__u32 ts_nsec; /* and nanoseconds */
+	__u32 caplen;  /* bytes of the frame in this buffer */
+	__u32 len;     /* bytes of the whole frame */
+};
+
+struct xdppacket_capture_meta {
+	struct xdppacket_meta trailer;
+	struct xdppacket_pcap_record record;
+};
+
 #endif

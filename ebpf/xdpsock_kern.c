@@ -24,6 +24,7 @@ static long (*bpf_redirect_map)(void *map, __u64 key, __u64 flags) =
 static long (*bpf_xdp_adjust_meta)(struct xdp_md *ctx, int delta) =
 	(void *)BPF_FUNC_xdp_adjust_meta;
 static __u64 (*bpf_ktime_get_ns)(void) = (void *)BPF_FUNC_ktime_get_ns;
+static __u64 (*bpf_xdp_get_buff_len)(struct xdp_md *ctx) = (void *)BPF_FUNC_xdp_get_buff_len;
 
 #include "xdppacket_meta.h"
 
@@ -35,22 +36,49 @@ struct {
 	__type(value, __u32);
 } xsks_map SEC(".maps");
 
-static inline __attribute__((always_inline)) int redirect_to_socket(struct xdp_md *ctx)
+/* CLOCK_REALTIME - CLOCK_MONOTONIC in nanoseconds, kept current by the library (BPF has
+ * no wall clock): the pcap record header's time is bpf_ktime_get_ns() plus this. */
+__u64 xdppacket_realtime_offset_ns = 0;
+/* Set when a frame went to the socket without the metadata (a driver that refuses
+ * bpf_xdp_adjust_meta): the bytes in front of its data are then stale, and the library
+ * stops trusting the pcap record headers there. */
+__u32 xdppacket_metadata_missing = 0;
+
+/* with_lengths: fill in the record header's lengths, which takes bpf_xdp_get_buff_len()
+ * (Linux 5.18+; data_end - data would need CAP_PERFMON). Without it they stay zero and the
+ * library writes no record straight from the UMEM (xdp_sock_compat, for older kernels). */
+static inline __attribute__((always_inline)) int redirect_to_socket(struct xdp_md *ctx, int with_lengths)
 {
-	/* The arrival time goes into the frame's XDP metadata, which copy mode
-	 * copies into the UMEM just before the frame (see xdppacket_meta.h).
-	 * A driver without metadata support refuses the adjustment: the frame
-	 * then goes without, and the library uses the time it reads the ring. */
-	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct xdppacket_meta)) == 0) {
+	/* The arrival time goes into the frame's XDP metadata, which copy mode copies into
+	 * the UMEM just before the frame (see xdppacket_meta.h), with a pcap record header
+	 * directly in front of the frame. A driver without metadata support refuses the
+	 * adjustment: the frame then goes without, and the library uses the time it reads
+	 * the ring. */
+	int written = 0;
+
+	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct xdppacket_capture_meta)) == 0) {
 		void *data = (void *)(long)ctx->data;
-		struct xdppacket_meta *meta = (void *)(long)ctx->data_meta;
+		struct xdppacket_capture_meta *meta = (void *)(long)ctx->data_meta;
 
 		if ((void *)(meta + 1) <= data) {
-			meta->rx_time_ns = bpf_ktime_get_ns();
-			meta->meta_len = sizeof(*meta);
-			meta->magic = XDPPACKET_META_MAGIC;
+			__u64 now = bpf_ktime_get_ns();
+			__u64 realtime = now + xdppacket_realtime_offset_ns;
+			__u32 seconds = realtime / 1000000000ULL;
+			/* The whole frame; a multi-buffer frame's (xdp.frags) record is not used. */
+			__u32 length = with_lengths ? bpf_xdp_get_buff_len(ctx) : 0;
+
+			meta->trailer.rx_time_ns = now;
+			meta->trailer.meta_len = sizeof(*meta);
+			meta->trailer.magic = XDPPACKET_META_MAGIC;
+			meta->record.ts_sec = seconds;
+			meta->record.ts_nsec = realtime - (__u64)seconds * 1000000000ULL;
+			meta->record.caplen = length;
+			meta->record.len = length;
+			written = 1;
 		}
 	}
+	if (!written)
+		xdppacket_metadata_missing = 1;
 	/* The low bits of the flags argument are the action taken when the
 	 * queue has no socket in the map: pass the frame on to the stack. */
 	return bpf_redirect_map(&xsks_map, ctx->rx_queue_index, XDP_PASS);
@@ -59,7 +87,7 @@ static inline __attribute__((always_inline)) int redirect_to_socket(struct xdp_m
 SEC("xdp")
 int xdp_sock_prog(struct xdp_md *ctx)
 {
-	return redirect_to_socket(ctx);
+	return redirect_to_socket(ctx, 1);
 }
 
 /* The same program, declared frags-aware (loaded with BPF_F_XDP_HAS_FRAGS) for sockets
@@ -68,7 +96,15 @@ int xdp_sock_prog(struct xdp_md *ctx)
 SEC("xdp.frags")
 int xdp_sock_prog_frags(struct xdp_md *ctx)
 {
-	return redirect_to_socket(ctx);
+	return redirect_to_socket(ctx, 1);
+}
+
+/* What the library loads where the kernel refuses xdp_sock_prog (before Linux 5.18): the
+ * same metadata, its record lengths left zero. */
+SEC("xdp")
+int xdp_sock_compat(struct xdp_md *ctx)
+{
+	return redirect_to_socket(ctx, 0);
 }
 
 char _license[] SEC("license") = "GPL";

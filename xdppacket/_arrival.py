@@ -1,10 +1,12 @@
 """Arrival times (and custom metadata) from the trailer an XDP program writes before each frame.
 
-The shipped program puts ``struct xdppacket_meta`` (``ebpf/xdppacket_meta.h``) directly in
-front of every frame it redirects: the frame's arrival time (``bpf_ktime_get_ns``,
-CLOCK_MONOTONIC) and the length of all metadata before the frame. Copy mode copies that
-metadata into the UMEM with the frame, so it is read here, before the frame goes back to
-the kernel.
+The shipped program puts ``struct xdppacket_capture_meta`` (``ebpf/xdppacket_meta.h``) in
+front of every frame it redirects: the trailer ``struct xdppacket_meta`` (the frame's
+arrival time, ``bpf_ktime_get_ns``, CLOCK_MONOTONIC, and the length of all metadata before
+the frame), then a pcap record header directly before the frame (``_records`` writes it
+out with the frame). A custom program puts the trailer alone directly before the frame.
+Copy mode copies that metadata into the UMEM with the frame, so it is read here, before
+the frame goes back to the kernel.
 
 A trailer is trusted only if it is newer than every trailer read before on this queue:
 frames reach the ring in the order the program saw them, so an older one is a stale
@@ -21,10 +23,28 @@ import time
 from itertools import repeat
 from operator import add
 
-__all__ = ["TRAILER_SIZE", "XDPPACKET_META_MAGIC", "ArrivalReader", "TrailerSource", "realtime_offset"]
+__all__ = [
+    "METADATA_MISSING_VARIABLE",
+    "PCAP_RECORD_HEADER_SIZE",
+    "REALTIME_OFFSET_VARIABLE",
+    "SHIPPED_METADATA_SIZE",
+    "TRAILER_SIZE",
+    "XDPPACKET_META_MAGIC",
+    "ArrivalReader",
+    "TrailerSource",
+    "realtime_offset",
+]
 
 #: ``struct xdppacket_meta``: u64 rx_time_ns, u32 meta_len, u32 magic ("XDPP").
 TRAILER_SIZE = 16
+#: ``struct xdppacket_pcap_record``: u32 ts_sec, ts_nsec, caplen, len, directly before the frame.
+PCAP_RECORD_HEADER_SIZE = 16
+#: What the shipped program writes before each frame: the trailer, then the pcap record header.
+SHIPPED_METADATA_SIZE = TRAILER_SIZE + PCAP_RECORD_HEADER_SIZE
+#: The shipped program's globals: the offset it adds to ``bpf_ktime_get_ns()`` for the record
+#: headers (BPF has no wall clock), and its flag for a frame that went without metadata.
+REALTIME_OFFSET_VARIABLE = "xdppacket_realtime_offset_ns"
+METADATA_MISSING_VARIABLE = "xdppacket_metadata_missing"
 XDPPACKET_META_MAGIC = 0x50504458
 # CLOCK_REALTIME - CLOCK_MONOTONIC is re-measured this often (NTP may slew the former).
 _OFFSET_REFRESH_NS = 1_000_000_000
@@ -54,6 +74,8 @@ class ArrivalReader:
         self._u32, self._u64, self._bytes = self._views
         #: Whether to return metadata in front of the trailer (custom programs may write some).
         self._custom_metadata = custom_metadata
+        # Where the arrival time lies, in u64 words before the frame's data.
+        self._time_words = TRAILER_SIZE // 8 if custom_metadata else SHIPPED_METADATA_SIZE // 8
         self._newest = 0  # the newest arrival time trusted so far
 
     def arrival_times(self, addresses: list[int]) -> list[int | None]:
@@ -64,7 +86,8 @@ class ArrivalReader:
         the trailer's magic word.
         """
         u64 = self._u64
-        raw = [u64[(a >> 3) - 2] for a in addresses]
+        words = self._time_words
+        raw = [u64[(a >> 3) - words] for a in addresses]
         if self._custom_metadata:
             u32 = self._u32
             raw = [t if u32[(a >> 2) - 1] == XDPPACKET_META_MAGIC else 0 for a, t in zip(addresses, raw)]

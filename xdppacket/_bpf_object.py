@@ -46,8 +46,10 @@ from ._elf import (
     ElfSection,
     ElfSymbol,
 )
+from .errors import BPFVerifierError
 
 __all__ = [
+    "SHIPPED_COMPAT_PROGRAM",
     "SHIPPED_FRAGS_PROGRAM",
     "SHIPPED_OBJECT_NAME",
     "SHIPPED_PROGRAM",
@@ -67,8 +69,12 @@ __all__ = [
 #: The XDP program built from ebpf/xdpsock_kern.c, shipped inside the package.
 SHIPPED_OBJECT_NAME = "xdpsock_kern.o"
 #: The shipped object's programs: the plain one, and the frags-aware one OptMultiBuffer runs.
+#: Both write a pcap record header in front of each frame (``_pcap_records``).
 SHIPPED_PROGRAM = "xdp_sock_prog"
 SHIPPED_FRAGS_PROGRAM = "xdp_sock_prog_frags"
+#: What is loaded instead of SHIPPED_PROGRAM where the kernel refuses it (before Linux 5.18, no
+#: bpf_xdp_get_buff_len): the same metadata with the pcap record lengths left zero.
+SHIPPED_COMPAT_PROGRAM = "xdp_sock_compat"
 #: The XSKMAP every program used with xdppacket must declare: rx queue -> AF_XDP socket.
 XSKS_MAP_NAME = "xsks_map"
 
@@ -765,6 +771,16 @@ def load_xsk_program(
             f"{xsks_map.value_size}-byte values; declare both as __u32"
         )
     try:
-        return bpf_object.load({XSKS_MAP_NAME: queue_count}, program_name, prologue)
+        try:
+            return bpf_object.load({XSKS_MAP_NAME: queue_count}, program_name, prologue)
+        except BPFVerifierError as refused:
+            if path is not None or program_name != SHIPPED_PROGRAM:
+                raise
+            # An older kernel: the program without the record lengths' helper. If the kernel
+            # refuses that too (a filter it cannot take), the first refusal says why.
+            try:
+                return bpf_object.load({XSKS_MAP_NAME: queue_count}, SHIPPED_COMPAT_PROGRAM, prologue)
+            except BPFVerifierError:
+                raise refused from None
     except ValueError as err:
         raise ValueError(f"{source}: {err}") from None

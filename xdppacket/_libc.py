@@ -15,6 +15,7 @@ import errno
 import functools
 import mmap
 import os
+from array import array
 from typing import Callable
 
 from ._machine import bpf_syscall_number
@@ -30,6 +31,7 @@ __all__ = [
     "os_error",
     "setns",
     "unshare",
+    "writev_iovecs",
 ]
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -48,6 +50,12 @@ _bind.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint]
 _ioctl = _libc.ioctl
 _ioctl.restype = ctypes.c_int
 _ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
+
+_writev = _libc.writev
+_writev.restype = ctypes.c_ssize_t
+_writev.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+# Linux refuses writev with more spans than this.
+_IOV_MAX = 1024
 
 # Namespaces (xdppacket.testing): os.unshare and os.setns exist only from Python 3.12.
 _unshare = _libc.unshare
@@ -134,3 +142,36 @@ def exporter_factory(buffer: mmap.mmap) -> Callable[[], ctypes.Array[ctypes.c_ub
 def ioctl_ptr(fd: int, request: int, arg: ctypes.Structure, what: str) -> int:
     """``ioctl(fd, request, &arg)`` for requests whose argument holds further pointers."""
     return check_call(lambda: _ioctl(fd, request, ctypes.addressof(arg)), what)
+
+
+
+def writev_iovecs(fd: int, iovecs: bytes, count: int, total: int) -> None:
+    """``writev`` the ``count`` spans of the ``struct iovec`` array ``iovecs`` to ``fd``
+    completely (``total`` bytes in all), at most IOV_MAX (1024) spans a call, resuming
+    after a partial write (a pipe, a signal).
+
+    For memory that Python could only hand ``os.writev`` as one buffer object per span
+    (``_pcap_records``: records straight from the UMEM). The caller keeps the memory
+    mapped during the call.
+    """
+    while count:
+        chunk = min(count, _IOV_MAX)
+        wanted = total if chunk == count else sum(memoryview(iovecs).cast("Q")[1 : 2 * chunk : 2])
+        written = check_call(functools.partial(_writev, fd, iovecs, chunk), "writev")
+        if written == wanted:
+            iovecs = iovecs[16 * chunk :]
+            count -= chunk
+            total -= wanted
+            continue
+        # Skip the spans written completely; the first one written in part starts further on.
+        spans = array("Q", iovecs)
+        done = 0
+        while written >= spans[2 * done + 1]:
+            written -= spans[2 * done + 1]
+            done += 1
+        spans[2 * done] += written
+        spans[2 * done + 1] -= written
+        del spans[: 2 * done]
+        iovecs = spans.tobytes()
+        count -= done
+        total = sum(spans[1::2])

@@ -31,10 +31,12 @@ import contextlib
 import errno
 import os
 import threading
+import time
 from collections.abc import Iterable
 from typing import ClassVar
 
 from . import _bpf, _netlink
+from ._arrival import REALTIME_OFFSET_VARIABLE, realtime_offset
 from ._bpf_object import BpfObject, load_xsk_program, read_bpf_object
 from ._filter_record import (
     FILTER_RECORD_MAP_NAME,
@@ -225,6 +227,7 @@ def _attach(key: tuple[int, int], ifname: str, ifindex: int, mode: XDPMode,
             bpf_object, name = loaded.bpf_object, loaded.program_name
             prog_fd, map_fds = loaded.take_fds()
             program = _loaded_program(name, prog_fd, map_fds, bpf_object)
+            _set_clock_offset(program)
             return XskProgram(key, ifname, mode, link_fd, program, queue_count, attached_here=True,
                               program_path=program_path, program_name=program_name,
                               capture_filter=capture_filter)
@@ -261,6 +264,18 @@ def _loaded_program(name: str, prog_fd: int, map_fds: dict[str, int],
     except BaseException:
         _close_all([*map_fds.values(), prog_fd])
         raise
+
+
+def _set_clock_offset(program: LoadedProgram) -> None:
+    """Give a program that stamps pcap record headers (the shipped one) the wall clock's
+    offset, before any socket receives through it (see ``_pcap_records``)."""
+    variables = program.global_variables
+    if REALTIME_OFFSET_VARIABLE in variables:
+        try:
+            variables[REALTIME_OFFSET_VARIABLE] = max(0, realtime_offset(time.monotonic_ns()))
+        except BaseException:
+            program.close()
+            raise
 
 
 def _prologue(capture_filter: CompiledFilter | None) -> bytes:

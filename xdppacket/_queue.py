@@ -40,7 +40,7 @@ from ._frames import FrameAccountingError
 from ._interface import interface_index, rx_queue_count
 from ._leases import release_views
 from ._program import XskProgram
-from ._rx import JoinedFrame
+from ._rx import JoinedFrame, RecordWriter
 from ._tx import Frame
 from ._wait import wait_readable, wait_writable
 from ._xsk import XskSocket, bind_flags_for
@@ -428,6 +428,20 @@ class XskQueue:
         metas = metadata if metadata is not None else [b""] * len(lengths)
         return [_new_tuple(CaptureInfo, (now if t is None else t, n, n, ifindex, queue_id, m))
                 for t, n, m in zip(times, lengths, metas)]
+
+    def pass_pcap_records(self, count: int, snaplen: int, write: RecordWriter) -> None:
+        """Hand ``write`` the pcap records of ``count`` frames that ``ready`` reported, where
+        they lie in the UMEM (``RxPath.pass_records``); the frames go back to the kernel after.
+
+        For the capture fast path (``_pcap_records``), which checked that the program wrote
+        the record headers after ``ready`` read the ring. Nothing may be read ahead.
+        """
+        with self._read_lock:
+            if self.ahead or self.ahead_views:
+                raise ValueError(f"{self.ifname} queue {self.queue_id}: frames were read ahead by single "
+                                 f"reads; pcap records are passed by batch reads only")
+            self._rx_bytes += self._rx.pass_records(count, snaplen, write)
+            self._rx_packets += count
 
     # ------------------------------------------------------------------ waiting
     def _deadline(self) -> int | None:

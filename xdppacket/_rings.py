@@ -242,6 +242,16 @@ class RxRing(_ConsumerRing):
         lengths = u32[4 * start + 2 :: 4].tolist() + u32[2 : 4 * rest : 4].tolist()
         return addresses, lengths
 
+    def descriptors(self, count: int) -> bytes:
+        """The next ``count`` descriptors as the kernel wrote them: 16 bytes each (u64 address,
+        u32 length, u32 options), ``count`` <= ``available``."""
+        start, first, rest = self._spans(count)
+        u64 = self._memory.entries_u64
+        raw = u64[2 * start : 2 * (start + first)].tobytes()
+        if rest:
+            raw += u64[0 : 2 * rest].tobytes()
+        return raw
+
     def peek_with_options(self, count: int) -> tuple[list[int], list[int], list[int]]:
         """``peek`` plus each descriptor's ``options`` word (``XDP_PKT_CONTD``: the packet goes on)."""
         addresses, lengths = self.peek(count)

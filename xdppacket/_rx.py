@@ -11,9 +11,12 @@ the next move, and so that sockets sharing the UMEM can move frames in other thr
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import functools
+import struct
+from array import array
+from typing import Any, Callable, Optional
 
-from ._arrival import ArrivalReader, TrailerSource
+from ._arrival import PCAP_RECORD_HEADER_SIZE, ArrivalReader, TrailerSource
 from ._frames import (
     FrameAccountingError,
     FrameCensus,
@@ -24,18 +27,27 @@ from ._frames import (
     RingToRingMove,
 )
 from ._leases import ZeroCopyLeases
+from ._libc import buffer_address
 from ._rings import FillRing, RxRing
 from ._uapi import XDP_PKT_CONTD
 from ._umem import Umem
 
-__all__ = ["JoinedFrame", "MultiBufferRxPath", "Received", "RxPath"]
+__all__ = ["JoinedFrame", "MultiBufferRxPath", "Received", "RecordWriter", "RxPath"]
 
 #: What a read takes off the ring: packets (copies or views), their lengths, their arrival
 #: times (CLOCK_REALTIME ns, None where the frame had none; no list when trailers are not
 #: read) and custom metadata (None: the program is the shipped one, which writes none).
 Received = tuple[list[Any], list[int], Optional[list[Optional[int]]], Optional[list[bytes]]]
 
+#: Writes records lying in the UMEM: ``write(iovecs, count, total)`` (``RxPath.pass_records``).
+RecordWriter = Callable[[bytes, int, int], None]
+
 _U32 = 0xFFFFFFFF
+# A pcap record header's caplen: the third of its four u32, 8 bytes before the frame's data.
+_CAPLEN = struct.Struct("<I")
+_CAPLEN_BEFORE_DATA = 8
+_IOVEC = struct.Struct("<QQ")  # struct iovec: base, length
+_IOVEC_SHIFT_LANES = 1024  # the largest batch whose shift is kept ready
 _INTO_FREE = MoveKind.INTO_FREE
 _INTO_LEASE = MoveKind.INTO_LEASE
 _LEASE_TO_FREE = MoveKind.LEASE_TO_FREE
@@ -79,7 +91,6 @@ class RxPath:
         """
         pool = self._pool
         rx = self._rx
-        fill = self._fill
         lock = pool.lock
         lock.acquire()
         try:
@@ -89,22 +100,7 @@ class RxPath:
             area = self._area
             packets = [area[a : a + n] for a, n in zip(addresses, lengths)]
             times, metadata = self._read_trailers(addresses) if self._arrivals is not None else (None, None)
-            held = self._held()
-            if held <= pool.rx_quota and fill.reserve(count) == count:
-                # The usual case: the frames go straight back to the fill ring (what this
-                # socket holds stays the same), one move instead of two through the pool.
-                pool.move = (RingToRingMove, addresses, rx, rx.index_after(count), fill, fill.index_after(count))
-                rx.release(count)
-                fill.submit(addresses)
-                pool.move = None
-                if held < pool.rx_quota:
-                    self._refill()
-            else:
-                pool.move = (RingMove, _INTO_FREE, addresses, rx, rx.index_after(count))
-                rx.release(count)
-                pool.frames += addresses
-                pool.move = None
-                self._refill()
+            self._release_to_kernel(addresses, count)
         finally:
             lock.release()
         return packets, lengths, times, metadata
@@ -128,6 +124,93 @@ class RxPath:
         finally:
             lock.release()
         return leases.views(lease, addresses, lengths), lengths, times, metadata
+
+    def pass_records(self, count: int, snaplen: int, write: RecordWriter) -> int:
+        """Hand ``write`` the pcap records of ``count`` ready frames where they lie, then give
+        the frames back to the kernel; return the bytes of frame data passed.
+
+        Each record is the 16-byte pcap record header the shipped program wrote directly
+        before the frame (the caller made sure it did) and the frame's first ``snaplen``
+        bytes. ``write(iovecs, count, total)`` gets them as a ``struct iovec`` array into
+        the UMEM mapping (``total`` bytes in all) and must be done with it when it
+        returns. Until then the frames stay in the rx ring, whose consumed entries the
+        kernel never takes back: nothing is lent, no view is made, the frame census finds
+        them in the ring, and if ``write`` raises they stay there for the next read.
+
+        The array is the ring's own descriptors (u64 address, u32 length, u32 options:
+        zero without OptMultiBuffer) shifted by one addition on them all as a single
+        integer: ``address - 16 + base`` and ``length + 16``, no carry between fields. A
+        frame longer than ``snaplen`` gets its header's caplen lowered to match first.
+        """
+        rx = self._rx
+        addresses, lengths = rx.peek(count)
+        lanes = _IOVEC_SHIFT_LANES
+        shift = (self._iovec_shift >> (128 * (lanes - count)) if count <= lanes
+                 else int.from_bytes(self._iovec_lane * count, "little"))
+        iovecs = (int.from_bytes(rx.descriptors(count), "little") + shift).to_bytes(16 * count, "little")
+        frame_bytes = sum(lengths)
+        total = frame_bytes + PCAP_RECORD_HEADER_SIZE * count
+        if snaplen < self._frame_size and max(lengths) > snaplen:
+            iovecs, total = self._truncate(iovecs, addresses, lengths, snaplen)
+        write(iovecs, count, total)
+        self._give_back(addresses, count)
+        return frame_bytes
+
+    @functools.cached_property
+    def _iovec_lane(self) -> bytes:
+        """What turns one rx descriptor into the ``struct iovec`` of its pcap record, added to it."""
+        return _IOVEC.pack(buffer_address(self._area) - PCAP_RECORD_HEADER_SIZE, PCAP_RECORD_HEADER_SIZE)
+
+    @functools.cached_property
+    def _iovec_shift(self) -> int:
+        """``_iovec_lane`` for ``_IOVEC_SHIFT_LANES`` descriptors as one integer (fewer: shifted
+        right by the lanes not needed)."""
+        return int.from_bytes(self._iovec_lane * _IOVEC_SHIFT_LANES, "little")
+
+    def _truncate(self, iovecs: bytes, addresses: list[int], lengths: list[int],
+                  snaplen: int) -> tuple[bytes, int]:
+        """Records of frames longer than ``snaplen`` cut to it, header (caplen) and span."""
+        spans = array("Q", iovecs)
+        area = self._area
+        for index, (address, length) in enumerate(zip(addresses, lengths)):
+            if length > snaplen:
+                _CAPLEN.pack_into(area, address - _CAPLEN_BEFORE_DATA, snaplen)
+                spans[2 * index + 1] = PCAP_RECORD_HEADER_SIZE + snaplen
+        return spans.tobytes(), sum(spans[1::2])
+
+    def _give_back(self, addresses: list[int], count: int) -> None:
+        """Release ``count`` frames at ``addresses`` from the rx ring to the kernel, as
+        ``take_copies`` does once it has copied them."""
+        pool = self._pool
+        with pool.lock:
+            if pool.move is not None:
+                pool.settle()
+            self._release_to_kernel(addresses, count)
+
+    def _release_to_kernel(self, addresses: list[int], count: int) -> None:
+        """Move the next ``count`` frames of the rx ring (at ``addresses``) back to the kernel,
+        for a caller holding the pool's lock with nothing left to settle.
+
+        The usual case: straight back to the fill ring (what this socket holds stays the
+        same), one move instead of two through the pool.
+        """
+        pool = self._pool
+        rx = self._rx
+        fill = self._fill
+        held = self._held()
+        if held <= pool.rx_quota and fill.reserve(count) == count:
+            pool.move = (RingToRingMove, addresses, rx, rx.index_after(count), fill, fill.index_after(count))
+            rx.release(count)
+            fill.submit(addresses)
+            pool.move = None
+            if held < pool.rx_quota:
+                self._refill()
+        else:
+            pool.move = (RingMove, _INTO_FREE, addresses, rx, rx.index_after(count))
+            rx.release(count)
+            pool.frames += addresses
+            pool.move = None
+            self._refill()
 
     def _read_trailers(self, addresses: list[int]) -> tuple[list[int | None] | None, list[bytes] | None]:
         """Arrival times and custom metadata of frames still ours (before they go back).

@@ -23,6 +23,7 @@ from dataclasses import replace
 from types import TracebackType
 
 from ._interface import rx_queue_count
+from ._pcap_records import PcapRecordReader
 from ._queue import Packet, XskQueue, frames_for_writing, wait_for_frames
 from .errors import XDPWriteError
 from .options import resolve_options
@@ -261,6 +262,13 @@ class XDPMultiQueue:
 def get_xdp_socket_from_multi_queue(mq: XDPMultiQueue) -> list[XDPPacket]:
     """The per-queue sockets of ``mq`` (the Go library's ``GetXDPSocketFromMultiQueue``)."""
     return mq.sockets
+
+
+def pcap_record_reader(mq: XDPMultiQueue, snaplen: int) -> PcapRecordReader | None:
+    """Internal, for ``xdppacket capture``: the fast path reading whole pcap records from
+    ``mq``'s queues (``_pcap_records``), or None where their program writes no record headers."""
+    mq._check_open()
+    return PcapRecordReader.over(mq._queues, mq._fds, mq._timeout_us, mq._lock, snaplen)
 
 
 def _fair_shares(ready: list[int], limit: int) -> list[int]:

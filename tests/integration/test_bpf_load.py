@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -63,7 +66,10 @@ def test_shipped_program_loads_with_a_resized_xskmap(xsk_program: LoadedBpfObjec
     ) == (_bpf.BPF_MAP_TYPE_XSKMAP, 4, 4, 4, "xsks_map")
     prog_info = _bpf.prog_get_info_by_fd(xsk_program.prog_fd)
     assert (prog_info.type, prog_info.name) == (_bpf.BPF_PROG_TYPE_XDP, "xdp_sock_prog")
-    assert prog_info.map_ids == (map_info.id,)
+    # Its other map holds its globals: the clock offset and the metadata flag (_pcap_records).
+    globals_info = _bpf.map_get_info_by_fd(xsk_program.map_fds[".bss"])
+    assert sorted(prog_info.map_ids) == sorted([map_info.id, globals_info.id])
+    assert (globals_info.type, globals_info.max_entries, globals_info.value_size) == (_bpf.BPF_MAP_TYPE_ARRAY, 1, 12)
     assert _bpf.obj_get_info_by_fd(xsk_program.prog_fd) == prog_info
     assert _bpf.obj_get_info_by_fd(xsk_program.map_fds["xsks_map"]) == map_info
 
@@ -81,7 +87,9 @@ def test_info_of_the_wrong_kind_of_fd_is_refused(xsk_program: LoadedBpfObject) -
 def test_objects_reopen_by_id(xsk_program: LoadedBpfObject) -> None:
     prog_info = _bpf.prog_get_info_by_fd(xsk_program.prog_fd)
     prog_fd = _bpf.prog_get_fd_by_id(prog_info.id)
-    map_fd = _bpf.map_get_fd_by_id(prog_info.map_ids[0])
+    xsks_map_id = _bpf.map_get_info_by_fd(xsk_program.map_fds["xsks_map"]).id
+    assert xsks_map_id in prog_info.map_ids
+    map_fd = _bpf.map_get_fd_by_id(xsks_map_id)
     try:
         assert _bpf.prog_get_info_by_fd(prog_fd).id == prog_info.id
         assert _bpf.map_get_info_by_fd(map_fd).name == "xsks_map"
@@ -102,7 +110,7 @@ def test_xskmap_refuses_a_non_socket_and_deletes_freely(xsk_program: LoadedBpfOb
 def test_close_is_idempotent_and_releases_every_fd(no_fd_leak: None) -> None:
     before = open_fd_count()
     with load_xsk_program(None, 2) as loaded:
-        assert open_fd_count() == before + 2  # the program and xsks_map
+        assert open_fd_count() == before + 3  # the program, xsks_map and its globals (.bss)
     assert loaded.closed
     loaded.close()
     assert open_fd_count() == before
@@ -237,3 +245,24 @@ def test_xdp_link_on_loopback(private_netns: PrivateNetns, xsk_program: LoadedBp
 def test_prog_test_run_reports_a_bad_fd() -> None:
     with pytest.raises(OSError, match="BPF_PROG_TEST_RUN"):
         _bpf.prog_test_run(-1 & 0xFFFFFFFF, struct.pack("!6s6sH", bytes(6), bytes(6), 0x88B5))
+
+
+def test_the_shipped_programs_load_with_cap_bpf_and_cap_net_admin_alone() -> None:
+    """README's Requirements: no CAP_PERFMON or CAP_SYS_ADMIN, so no pointer subtraction
+    (the record lengths come from bpf_xdp_get_buff_len). Checked in a child process that
+    lost both capabilities; the ptr - ptr version of the program was refused there."""
+    script = (
+        "from xdppacket._bpf_object import load_xsk_program\n"
+        "for name in ('xdp_sock_prog', 'xdp_sock_prog_frags', 'xdp_sock_compat'):\n"
+        "    with load_xsk_program(None, 1, name) as loaded:\n"
+        "        print(loaded.program_name)\n"
+    )
+    result = subprocess.run(
+        ["setpriv", "--bounding-set=-sys_admin,-perfmon", sys.executable, "-c", script],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["xdp_sock_prog", "xdp_sock_prog_frags", "xdp_sock_compat"]
+    with load_xsk_program(None, 1) as loaded:  # this kernel takes the program with the lengths
+        assert loaded.program_name == "xdp_sock_prog"

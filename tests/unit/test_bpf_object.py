@@ -319,13 +319,20 @@ def shipped() -> BpfObject:
     return BpfObject.parse(SHIPPED_OBJECT.read_bytes())
 
 
-def test_shipped_object_has_a_plain_and_a_frags_aware_xdp_program(shipped: BpfObject) -> None:
-    program, frags = shipped.programs
+def test_shipped_object_has_a_plain_a_frags_aware_and_a_compat_xdp_program(shipped: BpfObject) -> None:
+    program, compat, frags = shipped.programs
     assert (program.name, program.section_name, program.frags) == ("xdp_sock_prog", "xdp", False)
-    # The metadata trailer (bpf_xdp_adjust_meta, bounds check, bpf_ktime_get_ns, three
-    # stores: 15 instructions), then r2 = ctx->rx_queue_index; r1 = &xsks_map (2 slots);
+    # The metadata (bpf_xdp_adjust_meta, bounds check, bpf_ktime_get_ns, the clock offset,
+    # bpf_xdp_get_buff_len, the trailer's and the pcap record's stores: 31 instructions), the
+    # "metadata missing" flag (4), then r2 = ctx->rx_queue_index; r1 = &xsks_map (2 slots);
     # r3 = XDP_PASS; call; exit
-    assert program.instruction_count == 21
+    assert program.instruction_count == 41
+    # For kernels before 5.18: no bpf_xdp_get_buff_len (call 188), the lengths left zero.
+    assert (compat.name, compat.section_name, compat.frags) == ("xdp_sock_compat", "xdp", False)
+    assert compat.instruction_count == 38
+    calls = {struct.unpack_from("<i", compat.instructions, i + 4)[0]
+             for i in range(0, len(compat.instructions), 8) if compat.instructions[i] == 0x85}
+    assert calls == {54, 5, 51}  # xdp_adjust_meta, ktime_get_ns, redirect_map
     # OptMultiBuffer's: the same body, loaded with BPF_F_XDP_HAS_FRAGS.
     assert (frags.name, frags.section_name, frags.frags) == ("xdp_sock_prog_frags", "xdp.frags", True)
     assert frags.instructions == program.instructions
@@ -346,20 +353,27 @@ def test_shipped_object_declares_xsks_map_in_btf(shipped: BpfObject) -> None:
         xsks_map.max_entries,
         xsks_map.map_flags,
     ) == (BPF_MAP_TYPE_XSKMAP, 4, 4, 64, 0)
-    assert [definition.name for definition in shipped.maps] == ["xsks_map"]
+    # And the globals of _pcap_records, in .bss.
+    assert [definition.name for definition in shipped.maps] == ["xsks_map", ".bss"]
+    assert [(v.name, v.map_name, v.offset, v.size) for v in shipped.global_variables] == [
+        ("xdppacket_realtime_offset_ns", ".bss", 0, 8), ("xdppacket_metadata_missing", ".bss", 8, 4)]
 
 
 def test_shipped_object_relocations_point_at_ld_imm64(shipped: BpfObject) -> None:
     program = shipped.program("xdp_sock_prog")
-    assert program.map_relocations == (MapRelocation(instruction_index=16, map_name="xsks_map"),)
+    assert program.map_relocations == (
+        MapRelocation(instruction_index=12, map_name=".bss", value_offset=0),  # the clock offset
+        MapRelocation(instruction_index=31, map_name=".bss", value_offset=8),  # the metadata flag
+        MapRelocation(instruction_index=36, map_name="xsks_map"),
+    )
     for relocation in program.map_relocations:
         assert program.instructions[relocation.instruction_index * 8] == 0x18
 
 
 def test_relocate_sets_pseudo_map_fd_and_keeps_dst_register(shipped: BpfObject) -> None:
     program = shipped.program("xdp_sock_prog")
-    patched = relocate(program.instructions, program.map_relocations, {"xsks_map": 42})
-    at = 16 * 8  # the ld_imm64 of &xsks_map
+    patched = relocate(program.instructions, program.map_relocations[2:], {"xsks_map": 42})
+    at = 36 * 8  # the ld_imm64 of &xsks_map
     code, registers, off, imm = struct.unpack_from("<BBhi", patched, at)
     assert (code, registers & 0x0F, registers >> 4, off, imm) == (0x18, 1, 1, 0, 42)
     assert struct.unpack_from("<i", patched, at + 12) == (0,)  # upper half of the immediate
@@ -375,14 +389,14 @@ def test_elf_parser_reads_sections_and_symbols() -> None:
     xdp = elf.section_by_name("xdp")
     assert xdp is not None
     assert xdp.is_executable
-    assert len(xdp.data) == 21 * 8
+    assert len(xdp.data) == (41 + 38) * 8  # xdp_sock_prog, then xdp_sock_compat
     symbols = {symbol.name: symbol for symbol in elf.symbols()}
     assert symbols["xdp_sock_prog"].type == STT_FUNC
-    assert symbols["xdp_sock_prog"].size == 21 * 8
+    assert symbols["xdp_sock_prog"].size == 41 * 8
     assert symbols["xsks_map"].section_index == elf.section_by_name(".maps").index  # type: ignore[union-attr]
     (rel,) = [s for s in elf.relocation_sections() if s.info == xdp.index]
-    (relocation,) = elf.relocations(rel)
-    assert (relocation.offset, relocation.type) == (16 * 8, R_BPF_64_64)
+    relocation = elf.relocations(rel)[2]
+    assert (relocation.offset, relocation.type) == (36 * 8, R_BPF_64_64)
     assert elf.symbols()[relocation.symbol_index].name == "xsks_map"
 
 

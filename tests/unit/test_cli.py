@@ -214,4 +214,14 @@ def test_a_file_capture_lets_frames_gather_after_a_short_batch(
     assert capture._capture_loop(_OneFrameAtATime(), sink, request, None) == 5  # type: ignore[arg-type]
     assert sink.frames == 5
     # The last read asked for the one frame still wanted: not short, no nap.
-    assert naps == ([capture._GATHER_S] * 4 if gathers else [])
+    assert len(naps) == (4 if gathers else 0)
+    assert all(0 < nap <= capture._GATHER_S for nap in naps)
+
+
+def test_a_gathering_pause_lasts_until_the_next_batch_would_be_full() -> None:
+    """At the rate the last batch came, never longer than the cap: the ring cannot overflow."""
+    from xdppacket.cli.capture import _GATHER_S, _gathering_pause
+
+    assert _gathering_pause(got=256, wanted=1024, since_previous_read=0.0005) == pytest.approx(0.0015)
+    assert _gathering_pause(got=1000, wanted=1024, since_previous_read=0.001) == pytest.approx(0.000024)
+    assert _gathering_pause(got=1, wanted=1024, since_previous_read=0.01) == _GATHER_S  # a slow stream
