@@ -72,7 +72,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -102,6 +102,7 @@ QUICK_STEPS = (100_000, 200_000, 400_000, 800_000)
 DEFAULT_ROUNDS = 3
 GRACE_SECONDS = 0.3
 """After the load: frames still in the forwarder's rings get out before the count."""
+BUSY_RETRIES = 5  # starts of a forwarder that found the queue still bound by the one before
 READY_TIMEOUT = 30.0
 PROBE_RATE, PROBE_SECONDS = 20_000, 0.05
 TARGET_SHARE = 0.5
@@ -338,9 +339,8 @@ def run_all(testbed: Testbed, args: argparse.Namespace,
         order = args.forwarders if round_number % 2 else args.forwarders[::-1]
         for link in args.links:
             for name in order:
-                forwarder = Forwarder(name, link, testbed.forwarder_cpu)
+                forwarder = start_forwarder(testbed, name, link, log)
                 try:
-                    testbed.wait_until_forwarding(forwarder, link)
                     if testbed.realtime:
                         forwarder.make_realtime()
                     for rate in args.steps:
@@ -354,6 +354,28 @@ def run_all(testbed: Testbed, args: argparse.Namespace,
                     forwarder.kill()
                     raise
     return controls, runs, totals
+
+
+def start_forwarder(testbed: Testbed, name: str, link: str, log: Callable[[str], None]) -> Forwarder:
+    """Start ``name`` in ``link`` and wait until it forwards.
+
+    The kernel tears the previous forwarder's socket down in a deferred worker; until that
+    has run, binding the queue fails with EBUSY (seen when other work kept the CPU busy).
+    Such a start is retried, a little later each time; any other failure is the bench's.
+    """
+    for attempt in range(1, BUSY_RETRIES + 1):
+        forwarder = Forwarder(name, link, testbed.forwarder_cpu)
+        try:
+            testbed.wait_until_forwarding(forwarder, link)
+            return forwarder
+        except BenchError:
+            busy = forwarder.process.poll() is not None and "busy" in forwarder.output().lower()
+            forwarder.kill()
+            if not busy or attempt == BUSY_RETRIES:
+                raise
+            log(f"{LABELS[name]} found the queue still bound (EBUSY); retrying ({attempt}/{BUSY_RETRIES})")
+            time.sleep(0.2 * attempt)
+    raise AssertionError("unreachable")
 
 
 # --------------------------------------------------------------------------- summaries
