@@ -9,8 +9,8 @@ addition, which ``writev`` writes out while the frames are still in the rx ring
 (``RxPath.pass_records``); only then do they go back to the kernel. No view is made, so
 none can outlive its frame or write to the UMEM.
 
-Queues share a batch evenly (a simpler rule than ``XDPMultiQueue``'s reads: each ready
-queue gets up to ``limit // queues`` frames a call), starting one queue further each call.
+Queues share a batch as ``XDPMultiQueue``'s reads do (``_fairness``): as evenly as their
+ready frames allow, starting one queue further each call.
 
 Two things keep the headers right:
 
@@ -35,6 +35,7 @@ from collections.abc import Sequence
 
 from ._arrival import METADATA_MISSING_VARIABLE, REALTIME_OFFSET_VARIABLE, realtime_offset
 from ._bpf_object import SHIPPED_PROGRAM
+from ._fairness import QueueRotation, fair_shares
 from ._maps import GlobalVariables
 from ._queue import XskQueue, wait_for_frames
 from ._rx import RecordWriter
@@ -58,7 +59,7 @@ class PcapRecordReader:
         self._snaplen = snaplen
         self._variables = variables
         self._offset_written: int | None = None
-        self._next_queue = 0
+        self._order = QueueRotation(self._queues)
 
     @classmethod
     def over(cls, queues: Sequence[XskQueue], fds: Sequence[int], timeout_us: int | None,
@@ -88,31 +89,21 @@ class PcapRecordReader:
                 queue.begin_read()
             deadline = None if self._timeout_us is None else time.monotonic_ns() + self._timeout_us * 1000
             while True:
-                order = self._rotated()
-                share = max(1, limit // len(order))
-                ready = [queue.ready(share) for queue in order]
-                if any(ready):
+                order = self._order.order()
+                shares = fair_shares([queue.ready(limit) for queue in order], limit)
+                if any(shares):
                     # After the rings were read: a frame they showed set the flag before.
                     if self._variables[METADATA_MISSING_VARIABLE]:
                         return None
                     self._keep_clock_current()
-                    for queue, count in zip(order, ready):
-                        if count:
-                            queue.pass_pcap_records(count, self._snaplen, write)
-                    return sum(ready)
+                    for queue, share in zip(order, shares):
+                        if share:
+                            queue.pass_pcap_records(share, self._snaplen, write)
+                    return sum(shares)
                 for queue in queues:
                     queue.note_empty()
                 if not wait_for_frames(queues, self._fds, deadline):
                     return 0
-
-    def _rotated(self) -> list[XskQueue]:
-        """All queues, starting one further along at each call (fairness across calls)."""
-        queues = self._queues
-        if len(queues) == 1:
-            return queues
-        start = self._next_queue
-        self._next_queue = (start + 1) % len(queues)
-        return queues[start:] + queues[:start]
 
     def _keep_clock_current(self) -> None:
         """Give the program the offset ``realtime_offset`` holds now (it re-measures once a second)."""

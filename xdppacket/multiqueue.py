@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from types import TracebackType
 
+from ._fairness import QueueRotation, fair_shares
 from ._interface import rx_queue_count
 from ._pcap_records import PcapRecordReader
 from ._queue import Packet, XskQueue, frames_for_writing, wait_for_frames
@@ -70,7 +71,7 @@ class XDPMultiQueue:
         self._fds = [fd for queue in self._queues for fd in queue.wait_fds]
         self._timeout_us = None if options.blocking else options.poll_timeout_us
         self._lock = threading.RLock()
-        self._next_read_queue = 0
+        self._read_order = QueueRotation(self._queues)
         self._next_write_queue = 0
 
     # ----------------------------------------------------------------- lifetime
@@ -188,8 +189,8 @@ class XDPMultiQueue:
                 queue.begin_read()
             deadline = self._deadline()
             while True:
-                order = self._rotated_queues()
-                shares = _fair_shares([queue.ready(limit) for queue in order], limit)
+                order = self._read_order.order()
+                shares = fair_shares([queue.ready(limit) for queue in order], limit)
                 if any(shares):
                     packets: list[Packet] = []
                     infos: list[CaptureInfo] = []
@@ -201,12 +202,6 @@ class XDPMultiQueue:
                     return packets, infos
                 if not self._wait(deadline):
                     return [], []
-
-    def _rotated_queues(self) -> list[XskQueue]:
-        """All queues, starting one further along at each call (fairness across calls)."""
-        start = self._next_read_queue
-        self._next_read_queue = (start + 1) % len(self._queues)
-        return self._queues[start:] + self._queues[:start]
 
     # ------------------------------------------------------------------ sending
     def write_packet(self, pkts: Iterable[object]) -> int:
@@ -269,24 +264,3 @@ def pcap_record_reader(mq: XDPMultiQueue, snaplen: int) -> PcapRecordReader | No
     ``mq``'s queues (``_pcap_records``), or None where their program writes no record headers."""
     mq._check_open()
     return PcapRecordReader.over(mq._queues, mq._fds, mq._timeout_us, mq._lock, snaplen)
-
-
-def _fair_shares(ready: list[int], limit: int) -> list[int]:
-    """Split ``limit`` frames between queues with ``ready`` frames each, as evenly as possible.
-
-    Earlier queues get the odd frame out; callers rotate the order between calls.
-    """
-    shares = [0] * len(ready)
-    left = limit
-    while left:
-        hungry = [i for i, count in enumerate(ready) if count > shares[i]]
-        if not hungry:
-            break
-        each = max(1, left // len(hungry))
-        for i in hungry:
-            give = min(each, ready[i] - shares[i], left)
-            shares[i] += give
-            left -= give
-            if not left:
-                break
-    return shares

@@ -1,4 +1,4 @@
-"""``_fair_shares``: how one multi-queue read splits its batch between the queues.
+"""``fair_shares``: how one multi-queue read splits its batch between the queues.
 
 A pure function: given how many frames each queue has ready (in the order this read
 visits them) and the batch size, it says how many to take from each. The rules: never
@@ -14,7 +14,7 @@ import itertools
 
 import pytest
 
-from xdppacket.multiqueue import _fair_shares
+from xdppacket._fairness import fair_shares
 
 
 @pytest.mark.parametrize(
@@ -44,13 +44,13 @@ from xdppacket.multiqueue import _fair_shares
     ],
 )
 def test_examples(ready: list[int], limit: int, shares: list[int]) -> None:
-    assert _fair_shares(ready, limit) == shares
+    assert fair_shares(ready, limit) == shares
 
 
 def test_rules_hold_for_every_small_case() -> None:
     for ready in itertools.product(range(6), repeat=4):
         for limit in range(1, 22):
-            shares = _fair_shares(list(ready), limit)
+            shares = fair_shares(list(ready), limit)
             case = f"ready={ready} limit={limit} shares={shares}"
             assert all(0 <= share <= count for share, count in zip(shares, ready)), case
             assert sum(shares) == min(limit, sum(ready)), case
@@ -63,5 +63,5 @@ def test_rules_hold_for_every_small_case() -> None:
 
 def test_the_inputs_are_not_modified() -> None:
     ready = [4, 4, 4]
-    _fair_shares(ready, 5)
+    fair_shares(ready, 5)
     assert ready == [4, 4, 4]
