@@ -152,7 +152,7 @@ class FillRing(_ProducerRing):
     def recent(self, count: int) -> list[int]:
         """The last ``count`` addresses submitted (``count`` <= size), oldest first."""
         u64 = self._memory.entries_u64
-        return [u64[(self.index - count + i) & self._memory.mask] for i in range(count)]
+        return [u64[(self.index - count + i) & self._mask] for i in range(count)]
 
 
 class TxRing(_ProducerRing):
