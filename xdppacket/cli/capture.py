@@ -39,6 +39,7 @@ from ..options import (
 )
 from ..pcap import PcapNgWriter, PcapWriter
 from ..stats import CaptureInfo, XDPStats
+from .diagnose import CAP_IPC_LOCK, parse_cap_eff
 from .signals import StopSignals
 from .summary import summarize
 
@@ -62,7 +63,6 @@ _MIN_CAPTURE_FRAMES = 1024
 _SMALL_FRAME_SIZE = 2048
 _LARGE_FRAME_SIZE = 4096
 _UMEM_BUDGET = 64 << 20
-_CAP_IPC_LOCK = 14
 _STATUS_INTERVAL_S = 1.0
 
 
@@ -161,17 +161,18 @@ def _buffer_options(ifname: str, queues: int) -> list[object]:
 def _locked_memory_budget() -> int:
     """``_UMEM_BUDGET``, or RLIMIT_MEMLOCK if lower and the process lacks CAP_IPC_LOCK."""
     limit = resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
-    if limit == resource.RLIM_INFINITY or _effective_capabilities() & (1 << _CAP_IPC_LOCK):
+    if limit == resource.RLIM_INFINITY or _effective_capabilities() & (1 << CAP_IPC_LOCK):
         return _UMEM_BUDGET
     return min(_UMEM_BUDGET, limit)
 
 
 def _effective_capabilities() -> int:
+    """The process's effective capabilities (none known without a CapEff line)."""
     with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("CapEff:"):
-                return int(line.split()[1], 16)
-    return 0
+        try:
+            return parse_cap_eff(status.read())
+        except ValueError:
+            return 0
 
 
 def _filter_options(expression: str) -> list[OptFilter]:
