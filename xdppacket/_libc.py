@@ -21,6 +21,7 @@ from typing import Callable
 from ._machine import bpf_syscall_number
 
 __all__ = [
+    "IOV_MAX",
     "OUT_OF_DESCRIPTORS_HINTS",
     "bind_raw",
     "bpf_syscall",
@@ -54,8 +55,8 @@ _ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
 _writev = _libc.writev
 _writev.restype = ctypes.c_ssize_t
 _writev.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-# Linux refuses writev with more spans than this.
-_IOV_MAX = 1024
+#: Linux refuses writev with more spans than this.
+IOV_MAX = 1024
 
 # Namespaces (xdppacket.testing): os.unshare and os.setns exist only from Python 3.12.
 _unshare = _libc.unshare
@@ -155,7 +156,7 @@ def writev_iovecs(fd: int, iovecs: bytes, count: int, total: int) -> None:
     mapped during the call.
     """
     while count:
-        chunk = min(count, _IOV_MAX)
+        chunk = min(count, IOV_MAX)
         wanted = total if chunk == count else sum(memoryview(iovecs).cast("Q")[1 : 2 * chunk : 2])
         written = check_call(functools.partial(_writev, fd, iovecs, chunk), "writev")
         if written == wanted:

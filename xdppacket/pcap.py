@@ -30,7 +30,7 @@ from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import BinaryIO, Callable, TypeVar, Union
 
-from ._libc import writev_iovecs
+from ._libc import IOV_MAX, writev_iovecs
 from .stats import CaptureInfo, XDPStats
 
 __all__ = [
@@ -89,9 +89,6 @@ _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _TIMESTAMP = struct.Struct("<II")  # high, low
 _END_OF_OPTIONS = _OPTION_HEADER.pack(OPT_ENDOFOPT, 0)
-
-#: Linux refuses writev with more buffers than this (IOV_MAX).
-_IOV_MAX = 1024
 
 
 def _pad4(length: int) -> int:
@@ -180,7 +177,7 @@ def _writev_all(fd: int, buffers: list[FrameData]) -> None:
     """
     start = 0
     while start < len(buffers):
-        chunk = buffers[start : start + _IOV_MAX]
+        chunk = buffers[start : start + IOV_MAX]
         written = os.writev(fd, chunk)
         if written == sum(map(len, chunk)):  # the usual case: all of it
             start += len(chunk)
