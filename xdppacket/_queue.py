@@ -257,10 +257,14 @@ class XskQueue:
         lock = self._read_lock
         lock.acquire()  # not ``with``: twice as costly on an RLock, and this runs for every batch
         try:
-            self._begin_read()
+            self._begin_read(end_loans=False)
             if self.ahead or self.ahead_views:
+                self._end_loans()
                 return self._take_ready(self.ready(max_packets), copy, writable)
             count = self._rx.ready(max_packets)
+            if count and not copy:  # the usual zero-copy step: end the last batch's loans as this one is lent
+                return self._take(count, copy, writable, end_loans=self._loans_may_be_out)
+            self._end_loans()
             if not count:
                 self.note_empty()
                 deadline = self._deadline()
@@ -293,14 +297,20 @@ class XskQueue:
         with self._read_lock:
             self._begin_read()
 
-    def _begin_read(self) -> None:
-        """``begin_read`` for a caller that holds the read lock."""
+    def _begin_read(self, end_loans: bool = True) -> None:
+        """``begin_read`` for a caller that holds the read lock (one that ends the loans
+        itself, later in the read, passes ``end_loans=False``)."""
         if self._closing:  # close() sets it first: check_open raises
             self.check_open()
         handed = self.handed_views
         if handed:
             release_views(handed)  # one exported further keeps its frame via the lease
             handed.clear()
+        if end_loans:
+            self._end_loans()
+
+    def _end_loans(self) -> None:
+        """The loans of earlier reads end, unless views read ahead still wait to be handed out."""
         if self._loans_may_be_out and not self.ahead_views:
             self._loans_may_be_out = self._rx.end_loans()  # a view kept elsewhere holds its batch
 
@@ -390,13 +400,15 @@ class XskQueue:
                 f"how many), or use one kind of zero-copy read per socket"
             )
 
-    def _take(self, count: int, copy: bool, writable: bool = False) -> tuple[list[Packet], list[CaptureInfo]]:
-        """Take ``count`` frames off the rx ring (the caller checked they are there)."""
+    def _take(self, count: int, copy: bool, writable: bool = False,
+              end_loans: bool = False) -> tuple[list[Packet], list[CaptureInfo]]:
+        """Take ``count`` frames off the rx ring (the caller checked they are there); views
+        end the earlier loans first if ``end_loans``."""
         if copy:
             packets, lengths, times, metadata = self._rx.take_copies(count)
         else:
             self._loans_may_be_out = True  # before: an interrupted lend must still be ended
-            packets, lengths, times, metadata = self._rx.lend_views(count, writable)
+            packets, lengths, times, metadata = self._rx.lend_views(count, writable, end_loans)
         self._rx_packets += count
         self._rx_bytes += sum(lengths)
         return packets, self._capture_infos(lengths, times, metadata)
