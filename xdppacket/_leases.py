@@ -75,7 +75,15 @@ class Lease:
         position = self._index().get(id(view))
         if position is None or self.views[position] is not view:
             return None
-        return self.addresses[position]
+        address = self.addresses[position]
+        if not self.lends_all() and address not in self.frames:
+            return None  # forwarded already, by a write that began after this one
+        return address
+
+    def lends_all(self) -> bool:
+        """Whether every frame of the lease is still lent: none was forwarded (``drop``
+        replaces the list; it starts as ``addresses`` itself)."""
+        return self.frames is self.addresses
 
     def views_in_order(self, frames: Sequence[object]) -> tuple[int, int]:
         """(position, n): ``frames[:n]`` are this lease's views from ``position`` on, one after

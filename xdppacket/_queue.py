@@ -41,7 +41,7 @@ from ._interface import interface_index, rx_queue_count
 from ._leases import release_views
 from ._program import XskProgram
 from ._rx import JoinedFrame, RecordWriter
-from ._tx import Frame
+from ._tx import Forwarding, Frame
 from ._wait import wait_readable, wait_writable
 from ._xsk import XskSocket, bind_flags_for
 from .errors import XDPTimeoutError
@@ -522,7 +522,7 @@ class XskQueue:
         )
 
     # ------------------------------------------------------------------ sending
-    def write(self, frames: Sequence[Frame], sizes: list[int], views: bool = False) -> int:
+    def write(self, frames: Sequence[Frame], sizes: list[int], views: Forwarding = False) -> int:
         """Queue validated ``frames`` (of ``sizes`` bytes) as the I/O mode allows; return the count.
 
         ``views``: some frames are memoryviews (``frames_for_writing`` says), which may go out in place.
@@ -534,19 +534,20 @@ class XskQueue:
         finally:
             lock.release()
 
-    def frames_to_write(self, pkts: object) -> tuple[Sequence[Frame], list[int], bool]:
+    def frames_to_write(self, pkts: object) -> tuple[Sequence[Frame], list[int], Forwarding]:
         """``frames_for_writing`` for this socket, with a shortcut for the usual forwarding
         batch: a read's views written back in order are the library's own one-dimensional
         byte views, so only their sizes need checking (the checks of arbitrary views cost
-        a tenth of forwarding a frame)."""
+        a tenth of forwarding a frame), and the run found is passed on to the write."""
         if type(pkts) is list and pkts and type(pkts[0]) is memoryview:
             sizes = list(map(len, pkts))  # ValueError for a released view, as any use of one
+            run = self._tx.lent_run(pkts)
             # Received into this UMEM's frames, they fit one when sent: only runts are refused.
-            if self._tx.lent_views_in_order(pkts) == len(pkts) and min(sizes) >= _ETH_HLEN:
-                return pkts, sizes, True
+            if run is not None and run.length == len(pkts) and min(sizes) >= _ETH_HLEN:
+                return pkts, sizes, run
         return frames_for_writing(pkts, self.frame_limit)
 
-    def _write(self, frames: Sequence[Frame], sizes: list[int], views: bool) -> int:
+    def _write(self, frames: Sequence[Frame], sizes: list[int], views: Forwarding) -> int:
         """``write`` for a caller holding the write lock."""
         self.check_open()
         tx = self._tx

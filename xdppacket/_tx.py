@@ -13,7 +13,7 @@ from __future__ import annotations
 from array import array
 from collections import deque
 from collections.abc import Sequence
-from typing import Union
+from typing import NamedTuple, Union
 
 from ._frames import ForwardMove, FrameCensus, FramePool, MoveKind, RingMove
 from ._leases import Lease
@@ -21,7 +21,7 @@ from ._rings import CompletionRing, TxRing
 from ._uapi import XDP_PKT_CONTD
 from ._umem import Umem
 
-__all__ = ["Frame", "MultiBufferTxPath", "TxPath"]
+__all__ = ["Forwarding", "Frame", "LentRun", "MultiBufferTxPath", "TxPath"]
 
 _U32 = 0xFFFFFFFF
 _INTO_FREE = MoveKind.INTO_FREE
@@ -31,6 +31,28 @@ _CONTINUES = XDP_PKT_CONTD << 32
 _release = memoryview.release
 #: A frame ready to copy into the UMEM: validated, with ``len`` in bytes.
 Frame = Union[bytes, bytearray, memoryview]
+
+
+class LentRun(NamedTuple):
+    """The first ``length`` frames of a write are ``lease``'s views from ``position`` on, in
+    the order it lent them (a read's batch written back), as seen before the write took
+    the pool's lock; ``views`` is the lease's list of views then."""
+
+    lease: Lease
+    views: list[memoryview]
+    position: int
+    length: int
+
+    def still_holds(self) -> bool:
+        """Whether nothing changed the lease since: a forward or the end of the lease
+        replaces the list of views or of frames lent."""
+        lease = self.lease
+        return lease.views is self.views and lease.lends_all()
+
+
+#: What a write says of its frames: False, no memoryview among them; True, some are
+#: memoryviews (maybe views to forward in place); a ``LentRun``, its first frames are.
+Forwarding = Union[bool, LentRun]
 
 
 class TxPath:
@@ -71,7 +93,7 @@ class TxPath:
             pool.move = None
         return count
 
-    def queue(self, frames: Sequence[Frame], sizes: list[int], start: int, views: bool = False) -> int:
+    def queue(self, frames: Sequence[Frame], sizes: list[int], start: int, views: Forwarding = False) -> int:
         """Queue as many of ``frames[start:]`` as fit and publish them; return how many.
 
         Copies each frame into a free frame, except (where ``views`` says some frames are
@@ -85,7 +107,7 @@ class TxPath:
         finally:
             lock.release()
 
-    def _queue(self, frames: Sequence[Frame], sizes: list[int], start: int, views: bool) -> int:
+    def _queue(self, frames: Sequence[Frame], sizes: list[int], start: int, views: Forwarding) -> int:
         """``queue`` for a caller holding the pool's lock."""
         pool = self._pool
         if pool.move is not None:
@@ -98,7 +120,7 @@ class TxPath:
         if not count:
             return 0
         if views and pool.leases_by_exporter:
-            return self._queue_forwarding(frames, sizes, start, count, completed)
+            return self._queue_forwarding(frames, sizes, start, count, completed, views)
         free = pool.frames
         if count > len(free):
             if not completed:
@@ -124,7 +146,7 @@ class TxPath:
         return count
 
     def _queue_forwarding(self, frames: Sequence[Frame], sizes: list[int], start: int, room: int,
-                          completed: int) -> int:
+                          completed: int, views: Forwarding) -> int:
         """``queue`` for a batch holding views: those of this UMEM's leases go out in place.
 
         A view to forward is released first (SPEC: it is gone once sent); one that cannot
@@ -132,18 +154,21 @@ class TxPath:
         first frame to copy when no free frame is left: views after it stay valid and the
         caller's.
         """
+        # The fast path: a lease's views in order, found before the lock was taken (and
+        # checked unchanged now) or found now.
+        run = views if type(views) is LentRun and start == 0 else self.lent_run(frames[start : start + room])
+        if run is not None and run.still_holds():
+            count = min(run.length, room)
+            in_place = self._forward_run(run.lease, frames[start : start + count], sizes[start : start + count],
+                                         run.position)
+            if in_place:
+                return in_place
         pool = self._pool
         free = pool.frames
         registry = pool.leases_by_exporter
-        first = frames[start]
-        if type(first) is memoryview:
-            lease = registry.get(id(first.obj))
-            if isinstance(lease, Lease):
-                position, run = lease.views_in_order(frames[start : start + room])
-                in_place = self._forward_run(lease, frames[start : start + run], sizes[start : start + run],
-                                             position) if run else 0
-                if in_place:
-                    return in_place
+        # A view released since the write checked it (another write sent it) is refused
+        # before any view of the batch is released here: those stay valid and the caller's.
+        list(map(len, frames[start : start + room]))
         plan: list[tuple[Lease, int] | None] = []  # per frame: (lease, frame address) to forward, or None
         copies = 0
         for frame in frames[start : start + room]:
@@ -194,15 +219,22 @@ class TxPath:
         pool.move = None
         return count
 
-    def lent_views_in_order(self, frames: Sequence[object]) -> int:
-        """How many of ``frames``, from the first on, are one lease's views in the order it
-        lent them (a read's batch written back). No lock: it reads only which view objects
-        a lease handed out, and a lease changing meanwhile only makes the answer smaller."""
+    def lent_run(self, frames: Sequence[object]) -> LentRun | None:
+        """The run of ``frames``, from the first on, that are one lease's views in the order
+        it lent them (a read's batch written back); None if the first is not such a view.
+
+        Needs no lock: it reads only which view objects a lease handed out. Called without
+        the pool's lock, the answer is checked again under it (``LentRun.still_holds``).
+        """
         first = frames[0]
         if type(first) is not memoryview:
-            return 0
+            return None
         lease = self._pool.leases_by_exporter.get(id(first.obj))
-        return lease.views_in_order(frames)[1] if isinstance(lease, Lease) else 0
+        if not isinstance(lease, Lease):
+            return None
+        views = lease.views
+        position, count = lease.views_in_order(frames)
+        return LentRun(lease, views, position, count) if count else None
 
     def _forward_run(self, lease: Lease, views: Sequence[Frame], sizes: list[int], position: int) -> int:
         """Send ``views``, the lease's views from ``position`` on, in place; return how many.
@@ -273,7 +305,7 @@ class MultiBufferTxPath(TxPath):
         super().__init__(umem, pool, tx, completion)
         self._frame_size = umem.frame_size
 
-    def queue(self, frames: Sequence[Frame], sizes: list[int], start: int, views: bool = False) -> int:
+    def queue(self, frames: Sequence[Frame], sizes: list[int], start: int, views: Forwarding = False) -> int:
         """Copy as many whole packets of ``frames[start:]`` as fit and publish them; return how many
         (views are copied too: multi-buffer frames are never sent in place)."""
         pool = self._pool

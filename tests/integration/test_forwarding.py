@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import pickle
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from types import FrameType
 
 import pytest
 
@@ -162,6 +164,49 @@ def test_views_kept_stay_valid_and_forwarded_frames_come_back(
         sock.write_multi_packets([])  # a write takes the completed frames back into the pool
         sock.read_multi_packets(1)  # ends the loan of the kept views
         assert counts(sock) == at_start
+
+
+def test_views_another_thread_sent_meanwhile_are_never_sent_twice(
+    veth_pair: VethPair, peer_capture: AfPacketCapture
+) -> None:
+    """Two threads write the same read's views (a misuse, which must corrupt nothing). The
+    late one checked all eight before the other sent the last four, then takes the lock: it
+    must see that those four left the lease, send none of them again, and refuse the write
+    before touching the first four, which stay valid."""
+    with XDPPacket(veth_pair.capture, OptXDPMode(XDPMode.DRV), *SMALL, *NONBLOCK) as sock:
+        frames = frames_from_peer(veth_pair, 8)
+        send_frames(veth_pair.peer, frames)
+        settle()
+        views = read_views(sock, 8, writable=True)
+        checked, half_sent = threading.Event(), threading.Event()
+        outcome: list[object] = []
+
+        def pause_before_the_write(frame: FrameType, event: str, arg: object) -> None:
+            """Holds the late thread between its checks and its locked write."""
+            code = frame.f_code
+            if event == "call" and code.co_name == "write" and code.co_filename.endswith("_queue.py"):
+                checked.set()
+                half_sent.wait(5)
+
+        def late_writer() -> None:
+            sys.settrace(pause_before_the_write)
+            try:
+                outcome.append(sock.write_multi_packets(views))
+            except ValueError as error:
+                outcome.append(error)
+            finally:
+                sys.settrace(None)
+
+        late = threading.Thread(target=late_writer)
+        late.start()
+        assert checked.wait(5)
+        assert sock.write_multi_packets(views[4:]) == 4
+        half_sent.set()
+        late.join(5)
+        assert len(outcome) == 1 and isinstance(outcome[0], ValueError), outcome  # released views
+        sock.check_frames()  # a frame queued twice fails here
+        assert peer_capture.recv_frames(5, timeout=1) == frames[4:]
+        assert [bytes(view) for view in views[:4]] == frames[:4]
 
 
 def test_views_a_nonblocking_write_did_not_queue_stay_the_callers(veth_pair: VethPair) -> None:
