@@ -22,14 +22,17 @@ from ._netlink import get_link
 
 __all__ = [
     "ETHTOOL_GCHANNELS",
+    "IFF_UP",
     "IFNAMSIZ",
     "SIOCETHTOOL",
+    "SIOCGIFFLAGS",
     "SIOCGIFINDEX",
     "SIOCGIFNAME",
     "ethtool_channels",
     "ifmap",
     "ifreq",
     "interface_index",
+    "interface_is_up",
     "interface_name",
     "rx_queue_count",
     "validate_ifname",
@@ -37,6 +40,8 @@ __all__ = [
 
 IFNAMSIZ = 16  # linux/if.h, including the terminating NUL
 SIOCGIFNAME = 0x8910  # linux/sockios.h
+SIOCGIFFLAGS = 0x8913
+IFF_UP = 0x1  # linux/if.h
 SIOCGIFINDEX = 0x8933
 SIOCETHTOOL = 0x8946
 ETHTOOL_GCHANNELS = 0x3C  # linux/ethtool.h
@@ -144,6 +149,21 @@ def interface_index(ifname: str) -> int:
         if error.errno == errno.ENODEV:
             raise _no_such_interface(ifname) from None
         raise
+
+
+def interface_is_up(ifname: str) -> bool:
+    """Whether ``ifname`` is up (``IFF_UP``): the kernel refuses to send on one that is not
+    (ENETDOWN); a missing interface raises ``FileNotFoundError`` (ENODEV)."""
+    raw = struct.pack(f"{IFNAMSIZ}s", validate_ifname(ifname)).ljust(ctypes.sizeof(ifreq), b"\0")
+    try:
+        with _control_socket() as sock:
+            answer = fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, raw)
+    except OSError as error:
+        if error.errno == errno.ENODEV:
+            raise _no_such_interface(ifname) from None
+        raise
+    flags = struct.unpack_from("h", answer, IFNAMSIZ)[0]  # ifr_flags, a short, opens the union
+    return bool(flags & IFF_UP)
 
 
 def interface_name(ifindex: int) -> str:

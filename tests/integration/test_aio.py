@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import random
 import time
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.netns import AfPacketCapture, AfPacketSender, VethPair
+from tests.netns import AfPacketCapture, AfPacketSender, VethPair, run_command
 from tests.xdp_helpers import (
     MULTI_QUEUES,
     QueueSenders,
@@ -40,6 +41,7 @@ from xdppacket import (
     OptXDPMode,
     XDPMode,
     XDPPacket,
+    XDPWriteError,
 )
 from xdppacket.aio import AsyncXDPMultiQueue, AsyncXDPPacket, ReceiveProcess, ReceiveThread
 
@@ -240,6 +242,36 @@ def test_writes_wait_for_room_and_every_frame_arrives_in_order(
 
     run(main())
     assert peer_capture.recv_frames(len(frames), 10) == frames
+
+
+@pytest.mark.parametrize("mode", [XDP_MODE_SKB, XDP_MODE_DRV], ids=["skb", "drv"])
+def test_a_write_to_a_down_interface_raises_enetdown_and_keeps_what_it_queued(
+    veth_pair: VethPair, peer_capture: AfPacketCapture, mode: XDPMode, run: Run
+) -> None:
+    """The kernel takes nothing from the tx ring of a down interface: the write must not wait
+    forever but raise ENETDOWN as a blocking write does; the frames it queued go out once
+    the interface is up again."""
+    frames = frames_to_peer(veth_pair, 100)
+
+    async def main() -> None:
+        async with AsyncXDPPacket(veth_pair.capture, OptXDPMode(mode), OptNumFrames(64),
+                                  OptRingSize(64)) as sock:
+            run_command("ip", "link", "set", veth_pair.capture, "down")
+            started = time.monotonic()
+            with pytest.raises(OSError, match="the interface is down") as caught:
+                await sock.write_multi_packets(frames)
+            assert time.monotonic() - started < 2
+            assert caught.value.errno == errno.ENETDOWN
+            assert str(caught.value) == (
+                f"[Errno {errno.ENETDOWN}] writing to {veth_pair.capture} queue 0: the interface is "
+                f"down (ip link set dev {veth_pair.capture} up); 64 frame(s) of this call were queued "
+                f"and go out once it is up, the other 36 were not"
+            )
+            run_command("ip", "link", "set", veth_pair.capture, "up")
+            assert await sock.write_multi_packets(frames[64:]) == 36
+
+    run(main())
+    assert peer_capture.recv_frames(100, timeout=5) == frames
 
 
 def test_bad_frames_raise_before_anything_is_queued(
@@ -474,6 +506,26 @@ def test_multiqueue_write_waits_for_room_and_sends_every_frame_once(
         run(main())
         arrived = capture.recv_frames(2001, 1.0)
     assert sorted(arrived) == sorted(frames)
+
+
+def test_multiqueue_write_to_a_down_interface_raises_instead_of_waiting_forever(
+    mq_pair: VethPair, run: Run
+) -> None:
+    """Each queue's tx half fills (64 frames), then the write reports the down interface."""
+    frames = frames_to_peer(mq_pair, 2000)
+
+    async def main() -> None:
+        async with AsyncXDPMultiQueue(mq_pair.capture, OptXDPMode(XDP_MODE_SKB), OptQueueCount(MULTI_QUEUES),
+                                      OptNumFrames(64), OptRingSize(64)) as mq:
+            run_command("ip", "link", "set", mq_pair.capture, "down")
+            with pytest.raises(XDPWriteError, match="the interface is down") as caught:
+                await mq.write_packet(frames)
+            assert isinstance(caught.value.__cause__, OSError)
+            assert caught.value.__cause__.errno == errno.ENETDOWN
+            assert caught.value.sent == sum(stats.tx_packets for stats in mq.get_stats()[1:]) > 0
+            run_command("ip", "link", "set", mq_pair.capture, "up")
+
+    run(main())
 
 
 # ----------------------------------------------------------------------- ReceiveThread

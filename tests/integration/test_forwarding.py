@@ -203,7 +203,8 @@ def test_views_another_thread_sent_meanwhile_are_never_sent_twice(
         assert sock.write_multi_packets(views[4:]) == 4
         half_sent.set()
         late.join(5)
-        assert len(outcome) == 1 and isinstance(outcome[0], ValueError), outcome  # released views
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], ValueError), outcome  # released views
         sock.check_frames()  # a frame queued twice fails here
         assert peer_capture.recv_frames(5, timeout=1) == frames[4:]
         assert [bytes(view) for view in views[:4]] == frames[:4]

@@ -13,13 +13,19 @@ A write that made progress waits for writability; one that made none sleeps. Eac
 non-blocking write is a single synchronous call, so cancellation lands only between
 them: the frames queued so far go out, the rest were never taken, and no tx frame is
 lost either way.
+
+An interface that is down takes nothing from the tx ring, so neither wait would ever
+end: a write that keeps making no progress checks the interface, and raises ENETDOWN
+if it is down, as a blocking write of the synchronous classes does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import Sequence
 
+from .._interface import interface_is_up
 from ..packet import XDPPacket
 from ._readiness import Readiness
 
@@ -29,6 +35,9 @@ __all__ = ["QueueSender"]
 _YIELDS_BEFORE_SLEEP = 8
 # The sleep between attempts once every tx frame has been in flight for a while.
 _COMPLETION_SLEEP_S = 0.0005
+# Attempts without progress between checks that the interface is up (the first check
+# comes when the sender starts sleeping, then about every 30 ms).
+_DOWN_CHECK_EVERY = 64
 
 
 class QueueSender:
@@ -68,6 +77,13 @@ class QueueSender:
             more = sock.write_multi_packets(frames[queued:])
             queued += more
             idle = 0 if more else idle + 1
+            if idle % _DOWN_CHECK_EVERY == _YIELDS_BEFORE_SLEEP and not interface_is_up(sock.ifname):
+                raise OSError(
+                    errno.ENETDOWN,
+                    f"writing to {sock.ifname} queue {sock.queue_id}: the interface is down "
+                    f"(ip link set dev {sock.ifname} up); {queued} frame(s) of this call were "
+                    f"queued and go out once it is up, the other {total - queued} were not",
+                )
         return queued
 
     def detach(self) -> None:
