@@ -14,7 +14,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from ._interface import IFNAMSIZ, SIOCETHTOOL, ifreq, validate_ifname
+from ._interface import IFNAMSIZ, SIOCETHTOOL, ifreq, no_such_interface, validate_ifname
 from ._libc import ioctl_ptr
 
 __all__ = ["IFF_RUNNING", "IFF_UP", "DriverInfo", "driver_info", "interface_flags"]
@@ -80,8 +80,14 @@ def driver_info(ifname: str) -> DriverInfo | None:
 
 
 def interface_flags(ifname: str) -> int:
-    """``IFF_*`` flags of ``ifname`` (``SIOCGIFFLAGS``: ``IFF_UP``, ``IFF_RUNNING``, ...)."""
+    """``IFF_*`` flags of ``ifname`` (``SIOCGIFFLAGS``: ``IFF_UP``, ``IFF_RUNNING``, ...); a
+    missing interface raises ``FileNotFoundError`` (ENODEV)."""
     request = _IFREQ_FLAGS.pack(validate_ifname(ifname), 0)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        reply = fcntl.ioctl(sock, SIOCGIFFLAGS, request)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            reply = fcntl.ioctl(sock, SIOCGIFFLAGS, request)
+    except OSError as error:
+        if error.errno == errno.ENODEV:
+            raise no_such_interface(ifname) from None
+        raise
     return int(_IFREQ_FLAGS.unpack(reply)[1])

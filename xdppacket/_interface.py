@@ -22,26 +22,22 @@ from ._netlink import get_link
 
 __all__ = [
     "ETHTOOL_GCHANNELS",
-    "IFF_UP",
     "IFNAMSIZ",
     "SIOCETHTOOL",
-    "SIOCGIFFLAGS",
     "SIOCGIFINDEX",
     "SIOCGIFNAME",
     "ethtool_channels",
     "ifmap",
     "ifreq",
     "interface_index",
-    "interface_is_up",
     "interface_name",
+    "no_such_interface",
     "rx_queue_count",
     "validate_ifname",
 ]
 
 IFNAMSIZ = 16  # linux/if.h, including the terminating NUL
 SIOCGIFNAME = 0x8910  # linux/sockios.h
-SIOCGIFFLAGS = 0x8913
-IFF_UP = 0x1  # linux/if.h
 SIOCGIFINDEX = 0x8933
 SIOCETHTOOL = 0x8946
 ETHTOOL_GCHANNELS = 0x3C  # linux/ethtool.h
@@ -113,7 +109,7 @@ def validate_ifname(ifname: str) -> bytes:
     return encoded
 
 
-def _no_such_interface(ifname: str) -> FileNotFoundError:
+def no_such_interface(ifname: str) -> FileNotFoundError:
     return FileNotFoundError(
         errno.ENODEV,
         f"no network interface named {ifname!r} in this network namespace; {_LIST_HINT}",
@@ -147,23 +143,8 @@ def interface_index(ifname: str) -> int:
         return _ifreq_ioctl(SIOCGIFINDEX, encoded, 0)[1]
     except OSError as error:
         if error.errno == errno.ENODEV:
-            raise _no_such_interface(ifname) from None
+            raise no_such_interface(ifname) from None
         raise
-
-
-def interface_is_up(ifname: str) -> bool:
-    """Whether ``ifname`` is up (``IFF_UP``): the kernel refuses to send on one that is not
-    (ENETDOWN); a missing interface raises ``FileNotFoundError`` (ENODEV)."""
-    raw = struct.pack(f"{IFNAMSIZ}s", validate_ifname(ifname)).ljust(ctypes.sizeof(ifreq), b"\0")
-    try:
-        with _control_socket() as sock:
-            answer = fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, raw)
-    except OSError as error:
-        if error.errno == errno.ENODEV:
-            raise _no_such_interface(ifname) from None
-        raise
-    flags = struct.unpack_from("h", answer, IFNAMSIZ)[0]  # ifr_flags, a short, opens the union
-    return bool(flags & IFF_UP)
 
 
 def interface_name(ifindex: int) -> str:
@@ -195,7 +176,7 @@ def _ethtool_rx_channels(ifname: str) -> int:
             if exc.errno == errno.EOPNOTSUPP:
                 return 0
             if exc.errno == errno.ENODEV:
-                raise _no_such_interface(ifname) from None
+                raise no_such_interface(ifname) from None
             raise
     return int(channels.rx_count + channels.combined_count)
 

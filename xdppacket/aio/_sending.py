@@ -25,7 +25,7 @@ import asyncio
 import errno
 from collections.abc import Sequence
 
-from .._interface import interface_is_up
+from .._device import IFF_UP, interface_flags
 from ..packet import XDPPacket
 from ._readiness import Readiness
 
@@ -77,7 +77,7 @@ class QueueSender:
             more = sock.write_multi_packets(frames[queued:])
             queued += more
             idle = 0 if more else idle + 1
-            if idle % _DOWN_CHECK_EVERY == _YIELDS_BEFORE_SLEEP and not interface_is_up(sock.ifname):
+            if idle % _DOWN_CHECK_EVERY == _YIELDS_BEFORE_SLEEP and not interface_flags(sock.ifname) & IFF_UP:
                 raise OSError(
                     errno.ENETDOWN,
                     f"writing to {sock.ifname} queue {sock.queue_id}: the interface is down "
