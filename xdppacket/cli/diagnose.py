@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from .. import _bpf
 from .._bpf_object import SHIPPED_FRAGS_PROGRAM, SHIPPED_PROGRAM
 from .._device import IFF_RUNNING, IFF_UP, driver_info, interface_flags
+from .._frame_fit import longest_delivered_frame, received_bytes_per_frame
 from .._interface import interface_index, rx_queue_count
 from .._netdev import xdp_features
 from .._netlink import XDP_ATTACHED_NONE, get_link
+from ..options import XDP_PACKET_HEADROOM
 
 __all__ = [
     "DEFAULT_UMEM_BYTES_PER_QUEUE",
@@ -30,10 +32,6 @@ __all__ = [
     "render",
 ]
 
-#: Bytes the kernel reserves before every received frame in an AF_XDP frame (copy mode).
-XDP_PACKET_HEADROOM = 256
-_ETH_HLEN = 14
-_VLAN_HLEN = 4
 #: Default UMEM of one queue: 1024 frames of 4096 bytes for rx and as many for tx.
 DEFAULT_UMEM_BYTES_PER_QUEUE = 2 * 1024 * 4096
 #: The shipped program's function name, as bpf() reports it (ebpf/xdpsock_kern.c).
@@ -61,8 +59,8 @@ class Finding:
 
 def frame_size_finding(ifname: str, mtu: int) -> Finding:
     """Whether the interface's largest frame fits a UMEM frame, and which options to use."""
-    largest = mtu + _ETH_HLEN + _VLAN_HLEN
-    small, default = 2048 - XDP_PACKET_HEADROOM, 4096 - XDP_PACKET_HEADROOM
+    largest = longest_delivered_frame(mtu)
+    small, default = received_bytes_per_frame(2048, 0), received_bytes_per_frame(4096, 0)
     text = (f"MTU {mtu}: frames up to {largest} bytes (with a VLAN tag); a UMEM frame holds its size "
             f"minus {XDP_PACKET_HEADROOM} bytes of XDP headroom")
     if largest <= small:
@@ -71,7 +69,7 @@ def frame_size_finding(ifname: str, mtu: int) -> Finding:
     if largest <= default:
         return Finding("frame size", f"{text}: they fit the default OptFrameSize(4096) ({default} bytes), "
                                      f"not OptFrameSize(2048) ({small} bytes)")
-    largest_mtu = default - _ETH_HLEN - _VLAN_HLEN
+    largest_mtu = mtu - (largest - default)
     return Finding("frame size", f"{text}: they do not fit a 4096-byte frame ({default} bytes)",
                    f"use OptMultiBuffer() for jumbo frames, or lower the MTU to {largest_mtu} or less "
                    f"(ip link set dev {ifname} mtu {largest_mtu})")
