@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 from tests.netns import start_script
 from tests.xdp_helpers import watchdog
@@ -36,23 +37,25 @@ def example_running(path: str, *args: str) -> Iterator[subprocess.Popen[str]]:
         example.communicate()
 
 
-def read_line(example: subprocess.Popen[str]) -> str:
-    """The example's next line of output, without its newline; fails if it exits first.
+def read_line(process: subprocess.Popen[Any], *, stderr: bool = False, timeout: float = EXAMPLE_TIMEOUT_S) -> str:
+    """The next line ``process`` prints on stdout (or on stderr), without its newline; fails
+    if the stream ends first.
 
-    Read a byte at a time from the pipe itself: ``stdout.readline()`` would buffer what
-    follows the line, and ``communicate()`` (``exit_output``) reads the pipe, not that
-    buffer, so a quick example's last lines (its totals) were lost.
+    Read a byte at a time from the pipe itself: ``readline()`` on the stream would buffer
+    what follows the line, and ``communicate()`` (``exit_output``) reads the pipe, not that
+    buffer, so the lines after it (an example's totals, an error) were lost to the test.
     """
-    assert example.stdout is not None
-    fd = example.stdout.fileno()
+    stream = process.stderr if stderr else process.stdout
+    assert stream is not None
+    fd = stream.fileno()
     data = b""
-    with watchdog(EXAMPLE_TIMEOUT_S):
+    with watchdog(timeout):
         while not data.endswith(b"\n"):
             byte = os.read(fd, 1)
             if not byte:
                 break
             data += byte
-    assert data, f"the example exited early:\n{example.stderr.read() if example.stderr else ''}"
+    assert data, f"{'stderr' if stderr else 'stdout'} ended (the process exited early?)"
     return data.decode().rstrip("\n")
 
 

@@ -37,7 +37,6 @@ from tests.xdp_helpers import (
     frames_for_queue,
     peer_tx_queue_reaching,
     read_multiqueue,
-    watchdog,
 )
 from xdppacket import (
     IO_MODE_NONBLOCK,
@@ -369,10 +368,8 @@ def test_dump_prints_one_decoded_line_per_frame(
     frames = crafted_frames(pair)
     args = ["-i", pair.capture, "-c", str(len(frames)), "--queues", str(MULTI_QUEUES), "--mode", MODE_ARG[mode]]
     with program_running("dump", *args) as program:
-        assert program.stderr is not None
-        with watchdog(EXAMPLE_TIMEOUT_S):
-            ready = program.stderr.readline()
-        assert ready == f"dump on {pair.capture} queues 0-3 ({MODE_ARG[mode]} mode), Ctrl-C stops\n"
+        ready = read_line(program, stderr=True)
+        assert ready == f"dump on {pair.capture} queues 0-3 ({MODE_ARG[mode]} mode), Ctrl-C stops"
         before = time.time()
         for index, (frame, _) in enumerate(frames):
             senders.send(index % MULTI_QUEUES, [frame])

@@ -30,6 +30,7 @@ from tests.capture_files import (
     pcapng_blocks,
     tcpdump_command,
 )
+from tests.example_runs import read_line
 from tests.netns import AfPacketCapture, VethFactory, VethPair
 from tests.xdp_helpers import (
     MULTI_QUEUES,
@@ -39,7 +40,6 @@ from tests.xdp_helpers import (
     frames_to_peer,
     make_multiqueue_veth,
     send_frames,
-    watchdog,
 )
 from xdppacket import (
     IO_MODE_NONBLOCK,
@@ -57,7 +57,7 @@ from xdppacket.pcap import PcapNgWriter, PcapReader, PcapWriter
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 20
 LISTENING = re.compile(r"xdppacket: listening on (\S+) queues? (\S+) \((native|generic) XDP\), "
-                       r"link-type EN10MB \(Ethernet\), snapshot length (\d+) bytes\n")
+                       r"link-type EN10MB \(Ethernet\), snapshot length (\d+) bytes")
 
 
 def cli_env() -> dict[str, str]:
@@ -88,13 +88,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def wait_listening(process: subprocess.Popen[Any]) -> re.Match[str]:
     """The capture's "listening on" line (stderr), after which every queue is bound."""
-    assert process.stderr is not None
-    with watchdog(TIMEOUT_S):
-        line = process.stderr.readline()
-    if isinstance(line, bytes):
-        line = line.decode()
+    line = read_line(process, stderr=True, timeout=TIMEOUT_S)
     match = LISTENING.fullmatch(line)
-    assert match, line + (process.stderr.read() if process.poll() is not None else "")
+    assert match, line
     return match
 
 
@@ -163,11 +159,9 @@ def test_a_signal_ends_the_capture_with_a_complete_file_and_closing_lines(
         wait_listening(capture)
         send_frames(pair.peer, frames)
         # The status line (once a second, a line of its own off a terminal) shows them written.
-        assert capture.stderr is not None
-        with watchdog(TIMEOUT_S):
-            while not (line := capture.stderr.readline()).startswith("10 packets captured, "):
-                assert re.fullmatch(r"\d+ packets captured, \d+ pps, 0 dropped by kernel\n", line), line
-        assert re.fullmatch(r"10 packets captured, \d+ pps, 0 dropped by kernel\n", line)
+        while not (line := read_line(capture, stderr=True, timeout=TIMEOUT_S)).startswith("10 packets captured, "):
+            assert re.fullmatch(r"\d+ packets captured, \d+ pps, 0 dropped by kernel", line), line
+        assert re.fullmatch(r"10 packets captured, \d+ pps, 0 dropped by kernel", line)
         os.killpg(capture.pid, signum)  # Ctrl-C is SIGINT to the whole job
         _, stderr = finish(capture)
     assert stderr.endswith(closing_lines(10))

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.example_runs import read_line
 from tests.netns import VethPair, make_test_frame, run_command
 from xdppacket.testing import TrafficGenerator
 
@@ -39,9 +40,8 @@ def run_tool(tool: str, scenario: str, pair: VethPair, *, feed: bool) -> dict[st
     """Run ``tool`` to its end on ``pair.capture``; with ``feed``, generate frames towards it."""
     process = start_tool(tool, pair.capture, scenario)
     try:
-        assert process.stderr is not None
-        ready = process.stderr.readline()
-        assert ready.startswith("ready:"), ready + process.stderr.read()
+        ready = read_line(process, stderr=True, timeout=30)
+        assert ready.startswith("ready:"), ready
         if feed:
             frame = make_test_frame(64, 1, pair.capture_mac, pair.peer_mac)
             with TrafficGenerator(pair.peer, frame) as generator:

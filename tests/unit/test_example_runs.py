@@ -25,6 +25,15 @@ def test_the_lines_after_the_one_read_stay_for_exit_output() -> None:
     assert exit_output(child) == ("total all tx_packets=3\n", "")
 
 
+def test_a_line_read_from_stderr_leaves_the_rest_of_stderr_too() -> None:
+    script = "import sys; sys.stderr.write('ready\\nan error after it\\n'); sys.stderr.flush(); sys.exit(0)"
+    child = subprocess.Popen([sys.executable, "-c", script], text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child.wait()
+    assert read_line(child, stderr=True) == "ready"
+    assert exit_output(child) == ("", "an error after it\n")
+
+
 def test_a_line_read_from_an_example_that_exited_silently_fails() -> None:
     child = subprocess.Popen([sys.executable, "-c", "pass"], text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
