@@ -20,8 +20,6 @@ from __future__ import annotations
 import enum
 import mmap
 import time
-from itertools import repeat
-from operator import add
 
 __all__ = [
     "METADATA_MISSING_VARIABLE",
@@ -87,17 +85,23 @@ class ArrivalReader:
         """
         u64 = self._u64
         words = self._time_words
-        raw = [u64[(a >> 3) - words] for a in addresses]
-        if self._custom_metadata:
-            u32 = self._u32
-            raw = [t if u32[(a >> 2) - 1] == XDPPACKET_META_MAGIC else 0 for a, t in zip(addresses, raw)]
-        newest = self._newest
         now = time.monotonic_ns()
         offset = realtime_offset(now)
-        lowest, highest = min(raw), max(raw)
-        if newest < lowest and highest <= now:  # the usual case: every trailer is fresh
-            self._newest = highest
-            return list(map(add, raw, repeat(offset)))
+        newest = self._newest
+        if not self._custom_metadata:
+            # The usual case, converted as read: one pass, checked on the extremes.
+            times = [u64[(a >> 3) - words] + offset for a in addresses]
+            lowest, highest = min(times) - offset, max(times) - offset
+            if newest < lowest and highest <= now:  # every trailer is fresh
+                self._newest = highest
+                return times  # type: ignore[return-value]  # list[int] is a list[int | None]
+            raw = [t - offset for t in times]
+        else:
+            u32 = self._u32
+            raw = [u64[(a >> 3) - words] if u32[(a >> 2) - 1] == XDPPACKET_META_MAGIC else 0 for a in addresses]
+            if newest < min(raw) and max(raw) <= now:
+                self._newest = max(raw)
+                return [t + offset for t in raw]
         fresh = [t for t in raw if newest < t <= now]
         if fresh:
             self._newest = max(fresh)
