@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 import mmap
 import time
+from typing import Optional
 
 __all__ = [
     "METADATA_MISSING_VARIABLE",
@@ -29,6 +30,7 @@ __all__ = [
     "TRAILER_SIZE",
     "XDPPACKET_META_MAGIC",
     "ArrivalReader",
+    "IncompleteTimes",
     "TrailerSource",
     "realtime_offset",
 ]
@@ -59,6 +61,14 @@ class TrailerSource(enum.Enum):
     NOT_READ = "not read"  # OptBatchTimestamps: frames of one read share the time of that read
 
 
+class IncompleteTimes(list[Optional[int]]):
+    """Arrival times of which some are None (frames without a trustworthy trailer).
+
+    Its own type so that a reader tells a complete list (a plain ``list``, the usual case)
+    from this one by type alone, without looking for None among every frame's time.
+    """
+
+
 class ArrivalReader:
     """Reads trailers in front of received frames of one UMEM.
 
@@ -81,7 +91,7 @@ class ArrivalReader:
 
         ``None`` for a frame with no trustworthy trailer: older than the newest one read
         (stale), later than now (not a time at all), or, for a custom program, without
-        the trailer's magic word.
+        the trailer's magic word. A list with a None in it is an ``IncompleteTimes``.
         """
         u64 = self._u64
         words = self._time_words
@@ -105,7 +115,8 @@ class ArrivalReader:
         fresh = [t for t in raw if newest < t <= now]
         if fresh:
             self._newest = max(fresh)
-        return [t + offset if newest < t <= now else None for t in raw]
+        stamped: list[int | None] = [t + offset if newest < t <= now else None for t in raw]
+        return IncompleteTimes(stamped) if len(fresh) < len(raw) else stamped
 
     def metadata(self, addresses: list[int], times: list[int | None]) -> list[bytes] | None:
         """Metadata before each trusted trailer (None when the program is the shipped one)."""

@@ -423,7 +423,7 @@ class XskQueue:
         """
         ifindex = self.ifindex
         queue_id = self.queue_id
-        if times is not None and metadata is None and None not in times:
+        if type(times) is list and metadata is None:  # every frame has its time (not IncompleteTimes)
             # The common case, per frame: built by C-level map/zip, a third cheaper than a
             # comprehension (one CaptureInfo per frame is most of a read's Python work).
             return list(map(_new_tuple, repeat(CaptureInfo),
