@@ -60,7 +60,7 @@ _VLAN_HLEN = 4
 _MAX_SKB_FRAGS_PATH = "/proc/sys/net/core/max_skb_frags"
 _DEFAULT_MAX_SKB_FRAGS = 17
 # Frames a single read takes off the ring at once.
-_READ_AHEAD = 64
+_READ_AHEAD = 128
 # A blocking wait re-checks the socket this often: the kernel reports a deleted
 # interface only in SO_ERROR, never through poll.
 BLOCKING_WAIT_SLICE_US = 250_000
