@@ -102,19 +102,21 @@ class AsyncXDPMultiQueue:
         """At most one copied frame from each queue, at least one in all."""
         return await self._readable.first_result(lambda: batch_if_any(self._mq.read_packet()))
 
-    async def zero_copy_read_packet(self) -> tuple[list[memoryview], list[CaptureInfo]]:
-        """As ``read_packet``, as views valid until the next read or ``close()``."""
-        return await self._readable.first_result(lambda: batch_if_any(self._mq.zero_copy_read_packet()))
+    async def zero_copy_read_packet(self, writable: bool = False) -> tuple[list[memoryview], list[CaptureInfo]]:
+        """As ``read_packet``, as views valid until the next read or ``close()`` (writable ones if asked)."""
+        return await self._readable.first_result(lambda: batch_if_any(self._mq.zero_copy_read_packet(writable)))
 
     async def read_multi_packets(self, max_packets: int = 16) -> tuple[list[bytes], list[CaptureInfo]]:
         """Between one and ``max_packets`` copied frames, shared fairly between the queues."""
         return await self._readable.first_result(
             lambda: batch_if_any(self._mq.read_multi_packets(max_packets)))
 
-    async def zero_copy_read_multi_packets(self, max_packets: int = 16) -> tuple[list[memoryview], list[CaptureInfo]]:
-        """As ``read_multi_packets``, as views valid until the next read or ``close()``."""
+    async def zero_copy_read_multi_packets(self, max_packets: int = 16,
+                                           writable: bool = False) -> tuple[list[memoryview], list[CaptureInfo]]:
+        """As ``read_multi_packets``, as views valid until the next read or ``close()`` (writable
+        ones if asked)."""
         return await self._readable.first_result(
-            lambda: batch_if_any(self._mq.zero_copy_read_multi_packets(max_packets)))
+            lambda: batch_if_any(self._mq.zero_copy_read_multi_packets(max_packets, writable)))
 
     async def _read_one(self) -> tuple[bytes, CaptureInfo]:
         packets, infos = await self.read_multi_packets(1)
@@ -128,12 +130,15 @@ class AsyncXDPMultiQueue:
     def batches(self, max_packets: int = ..., zero_copy: Literal[False] = ...) -> BatchIterator[bytes]: ...
 
     @overload
-    def batches(self, max_packets: int = ..., *, zero_copy: Literal[True]) -> BatchIterator[memoryview]: ...
+    def batches(self, max_packets: int = ..., *, zero_copy: Literal[True],
+                writable: bool = ...) -> BatchIterator[memoryview]: ...
 
-    def batches(self, max_packets: int = 64, zero_copy: bool = False) -> BatchIterator[Any]:
-        """``async for packets, infos in mq.batches(n)``; zero-copy views last until the next iteration."""
+    def batches(self, max_packets: int = 64, zero_copy: bool = False, writable: bool = False) -> BatchIterator[Any]:
+        """``async for packets, infos in mq.batches(n)``; zero-copy views (writable ones if asked)
+        last until the next iteration."""
         if zero_copy:
-            return BatchIterator(lambda: self.zero_copy_read_multi_packets(max_packets), lambda: self.closed)
+            return BatchIterator(lambda: self.zero_copy_read_multi_packets(max_packets, writable),
+                                 lambda: self.closed)
         return BatchIterator(lambda: self.read_multi_packets(max_packets), lambda: self.closed)
 
     # ------------------------------------------------------------------ sending

@@ -102,19 +102,23 @@ class AsyncXDPPacket:
         """One frame, copied; waits (without blocking the loop) until one arrives."""
         return await self._readable.first_result(lambda: frame_if_any(self._sock.read_packet_data))
 
-    async def zero_copy_read_packet_data(self) -> tuple[memoryview, CaptureInfo]:
-        """One frame as a read-only view into the UMEM, valid until the next read or ``close()``."""
-        return await self._readable.first_result(lambda: frame_if_any(self._sock.zero_copy_read_packet_data))
+    async def zero_copy_read_packet_data(self, writable: bool = False) -> tuple[memoryview, CaptureInfo]:
+        """One frame as a view into the UMEM, valid until the next read or ``close()``; writable
+        if asked, to change it and write it back (sent in place, as ``XDPPacket``'s are)."""
+        return await self._readable.first_result(
+            lambda: frame_if_any(lambda: self._sock.zero_copy_read_packet_data(writable)))
 
     async def read_multi_packets(self, max_packets: int = 16) -> tuple[list[bytes], list[CaptureInfo]]:
         """Between one and ``max_packets`` copied frames."""
         return await self._readable.first_result(
             lambda: batch_if_any(self._sock.read_multi_packets(max_packets)))
 
-    async def zero_copy_read_multi_packets(self, max_packets: int = 16) -> tuple[list[memoryview], list[CaptureInfo]]:
-        """Between one and ``max_packets`` frames as views, valid until the next read or ``close()``."""
+    async def zero_copy_read_multi_packets(self, max_packets: int = 16,
+                                           writable: bool = False) -> tuple[list[memoryview], list[CaptureInfo]]:
+        """Between one and ``max_packets`` frames as views, valid until the next read or
+        ``close()`` (writable ones if asked)."""
         return await self._readable.first_result(
-            lambda: batch_if_any(self._sock.zero_copy_read_multi_packets(max_packets)))
+            lambda: batch_if_any(self._sock.zero_copy_read_multi_packets(max_packets, writable)))
 
     def __aiter__(self) -> PacketIterator:
         """``async for data, info in sock``: copies, one at a time; ends when the socket closes."""
@@ -124,15 +128,18 @@ class AsyncXDPPacket:
     def batches(self, max_packets: int = ..., zero_copy: Literal[False] = ...) -> BatchIterator[bytes]: ...
 
     @overload
-    def batches(self, max_packets: int = ..., *, zero_copy: Literal[True]) -> BatchIterator[memoryview]: ...
+    def batches(self, max_packets: int = ..., *, zero_copy: Literal[True],
+                writable: bool = ...) -> BatchIterator[memoryview]: ...
 
-    def batches(self, max_packets: int = 64, zero_copy: bool = False) -> BatchIterator[Any]:
+    def batches(self, max_packets: int = 64, zero_copy: bool = False, writable: bool = False) -> BatchIterator[Any]:
         """``async for packets, infos in sock.batches(n)``: batches of up to ``n`` frames.
 
-        With ``zero_copy=True`` the packets are views, valid until the next iteration.
+        With ``zero_copy=True`` the packets are views (writable ones if asked), valid until
+        the next iteration.
         """
         if zero_copy:
-            return BatchIterator(lambda: self.zero_copy_read_multi_packets(max_packets), lambda: self.closed)
+            return BatchIterator(lambda: self.zero_copy_read_multi_packets(max_packets, writable),
+                                 lambda: self.closed)
         return BatchIterator(lambda: self.read_multi_packets(max_packets), lambda: self.closed)
 
     # ------------------------------------------------------------------ sending
