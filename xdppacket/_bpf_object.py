@@ -381,15 +381,18 @@ class BpfObject:
         max_entries_overrides: Mapping[str, int] | None = None,
         program_name: str | None = None,
         prologue: bytes = b"",
+        frags_prologue: bytes | None = None,
     ) -> LoadedBpfObject:
         """Create every map, relocate and load the XDP program; the caller owns the result.
 
         ``max_entries_overrides`` resizes maps by name. ``prologue`` (see
-        :meth:`BpfProgram.with_prologue`) runs in front of the program. Global data maps get their section's
+        :meth:`BpfProgram.with_prologue`) runs in front of the program; ``frags_prologue``
+        instead, where given, in front of a frags-aware one. Global data maps get their section's
         contents, and ``.rodata`` is frozen, before the program loads. If anything fails part
         way, every fd created so far is closed before the error propagates.
         """
-        program = self.program(program_name).with_prologue(prologue)
+        chosen = self.program(program_name)
+        program = chosen.with_prologue(frags_prologue if chosen.frags and frags_prologue is not None else prologue)
         overrides = dict(max_entries_overrides or {})
         unknown = sorted(set(overrides) - {definition.name for definition in self.maps})
         if unknown:
@@ -736,12 +739,14 @@ def load_xsk_program(
     queue_count: int,
     program_name: str | None = None,
     prologue: bytes = b"",
+    frags_prologue: bytes | None = None,
 ) -> LoadedBpfObject:
     """Load an XDP program for AF_XDP sockets with its ``xsks_map`` sized to ``queue_count``.
 
     ``path=None`` loads the program shipped with xdppacket (its plain one unless
     ``program_name`` says ``SHIPPED_FRAGS_PROGRAM``); ``prologue`` (a capture
-    filter's instructions) runs in front of it. A user's object must
+    filter's instructions) runs in front of it, or ``frags_prologue`` in front of a
+    frags-aware program (see ``CompiledFilter.frags_instructions``). A user's object must
     declare an XSKMAP named ``xsks_map`` with u32 keys and values (see
     ebpf/xdpsock_kern.c). The caller owns the result and closes it.
     """
@@ -772,7 +777,7 @@ def load_xsk_program(
         )
     try:
         try:
-            return bpf_object.load({XSKS_MAP_NAME: queue_count}, program_name, prologue)
+            return bpf_object.load({XSKS_MAP_NAME: queue_count}, program_name, prologue, frags_prologue)
         except BPFVerifierError as refused:
             if path is not None or program_name != SHIPPED_PROGRAM:
                 raise

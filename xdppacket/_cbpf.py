@@ -154,15 +154,17 @@ def _reachable(program: list[ClassicInstruction]) -> list[bool]:
     return reachable
 
 
-def translate(program: list[ClassicInstruction]) -> bytes:
-    """The eBPF prologue (see ``_filter_frame``) equivalent to a classic BPF filter."""
+def translate(program: list[ClassicInstruction], whole_frame_length: bool = False) -> bytes:
+    """The eBPF prologue (see ``_filter_frame``) equivalent to a classic BPF filter; its
+    frame length from ``bpf_xdp_get_buff_len`` if ``whole_frame_length``."""
     if not 0 < len(program) <= _MAX_INSTRUCTIONS:
         raise XDPFilterError(f"a classic BPF program has 1 to {_MAX_INSTRUCTIONS} instructions")
     reachable = _reachable(program)
     live = [instruction for index, instruction in enumerate(program) if reachable[index]]
     asm = Assembler()
     frame = FilterFrame(asm)
-    frame.enter(needs_length=any(code & 0xE7 in (_LD | _LEN, _LDX | _LEN) for code, *_ in live))
+    frame.enter(needs_length=any(code & 0xE7 in (_LD | _LEN, _LDX | _LEN) for code, *_ in live),
+                whole_frame_length=whole_frame_length)
     asm.mov32_imm(_A, 0)
     asm.mov32_imm(_X, 0)
     if any(

@@ -65,6 +65,7 @@ BPF_JGT = 0x20
 BPF_JGE = 0x30
 BPF_JSET = 0x40
 BPF_JNE = 0x50
+BPF_CALL = 0x80
 BPF_EXIT = 0x90
 BPF_JLT = 0xA0
 BPF_JLE = 0xB0
@@ -214,6 +215,11 @@ class Assembler:
         """``if dst op src goto target``: compares the low 32 bits unless ``wide``."""
         jump_class = BPF_JMP if wide else BPF_JMP32
         self._items.append(_Jump(jump_class | op | BPF_X, dst, src, 0, target))
+
+    def call_helper(self, helper: int) -> None:
+        """Call kernel helper number ``helper`` (``enum bpf_func_id``): arguments in r1-r5,
+        result in r0, r1-r5 clobbered."""
+        self.emit(Instruction(BPF_JMP | BPF_CALL, Reg.R0, Reg.R0, 0, helper))
 
     def exit(self) -> None:
         self.emit(Instruction(BPF_JMP | BPF_EXIT))

@@ -621,13 +621,14 @@ class _Emitter:
         self._frame.load_variable_offset(dst, index, fetch.base, fetch.size)
 
 
-def generate(expression: ast.Expr) -> bytes:
-    """The eBPF prologue (see ``_filter_frame``) for a parsed expression."""
+def generate(expression: ast.Expr, whole_frame_length: bool = False) -> bytes:
+    """The eBPF prologue (see ``_filter_frame``) for a parsed expression; its frame length
+    from ``bpf_xdp_get_buff_len`` if ``whole_frame_length`` (for frags-aware programs)."""
     lowering = _Lowering()
     cond = lowering.lower(expression)
     asm = Assembler()
     frame = FilterFrame(asm)
-    frame.enter(needs_length=lowering.uses_length)
+    frame.enter(needs_length=lowering.uses_length, whole_frame_length=whole_frame_length)
     entry = optimize(_flow(cond, MATCH, NO_MATCH))
     _Emitter(frame).program(entry)
     frame.finish()

@@ -13,6 +13,12 @@ what libpcap's programs do, and what the verifier needs.
 
 Registers while the filter runs: r6 = data, r7 = data_end, r9 = ctx, r8 = frame length
 (only computed when a filter asks for it), r1/r2 = scratch for address arithmetic.
+
+The frame length is ``data_end - data`` by default: the whole frame for every program but a
+frags-aware one (``SEC("xdp.frags")``, multi-buffer frames), where the packet pointers cover
+the first buffer only. For those the prologue is compiled a second time with the length
+taken from ``bpf_xdp_get_buff_len`` (Linux 5.18+, as frags-aware programs are), so that
+``len``, ``greater`` and ``less`` see a jumbo frame whole.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ _MAX_PACKET_OFFSET = 0xFFFF
 # struct xdp_md field offsets.
 _XDP_MD_DATA = 0
 _XDP_MD_DATA_END = 4
+# enum bpf_func_id (include/uapi/linux/bpf.h).
+_BPF_FUNC_XDP_GET_BUFF_LEN = 188
 
 CTX = Reg.R9
 DATA = Reg.R6
@@ -61,18 +69,24 @@ class FilterFrame:
         #: Jump here when the frame matches.
         self.match = Label("match")
 
-    def enter(self, needs_length: bool) -> None:
+    def enter(self, needs_length: bool, whole_frame_length: bool = False) -> None:
         """Save ctx and load data/data_end; compute the frame length if it is used.
 
         The length is ``data_end - data``, a pointer subtraction, which the verifier
         allows only to programs loaded with CAP_PERFMON (root has it): it is emitted only
-        when the filter reads the length.
+        when the filter reads the length. With ``whole_frame_length`` it comes from
+        ``bpf_xdp_get_buff_len`` instead, every buffer of a multi-buffer frame counted.
         """
         asm = self.asm
         asm.mov64_reg(CTX, Reg.R1)
-        asm.load(BPF_W, DATA, Reg.R1, _XDP_MD_DATA)
-        asm.load(BPF_W, DATA_END, Reg.R1, _XDP_MD_DATA_END)
-        if needs_length:
+        ctx = Reg.R1
+        if needs_length and whole_frame_length:
+            asm.call_helper(_BPF_FUNC_XDP_GET_BUFF_LEN)  # takes r1 = ctx, clobbers r1-r5
+            asm.mov64_reg(LENGTH, Reg.R0)
+            ctx = CTX
+        asm.load(BPF_W, DATA, ctx, _XDP_MD_DATA)
+        asm.load(BPF_W, DATA_END, ctx, _XDP_MD_DATA_END)
+        if needs_length and not whole_frame_length:
             asm.mov64_reg(LENGTH, DATA_END)
             asm.alu64_reg(BPF_SUB, LENGTH, DATA)
         # Never taken; keeps "no match" statically reachable when a filter never fails

@@ -214,7 +214,8 @@ def _attach(key: tuple[int, int], ifname: str, ifindex: int, mode: XDPMode,
             queue_count: int, program_path: str | None,
             program_name: str | None, capture_filter: CompiledFilter | None) -> XskProgram | None:
     """Load and attach our program; ``None`` if another process attached one first."""
-    with load_xsk_program(program_path, queue_count, program_name, _prologue(capture_filter)) as loaded:
+    with load_xsk_program(program_path, queue_count, program_name, _prologue(capture_filter),
+                          _frags_prologue(capture_filter)) as loaded:
         record_filter(loaded.prog_fd, capture_filter)  # before other processes can see it
         prog_id = _bpf.prog_get_info_by_fd(loaded.prog_fd).id
         try:
@@ -280,6 +281,11 @@ def _set_clock_offset(program: LoadedProgram) -> None:
 
 def _prologue(capture_filter: CompiledFilter | None) -> bytes:
     return b"" if capture_filter is None else capture_filter.instructions
+
+
+def _frags_prologue(capture_filter: CompiledFilter | None) -> bytes:
+    """The filter's form for a frags-aware program (its length counts every buffer)."""
+    return b"" if capture_filter is None else capture_filter.frags_instructions
 
 
 def _join(key: tuple[int, int], ifname: str, link: _netlink.LinkInfo, mode: XDPMode,
@@ -349,7 +355,8 @@ def _require_same_program(ifname: str, attached: _bpf.BpfProgInfo, attached_filt
     The program this process would load is loaded (not attached) for its tag, then
     closed; equal tags mean equal instructions, filter included, whatever maps each uses.
     """
-    with load_xsk_program(program_path, 1, program_name, _prologue(capture_filter)) as ours:
+    with load_xsk_program(program_path, 1, program_name, _prologue(capture_filter),
+                          _frags_prologue(capture_filter)) as ours:
         if _bpf.prog_get_info_by_fd(ours.prog_fd).tag == attached.tag:
             return
     wanted = filter_text(capture_filter)

@@ -40,11 +40,17 @@ class CompiledFilter:
       clobbered, so the code after it must assume nothing about them;
     - no maps, no helper calls; jumps stay inside the prologue.
 
+    ``frags_instructions`` is the same filter for a frags-aware program (multi-buffer
+    frames, whose packet pointers cover the first buffer only): its frame length (``len``,
+    ``greater``, ``less``) comes from ``bpf_xdp_get_buff_len``, its one helper call. It is
+    ``instructions`` itself when the filter does not read the length.
+
     Immutable.
     """
 
     expression: str | None  # None for a filter given as classic BPF
     instructions: bytes
+    frags_instructions: bytes
     stack_bytes: int = 0
 
     @property
@@ -61,10 +67,11 @@ class CompiledFilter:
     def __repr__(self) -> str:  # the instructions' bytes would drown everything else
         return f"<CompiledFilter of {self.option_text}: {self.instruction_count} instructions>"
 
-    def standalone(self, matched_action: int) -> bytes:
-        """A whole XDP program: the prologue, then ``return matched_action`` on a match."""
+    def standalone(self, matched_action: int, frags: bool = False) -> bytes:
+        """A whole XDP program: the prologue (its frags-aware form if asked), then
+        ``return matched_action`` on a match."""
         return (
-            self.instructions
+            (self.frags_instructions if frags else self.instructions)
             + struct.pack("<BBhi", _MOV32_R0_IMM, 0, 0, matched_action)
             + struct.pack("<BBhi", _EXIT, 0, 0, 0)
         )
@@ -79,14 +86,15 @@ def compile_filter(expression: str) -> CompiledFilter:
     if not isinstance(expression, str):
         raise TypeError(f"a filter expression must be a str, got {type(expression).__name__}")
     tree = _filter_parser.parse(expression)
-    return CompiledFilter(expression, _filter_codegen.generate(tree))
+    return CompiledFilter(expression, _filter_codegen.generate(tree),
+                          _filter_codegen.generate(tree, whole_frame_length=True))
 
 
 def compile_classic_filter(program: ClassicProgram) -> CompiledFilter:
     """Translate classic BPF (``tcpdump -ddd`` text or ``(code, jt, jf, k)`` tuples)."""
-    return CompiledFilter(
-        None, _cbpf.translate(_cbpf.parse_program(program)), stack_bytes=MAX_STACK_BYTES
-    )
+    instructions = _cbpf.parse_program(program)
+    return CompiledFilter(None, _cbpf.translate(instructions),
+                          _cbpf.translate(instructions, whole_frame_length=True), stack_bytes=MAX_STACK_BYTES)
 
 
 @dataclass(frozen=True)

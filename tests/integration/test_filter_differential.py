@@ -135,8 +135,8 @@ def libpcap_verdicts(tcpdump: str, corpus_pcap: Path) -> dict[str, tuple[set[int
         return dict(zip(ALL_EXPRESSIONS, pool.map(verdict, ALL_EXPRESSIONS)))
 
 
-def _kernel_matches(compiled: CompiledFilter, corpus: list[bytes]) -> set[int]:
-    fd = _bpf.prog_load(BPF_PROG_TYPE_XDP, compiled.standalone(MATCHED), "GPL", "filter_test")
+def _kernel_matches(compiled: CompiledFilter, corpus: list[bytes], frags: bool = False) -> set[int]:
+    fd = _bpf.prog_load(BPF_PROG_TYPE_XDP, compiled.standalone(MATCHED, frags), "GPL", "filter_test")
     try:
         verdicts = [_bpf.prog_test_run(fd, frame)[0] for frame in corpus]
     finally:
@@ -181,6 +181,30 @@ def test_compiled_expression_matches_tcpdump(
 ) -> None:
     ours = _kernel_matches(compile_filter(expression), corpus)
     _assert_same(ours, libpcap_verdicts[expression][0], corpus, f"compile_filter({expression!r})")
+
+
+#: The expressions that read the frame length, whose frags-aware form takes it from a helper.
+LENGTH_EXPRESSIONS = [e for e in ALL_EXPRESSIONS if any(word in e.split() for word in ("len", "greater", "less"))]
+
+
+@pytest.mark.parametrize("expression", LENGTH_EXPRESSIONS)
+def test_the_frags_form_of_a_length_filter_matches_tcpdump(
+    expression: str, corpus: list[bytes], libpcap_verdicts: dict[str, tuple[set[int], str | None]]
+) -> None:
+    """The same verdicts with the length from ``bpf_xdp_get_buff_len`` (one buffer here), for
+    the expression compiler and the classic translation."""
+    compiled = compile_filter(expression)
+    assert compiled.frags_instructions != compiled.instructions
+    ours = _kernel_matches(compiled, corpus, frags=True)
+    matches, program = libpcap_verdicts[expression]
+    _assert_same(ours, matches, corpus, f"compile_filter({expression!r}), frags form")
+    if program is not None:
+        ours = _kernel_matches(OptFilter.from_cbpf(program).compiled, corpus, frags=True)
+        _assert_same(ours, matches, corpus, f"from_cbpf(tcpdump -ddd {expression!r}), frags form")
+
+
+def test_length_filters_are_among_the_expressions() -> None:
+    assert len(LENGTH_EXPRESSIONS) >= 5, LENGTH_EXPRESSIONS
 
 
 @pytest.mark.parametrize("expression", ALL_EXPRESSIONS)

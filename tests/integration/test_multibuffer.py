@@ -15,10 +15,11 @@ import warnings
 import pytest
 
 from tests.netns import AfPacketCapture, VethPair, make_test_frame, run_command
-from tests.xdp_helpers import BOTH_MODES, READ_VARIANTS, read_frames, send_frames, watchdog
+from tests.xdp_helpers import BOTH_MODES, READ_VARIANTS, read_frames, send_frames, settle, watchdog
 from xdppacket import (
     IO_MODE_NONBLOCK,
     XDP_MODE_SKB,
+    OptFilter,
     OptFrameSize,
     OptIoMode,
     OptMultiBuffer,
@@ -76,6 +77,24 @@ def test_jumbo_frames_arrive_whole(jumbo_pair: VethPair, mode: XDPMode, variant:
         stats = sock.get_stats()
         assert (stats.rx_packets, stats.rx_bytes, stats.rx_dropped) == (len(SIZES), sum(SIZES), 0)
         sock.check_frames()
+
+
+@BOTH_MODES
+@pytest.mark.parametrize(("expression", "matching"), [("greater 5000", (5000, 8000, 9014)),
+                                                      ("len > 3999 and len < 8001", (4000, 5000, 8000))])
+def test_a_length_filter_counts_every_buffer_of_a_jumbo_frame(
+    jumbo_pair: VethPair, mode: XDPMode, expression: str, matching: tuple[int, ...]
+) -> None:
+    """A frags-aware program's packet pointers cover the first buffer only (about 3,500
+    bytes on veth): the filter must take the length of the whole frame."""
+    frames = jumbo_frames(jumbo_pair)
+    with open_jumbo_socket(jumbo_pair, mode, OptFilter(expression), OptIoMode(IO_MODE_NONBLOCK),
+                           OptPollTimeout(0)) as sock:
+        send_frames(jumbo_pair.peer, frames)
+        received, _ = read_frames(sock, len(matching), "read_multi_packets")
+        assert received == [frame for frame in frames if len(frame) in matching]
+        settle()
+        assert sock.read_multi_packets(16) == ([], [])  # the others went to the kernel
 
 
 @BOTH_MODES
