@@ -10,11 +10,18 @@ when it closes; the tests also call ``check_frames()`` themselves.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import pytest
 
-from tests.netns import AfPacketCapture, VethPair, make_test_frame, run_command
+from tests.integration.test_robustness import (
+    Injected,
+    exception_at_line,
+    one_read,
+    read_after_chaos,
+)
+from tests.netns import AfPacketCapture, VethPair, frame_seq, make_test_frame, run_command
 from tests.xdp_helpers import BOTH_MODES, READ_VARIANTS, read_frames, send_frames, settle, watchdog
 from xdppacket import (
     IO_MODE_NONBLOCK,
@@ -216,3 +223,67 @@ def test_a_multi_queue_socket_reads_and_writes_jumbo_frames_whole(jumbo_pair: Ve
         assert capture.recv_frames(len(back), timeout=5) == back
         stats = mq.get_stats()[0]  # the sum over the queues: the one queue
         assert (stats.rx_packets, stats.tx_packets, stats.rx_bytes) == (len(SIZES), len(SIZES), sum(SIZES))
+
+
+# ------------------------------------------------------------------- interruptions
+def mixed_jumbo_frames(pair: VethPair, first_seq: int, to_peer: bool = False) -> list[bytes]:
+    """One frame of each size in SIZES (one to three descriptors), numbered from ``first_seq``."""
+    dst, src = (pair.peer_mac, pair.capture_mac) if to_peer else (pair.capture_mac, pair.peer_mac)
+    return [make_test_frame(size, first_seq + index, dst, src) for index, size in enumerate(SIZES)]
+
+
+@pytest.mark.parametrize("method", READ_VARIANTS)
+def test_an_exception_at_every_line_of_a_multi_buffer_read_loses_no_frame(jumbo_pair: VethPair, method: str) -> None:
+    """As the plain read's test in test_robustness: the exception lands at line 1, 2, 3, ...
+    of one read of frames spread over several descriptors; nothing is lost for good or
+    handed out twice, and whole frames still arrive afterwards."""
+    sent: list[bytes] = []
+    received: list[bytes] = []
+    with open_jumbo_socket(jumbo_pair, XDP_MODE_SKB, OptNumFrames(64), OptRingSize(64),
+                           OptIoMode(IO_MODE_NONBLOCK), OptPollTimeout(1000)) as sock:
+        line = longest = 0
+        while True:
+            line += 1
+            if not sock.pending_packets and not sock.check_frames()["rx"]["rx ring"]:
+                batch = mixed_jumbo_frames(jumbo_pair, len(sent))
+                send_frames(jumbo_pair.peer, batch)
+                sent += batch
+                settle()
+            with exception_at_line(line) as seen, contextlib.suppress(Injected):
+                received += one_read(sock, method)
+            sock.check_frames()
+            longest = max(longest, seen[0])
+            if seen[0] < line:
+                break  # the read ended before this line: every line had its turn
+        assert longest > 20
+        received += read_after_chaos(sock, method)
+        seqs = [frame_seq(frame) for frame in received]
+        assert len(seqs) == len(set(seqs)), "a frame was handed out twice"
+        assert set(received) <= set(sent)
+        fresh = mixed_jumbo_frames(jumbo_pair, 1_000_000)
+        send_frames(jumbo_pair.peer, fresh)
+        assert read_frames(sock, len(fresh), method)[0] == fresh
+
+
+def test_an_exception_at_every_line_of_a_multi_buffer_write_loses_no_frame(jumbo_pair: VethPair) -> None:
+    frames = mixed_jumbo_frames(jumbo_pair, 0, to_peer=True)
+    with AfPacketCapture(jumbo_pair.peer) as peer, open_jumbo_socket(
+        jumbo_pair, XDP_MODE_SKB, OptNumFrames(64), OptRingSize(64), OptIoMode(IO_MODE_NONBLOCK), OptPollTimeout(1000)
+    ) as sock:
+        line = longest = 0
+        while True:
+            line += 1
+            with exception_at_line(line) as seen, contextlib.suppress(Injected):
+                sock.write_multi_packets(frames)
+            sock.check_frames()
+            longest = max(longest, seen[0])
+            if seen[0] < line:
+                break
+        assert longest > 20
+        went_out = peer.recv_frames(10_000, timeout=0.5)  # whatever went out during the chaos
+        assert set(went_out) <= set(frames)  # whole frames only, never a part of one
+        fresh = mixed_jumbo_frames(jumbo_pair, 2_000_000, to_peer=True)
+        with watchdog(10):
+            assert sock.write_multi_packets(fresh) == len(fresh)
+        assert peer.recv_frames(len(fresh), timeout=5) == fresh
+        sock.check_frames()
