@@ -52,17 +52,19 @@ def release_views(views: list[memoryview]) -> bool:
 class Lease:
     """One batch of zero-copy views and the frames behind them.
 
-    ``addresses`` are the frames lent, in the order of ``views`` where ``forwardable``;
-    ``frames`` those still lent (forwarding drops frames from it).
+    ``addresses`` are the frames of ``views``, in their order (where ``forwardable``);
+    ``frames`` those still lent (forwarding drops frames from it). They are one list unless
+    the batch lends frames no view shows (the parts of multi-buffer frames read as copies).
     """
 
     __slots__ = ("exporter", "writable", "views", "frames", "addresses", "forwardable", "_view_index")
 
-    def __init__(self, exporter: mmap.mmap, writable: bool, frames: list[int], forwardable: bool):
+    def __init__(self, exporter: mmap.mmap, writable: bool, frames: list[int], forwardable: bool,
+                 addresses: list[int] | None = None):
         self.exporter = exporter
         self.writable = writable
         self.frames = frames
-        self.addresses = frames
+        self.addresses = frames if addresses is None else addresses
         self.forwardable = forwardable
         self.views: list[memoryview] = []
         self._view_index: dict[int, int] | None = None
@@ -81,8 +83,9 @@ class Lease:
         return address
 
     def lends_all(self) -> bool:
-        """Whether every frame of the lease is still lent: none was forwarded (``drop``
-        replaces the list; it starts as ``addresses`` itself)."""
+        """Whether every frame of the lease is surely still lent: none was forwarded
+        (``drop`` replaces the list; it starts as ``addresses`` itself, except in a
+        multi-buffer batch, where this stays False and ``frame_of`` looks the frame up)."""
         return self.frames is self.addresses
 
     def views_in_order(self, frames: Sequence[object]) -> tuple[int, int]:
@@ -151,13 +154,14 @@ class ZeroCopyLeases:
         # that kind reuses it (a new one is a new mapping whose pages fault in again).
         self._spare: dict[bool, mmap.mmap] = {}
 
-    def record(self, frames: list[int], writable: bool = False, forwardable: bool = True) -> Lease:
-        """Lend ``frames`` (views come from ``views``); the caller took them off the rx ring
-        and holds the pool's lock."""
+    def record(self, frames: list[int], writable: bool = False, forwardable: bool = True,
+               addresses: list[int] | None = None) -> Lease:
+        """Lend ``frames`` (views come from ``views``, of ``addresses`` if only some frames
+        get one); the caller took them off the rx ring and holds the pool's lock."""
         exporter = self._spare.pop(writable, None)
         if exporter is None:
             exporter = self._umem.writable_exporter() if writable else self._umem.read_only_exporter()
-        lease = Lease(exporter, writable, frames, forwardable)
+        lease = Lease(exporter, writable, frames, forwardable, addresses)
         self._leases.append(lease)
         if forwardable:
             self._pool.leases_by_exporter[id(exporter)] = lease

@@ -441,8 +441,8 @@ class MultiBufferRxPath(RxPath):
         """Lend ``count`` ready packets: views of one-descriptor packets, ``JoinedFrame`` copies of the others.
 
         The copied packets' frames are lent with the rest of the batch (one lease, one
-        journalled move) and come back with it. The views are not forwarded in place
-        (sending one copies it).
+        journalled move) and come back with it. The views go out in place when written
+        to a socket of this UMEM, as a single-buffer socket's do.
         """
         pool = self._pool
         rx = self._rx
@@ -454,13 +454,13 @@ class MultiBufferRxPath(RxPath):
             descriptors, addresses, lengths_by_descriptor, parts = self._peek_packets(count)
             heads = [addresses[indexes[0]] for indexes in parts]
             times, metadata = self._read_trailers(heads)
+            singles = [indexes[0] for indexes in parts if len(indexes) == 1]
+            viewed = [addresses[i] for i in singles]
             pool.move = (LeaseMove, _INTO_LEASE, addresses, rx, rx.index_after(descriptors), self._leases)
             rx.release(descriptors)
-            lease = self._leases.record(addresses, writable=writable, forwardable=False)
+            lease = self._leases.record(addresses, writable=writable, addresses=viewed)
             pool.move = None
-        singles = [indexes[0] for indexes in parts if len(indexes) == 1]
-        views = iter(self._leases.views(lease, [addresses[i] for i in singles],
-                                        [lengths_by_descriptor[i] for i in singles]))
+        views = iter(self._leases.views(lease, viewed, [lengths_by_descriptor[i] for i in singles]))
         area = self._area
         packets: list[Any] = []
         lengths = []

@@ -298,7 +298,8 @@ class MultiBufferTxPath(TxPath):
 
     A packet goes out as consecutive descriptors, each filling one UMEM frame, every one
     but the last carrying ``XDP_PKT_CONTD``. A packet is queued whole or not at all: the
-    kernel must never see the start of a packet whose end is missing.
+    kernel must never see the start of a packet whose end is missing. A zero-copy view of
+    this UMEM's current batches (a one-buffer frame) goes out in place, as in ``TxPath``.
     """
 
     def __init__(self, umem: Umem, pool: FramePool, tx: TxRing, completion: CompletionRing):
@@ -306,51 +307,95 @@ class MultiBufferTxPath(TxPath):
         self._frame_size = umem.frame_size
 
     def queue(self, frames: Sequence[Frame], sizes: list[int], start: int, views: Forwarding = False) -> int:
-        """Copy as many whole packets of ``frames[start:]`` as fit and publish them; return how many
-        (views are copied too: multi-buffer frames are never sent in place)."""
+        """Queue as many whole packets of ``frames[start:]`` as fit and publish them; return
+        how many. Views of this UMEM's leases go in place; everything else is copied."""
         pool = self._pool
         with pool.lock:
             if pool.move is not None:
                 pool.settle()
-            return self._queue_whole_packets(frames, sizes, start, self._reclaim_completed())
+            return self._queue_whole_packets(frames, sizes, start, self._reclaim_completed(),
+                                             bool(views) and bool(pool.leases_by_exporter))
 
-    def _queue_whole_packets(self, frames: Sequence[Frame], sizes: list[int], start: int, completed: int) -> int:
+    def _queue_whole_packets(self, frames: Sequence[Frame], sizes: list[int], start: int, completed: int,
+                             forwarding: bool) -> int:
         pool = self._pool
         free = pool.frames
         frame_size = self._frame_size
-        wanted = [-(-size // frame_size) for size in sizes[start:]]
         tx = self._tx
-        room = tx.reserve(len(free))
-        count = needed = 0
-        for descriptors in wanted:
-            if needed + descriptors > room:
-                break
-            needed += descriptors
-            count += 1
-        if count < len(wanted):  # short of ring room, else of free frames
-            if room < len(free):
+        room = tx.reserve(tx.size)  # descriptors the ring takes now
+        if forwarding:  # a view released since the write checked it is refused before any is released
+            list(map(len, frames[start:]))
+        # Per packet, in order: the (lease, frame) it goes out in place from, or None (copied).
+        plan: list[tuple[Lease, int] | None] = []
+        needed = copied = 0  # descriptors, and free frames for the copies
+        short_of_frames = False
+        for frame, size in zip(frames[start:], sizes[start:]):
+            forward = self._forwardable(frame) if forwarding else None
+            if forward is not None:
+                if needed + 1 > room:
+                    break
+                try:
+                    frame.release()  # type: ignore[union-attr]  # a memoryview: forward says so
+                except BufferError:
+                    forward = None  # exported further (a NumPy array, ...): copy it
+            if forward is None:
+                parts = -(-size // frame_size)
+                if copied + parts > len(free):
+                    short_of_frames = True
+                    break
+                if needed + parts > room:
+                    break
+                copied += parts
+                needed += parts
+            else:
+                needed += 1
+            plan.append(forward)
+        count = len(plan)
+        if count < len(frames) - start:
+            if short_of_frames:
+                if not completed:
+                    self.completions_empty += 1
+            else:
                 self.tx_ring_full += 1
-            elif not completed:
-                self.completions_empty += 1
         if not count:
             return 0
-        taken = free[-needed:]
-        addresses = [address & pool.to_frame for address in taken]
-        descriptors_out = array("Q", bytes(16 * needed))
+        taken = free[-copied:] if copied else []
+        addresses = iter([address & pool.to_frame for address in taken])
+        descriptors = array("Q", bytes(16 * needed))
+        forwarded: dict[int, tuple[Lease, list[int]]] = {}
         area = self._area
         slot = 0
-        for frame, size in zip(frames[start : start + count], sizes[start : start + count]):
+        for frame, size, forward in zip(frames[start : start + count], sizes[start : start + count], plan):
+            if forward is not None:
+                lease, address = forward
+                forwarded.setdefault(id(lease), (lease, []))[1].append(address)
+                descriptors[2 * slot] = address
+                descriptors[2 * slot + 1] = size
+                slot += 1
+                continue
             data = memoryview(frame).cast("B")  # slices of it copy nothing
             for offset in range(0, size, frame_size):
-                address = addresses[slot]
+                address = next(addresses)
                 part = size - offset if size - offset < frame_size else frame_size
                 area[address : address + part] = data[offset : offset + part]  # still free: harmless
                 more = _CONTINUES if offset + part < size else 0
-                descriptors_out[2 * slot] = address
-                descriptors_out[2 * slot + 1] = part | more
+                descriptors[2 * slot] = address
+                descriptors[2 * slot + 1] = part | more
                 slot += 1
-        pool.move = (RingMove, _OUT_OF_FREE, taken, tx, tx.index_after(needed))
-        tx.submit(descriptors_out)
-        del free[-needed:]
+        groups = list(forwarded.values())
+        pool.move = (ForwardMove, descriptors, tx, tx.index_after(needed), taken, groups)
+        for lease, lent in groups:
+            lease.drop(lent)
+        if copied:
+            del free[-copied:]
+        tx.submit(descriptors)
         pool.move = None
         return count
+
+    def _forwardable(self, frame: Frame) -> tuple[Lease, int] | None:
+        """(lease, frame address) if ``frame`` is a view of one of this UMEM's leases, still lent."""
+        if type(frame) is not memoryview:
+            return None
+        lease = self._pool.leases_by_exporter.get(id(frame.obj))
+        address = None if not isinstance(lease, Lease) else lease.frame_of(frame)
+        return None if address is None else (lease, address)  # type: ignore[return-value]

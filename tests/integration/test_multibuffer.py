@@ -225,7 +225,37 @@ def test_a_multi_queue_socket_reads_and_writes_jumbo_frames_whole(jumbo_pair: Ve
         assert (stats.rx_packets, stats.tx_packets, stats.rx_bytes) == (len(SIZES), len(SIZES), sum(SIZES))
 
 
+@BOTH_MODES
+def test_zero_copy_views_of_a_multi_buffer_socket_are_forwarded_in_place(jumbo_pair: VethPair, mode: XDPMode) -> None:
+    """The one-buffer frames of a batch come as views and go back out in place; the frames
+    spread over several buffers come as copies and go out copied; all arrive exactly."""
+    frames = jumbo_frames(jumbo_pair)
+    singles = [frame for frame in frames if len(frame) <= 3840]
+    with AfPacketCapture(jumbo_pair.peer) as peer, open_jumbo_socket(
+        jumbo_pair, mode, OptIoMode(IO_MODE_NONBLOCK), OptPollTimeout(1000)
+    ) as sock:
+        send_frames(jumbo_pair.peer, frames)
+        settle()
+        packets, _ = sock.zero_copy_read_multi_packets(len(frames), writable=True)
+        assert [bytes(packet) for packet in packets] == frames
+        assert sum(isinstance(packet, memoryview) for packet in packets) == len(singles)
+        lent = sock.check_frames()["rx"]["lent"]
+        assert sock.write_multi_packets(packets) == len(frames)
+        # In place, the views' frames left the lease for the tx ring; copied, they would stay lent.
+        assert sock.check_frames()["rx"]["lent"] == lent - len(singles)
+        assert peer.recv_frames(len(frames), timeout=5) == frames
+
+
 # ------------------------------------------------------------------- interruptions
+def read_frames_as_read(sock: XDPPacket, count: int) -> list[object]:
+    """The ``count`` packets waiting, in one zero-copy read (a second read would end the
+    first one's views): views of one-buffer frames, copies of the others."""
+    settle()
+    packets = sock.zero_copy_read_multi_packets(count, writable=True)[0]
+    assert len(packets) == count
+    return list(packets)
+
+
 def mixed_jumbo_frames(pair: VethPair, first_seq: int, to_peer: bool = False) -> list[bytes]:
     """One frame of each size in SIZES (one to three descriptors), numbered from ``first_seq``."""
     dst, src = (pair.peer_mac, pair.capture_mac) if to_peer else (pair.capture_mac, pair.peer_mac)
@@ -265,7 +295,11 @@ def test_an_exception_at_every_line_of_a_multi_buffer_read_loses_no_frame(jumbo_
         assert read_frames(sock, len(fresh), method)[0] == fresh
 
 
-def test_an_exception_at_every_line_of_a_multi_buffer_write_loses_no_frame(jumbo_pair: VethPair) -> None:
+@pytest.mark.parametrize("forwarded", [False, True], ids=["copies", "zero-copy-reads"])
+def test_an_exception_at_every_line_of_a_multi_buffer_write_loses_no_frame(jumbo_pair: VethPair,
+                                                                           forwarded: bool) -> None:
+    """Copies, or a zero-copy read's batch written back (its views go in place, its joined
+    frames are copied), with the exception at line 1, 2, 3, ... of the write."""
     frames = mixed_jumbo_frames(jumbo_pair, 0, to_peer=True)
     with AfPacketCapture(jumbo_pair.peer) as peer, open_jumbo_socket(
         jumbo_pair, XDP_MODE_SKB, OptNumFrames(64), OptRingSize(64), OptIoMode(IO_MODE_NONBLOCK), OptPollTimeout(1000)
@@ -273,15 +307,23 @@ def test_an_exception_at_every_line_of_a_multi_buffer_write_loses_no_frame(jumbo
         line = longest = 0
         while True:
             line += 1
+            packets: list[object] = list(frames)
+            if forwarded:
+                send_frames(jumbo_pair.peer, mixed_jumbo_frames(jumbo_pair, 1000 * line))
+                packets = list(read_frames_as_read(sock, len(frames)))
             with exception_at_line(line) as seen, contextlib.suppress(Injected):
-                sock.write_multi_packets(frames)
+                sock.write_multi_packets(packets)
             sock.check_frames()
             longest = max(longest, seen[0])
             if seen[0] < line:
                 break
         assert longest > 20
         went_out = peer.recv_frames(10_000, timeout=0.5)  # whatever went out during the chaos
-        assert set(went_out) <= set(frames)  # whole frames only, never a part of one
+        assert all(len(frame) in SIZES for frame in went_out)  # whole frames only, never a part of one
+        if forwarded:  # every round forwards frames of its own
+            assert len(set(went_out)) == len(went_out), "a frame went out twice"
+        else:
+            assert set(went_out) <= set(frames)
         fresh = mixed_jumbo_frames(jumbo_pair, 2_000_000, to_peer=True)
         with watchdog(10):
             assert sock.write_multi_packets(fresh) == len(fresh)
