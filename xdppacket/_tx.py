@@ -208,15 +208,7 @@ class TxPath:
                 forwarded.setdefault(id(lease), (lease, []))[1].append(address)
             descriptors[2 * slot] = address
             descriptors[2 * slot + 1] = size
-        tx = self._tx
-        groups = list(forwarded.values())
-        pool.move = (ForwardMove, descriptors, tx, tx.index_after(count), copy_frames, groups)
-        for lease, addresses in groups:
-            lease.drop(addresses)
-        if copies:
-            del free[-copies:]
-        tx.submit(descriptors)
-        pool.move = None
+        self._publish(descriptors, count, copy_frames, list(forwarded.values()))
         return count
 
     def lent_run(self, frames: Sequence[object]) -> LentRun | None:
@@ -260,13 +252,23 @@ class TxPath:
         words[0::2] = addresses
         words[1::2] = sizes[:count]
         descriptors = array("Q", words)
-        tx = self._tx
+        self._publish(descriptors, count, [], [(lease, addresses)])
+        return count
+
+    def _publish(self, descriptors: array[int], count: int, copies: list[int],
+                 forwarded: list[tuple[Lease, list[int]]]) -> None:
+        """Put ``count`` descriptors on the tx ring, in one journalled move: the frames of
+        ``copies`` (data already in them) leave the free list, those of ``forwarded`` their
+        leases. For a caller holding the pool's lock with nothing left to settle."""
         pool = self._pool
-        pool.move = (ForwardMove, descriptors, tx, tx.index_after(count), [], [(lease, addresses)])
-        lease.drop(addresses)
+        tx = self._tx
+        pool.move = (ForwardMove, descriptors, tx, tx.index_after(count), copies, forwarded)
+        for lease, frames in forwarded:
+            lease.drop(frames)
+        if copies:
+            del pool.frames[-len(copies):]
         tx.submit(descriptors)
         pool.move = None
-        return count
 
     def unsent(self) -> int:
         """Descriptors in the tx ring the kernel has not taken yet."""
@@ -382,14 +384,7 @@ class MultiBufferTxPath(TxPath):
                 descriptors[2 * slot] = address
                 descriptors[2 * slot + 1] = part | more
                 slot += 1
-        groups = list(forwarded.values())
-        pool.move = (ForwardMove, descriptors, tx, tx.index_after(needed), taken, groups)
-        for lease, lent in groups:
-            lease.drop(lent)
-        if copied:
-            del free[-copied:]
-        tx.submit(descriptors)
-        pool.move = None
+        self._publish(descriptors, needed, taken, list(forwarded.values()))
         return count
 
     def _forwardable(self, frame: Frame) -> tuple[Lease, int] | None:
