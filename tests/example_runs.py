@@ -16,7 +16,8 @@ from typing import Any
 from tests.netns import start_script
 from tests.xdp_helpers import watchdog
 
-__all__ = ["EXAMPLE_TIMEOUT_S", "ctrl_c", "example_running", "exit_output", "finish", "read_line"]
+__all__ = ["EXAMPLE_TIMEOUT_S", "ctrl_c", "example_running", "exit_output", "finish", "killed_with_its_group",
+           "read_line"]
 
 #: The longest a test waits for one line of an example, or for it to exit.
 EXAMPLE_TIMEOUT_S = 20
@@ -28,13 +29,19 @@ def example_running(path: str, *args: str) -> Iterator[subprocess.Popen[str]]:
 
     Killing only the example would leave its workers holding the output pipe open.
     """
-    example = start_script(path, *args)
-    try:
+    with killed_with_its_group(start_script(path, *args)) as example:
         yield example
+
+
+@contextlib.contextmanager
+def killed_with_its_group(process: subprocess.Popen[Any]) -> Iterator[subprocess.Popen[Any]]:
+    """``process`` (leading a process group); the whole group is killed and reaped at the end."""
+    try:
+        yield process
     finally:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(example.pid, signal.SIGKILL)
-        example.communicate()
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
 
 
 def read_line(process: subprocess.Popen[Any], *, stderr: bool = False, timeout: float = EXAMPLE_TIMEOUT_S) -> str:
@@ -64,15 +71,16 @@ def ctrl_c(example: subprocess.Popen[str]) -> None:
     os.killpg(example.pid, signal.SIGINT)
 
 
-def exit_output(example: subprocess.Popen[str]) -> tuple[str, str]:
-    """The rest of the example's stdout and stderr once it exits, which it must do with status 0."""
+def exit_output(process: subprocess.Popen[Any], timeout: float = EXAMPLE_TIMEOUT_S) -> tuple[Any, Any]:
+    """The rest of the process's stdout and stderr once it exits, which it must do with status 0
+    within ``timeout`` seconds (else its group is killed and the test fails)."""
     try:
-        stdout, stderr = example.communicate(timeout=EXAMPLE_TIMEOUT_S)
+        stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(example.pid, signal.SIGKILL)
-        stdout, stderr = example.communicate()
-        raise AssertionError(f"the example did not stop:\n{stdout}\n{stderr}") from None
-    assert example.returncode == 0, stderr
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        raise AssertionError(f"the process did not exit:\n{stdout}\n{stderr}") from None
+    assert process.returncode == 0, stderr
     return stdout, stderr
 
 
@@ -80,4 +88,4 @@ def finish(example: subprocess.Popen[str]) -> str:
     """The rest of the example's stdout once it exits cleanly: status 0, nothing on stderr."""
     stdout, stderr = exit_output(example)
     assert stderr == ""
-    return stdout
+    return str(stdout)

@@ -30,7 +30,7 @@ from tests.capture_files import (
     pcapng_blocks,
     tcpdump_command,
 )
-from tests.example_runs import read_line
+from tests.example_runs import exit_output, killed_with_its_group, read_line
 from tests.netns import AfPacketCapture, VethFactory, VethPair
 from tests.xdp_helpers import (
     MULTI_QUEUES,
@@ -73,12 +73,8 @@ def cli(*args: str, text: bool = True) -> Iterator[subprocess.Popen[Any]]:
         [sys.executable, "-m", "xdppacket", *args], env=cli_env(), stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=text, start_new_session=True,
     )
-    try:
+    with killed_with_its_group(process):
         yield process
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -96,13 +92,7 @@ def wait_listening(process: subprocess.Popen[Any]) -> re.Match[str]:
 
 def finish(process: subprocess.Popen[Any]) -> tuple[Any, Any]:
     """The rest of stdout and stderr once the command exits, which it must do with status 0."""
-    try:
-        stdout, stderr = process.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        raise AssertionError(f"the command did not exit: {process.communicate()}") from None
-    assert process.returncode == 0, stderr
-    return stdout, stderr
+    return exit_output(process, TIMEOUT_S)
 
 
 def closing_lines(captured: int, dropped: int = 0) -> str:
