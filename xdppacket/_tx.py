@@ -165,30 +165,25 @@ class TxPath:
                 return in_place
         pool = self._pool
         free = pool.frames
-        registry = pool.leases_by_exporter
         # A view released since the write checked it (another write sent it) is refused
         # before any view of the batch is released here: those stay valid and the caller's.
         list(map(len, frames[start : start + room]))
         plan: list[tuple[Lease, int] | None] = []  # per frame: (lease, frame address) to forward, or None
         copies = 0
         for frame in frames[start : start + room]:
-            forward = None
-            if type(frame) is memoryview:
-                lease = registry.get(id(frame.obj))
-                address = None if lease is None else lease.frame_of(frame)  # type: ignore[attr-defined]
-                if address is not None:
-                    try:
-                        frame.release()
-                        forward = (lease, address)
-                    except BufferError:
-                        pass  # exported further (a NumPy array, ...): copy it
+            forward = self._forwardable(frame)
+            if forward is not None:
+                try:
+                    frame.release()  # type: ignore[union-attr]  # a memoryview: forward says so
+                except BufferError:
+                    forward = None  # exported further (a NumPy array, ...): copy it
             if forward is None:
                 if copies == len(free):
                     if not completed:
                         self.completions_empty += 1
                     break
                 copies += 1
-            plan.append(forward)  # type: ignore[arg-type]
+            plan.append(forward)
         count = len(plan)
         if not count:
             return 0
@@ -227,6 +222,14 @@ class TxPath:
         views = lease.views
         position, count = lease.views_in_order(frames)
         return LentRun(lease, views, position, count) if count else None
+
+    def _forwardable(self, frame: Frame) -> tuple[Lease, int] | None:
+        """(lease, frame address) if ``frame`` is a view of one of this UMEM's leases, still lent."""
+        if type(frame) is not memoryview:
+            return None
+        lease = self._pool.leases_by_exporter.get(id(frame.obj))
+        address = None if not isinstance(lease, Lease) else lease.frame_of(frame)
+        return None if address is None else (lease, address)  # type: ignore[return-value]
 
     def _forward_run(self, lease: Lease, views: Sequence[Frame], sizes: list[int], position: int) -> int:
         """Send ``views``, the lease's views from ``position`` on, in place; return how many.
@@ -386,11 +389,3 @@ class MultiBufferTxPath(TxPath):
                 slot += 1
         self._publish(descriptors, needed, taken, list(forwarded.values()))
         return count
-
-    def _forwardable(self, frame: Frame) -> tuple[Lease, int] | None:
-        """(lease, frame address) if ``frame`` is a view of one of this UMEM's leases, still lent."""
-        if type(frame) is not memoryview:
-            return None
-        lease = self._pool.leases_by_exporter.get(id(frame.obj))
-        address = None if not isinstance(lease, Lease) else lease.frame_of(frame)
-        return None if address is None else (lease, address)  # type: ignore[return-value]
