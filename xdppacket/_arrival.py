@@ -109,8 +109,9 @@ class ArrivalReader:
         else:
             u32 = self._u32
             raw = [u64[(a >> 3) - words] if u32[(a >> 2) - 1] == XDPPACKET_META_MAGIC else 0 for a in addresses]
-            if newest < min(raw) and max(raw) <= now:
-                self._newest = max(raw)
+            highest = max(raw)
+            if newest < min(raw) and highest <= now:
+                self._newest = highest
                 return [t + offset for t in raw]
         fresh = [t for t in raw if newest < t <= now]
         if fresh:
