@@ -621,15 +621,21 @@ class _Emitter:
         self._frame.load_variable_offset(dst, index, fetch.base, fetch.size)
 
 
-def generate(expression: ast.Expr, whole_frame_length: bool = False) -> bytes:
-    """The eBPF prologue (see ``_filter_frame``) for a parsed expression; its frame length
-    from ``bpf_xdp_get_buff_len`` if ``whole_frame_length`` (for frags-aware programs)."""
+def generate(expression: ast.Expr) -> tuple[bytes, bytes]:
+    """The eBPF prologue (see ``_filter_frame``) for a parsed expression, and its form for
+    frags-aware programs, whose frame length comes from ``bpf_xdp_get_buff_len`` (the same
+    bytes when the filter does not read the length). One flow graph serves both."""
     lowering = _Lowering()
     cond = lowering.lower(expression)
+    entry = optimize(_flow(cond, MATCH, NO_MATCH))
+    plain = _emit(entry, lowering.uses_length, whole_frame_length=False)
+    return plain, _emit(entry, True, whole_frame_length=True) if lowering.uses_length else plain
+
+
+def _emit(entry: Target, needs_length: bool, whole_frame_length: bool) -> bytes:
     asm = Assembler()
     frame = FilterFrame(asm)
-    frame.enter(needs_length=lowering.uses_length, whole_frame_length=whole_frame_length)
-    entry = optimize(_flow(cond, MATCH, NO_MATCH))
+    frame.enter(needs_length=needs_length, whole_frame_length=whole_frame_length)
     _Emitter(frame).program(entry)
     frame.finish()
     return asm.assemble()

@@ -86,8 +86,7 @@ def compile_filter(expression: str) -> CompiledFilter:
     if not isinstance(expression, str):
         raise TypeError(f"a filter expression must be a str, got {type(expression).__name__}")
     tree = _filter_parser.parse(expression)
-    return CompiledFilter(expression, _filter_codegen.generate(tree),
-                          _filter_codegen.generate(tree, whole_frame_length=True))
+    return CompiledFilter(expression, *_filter_codegen.generate(tree))
 
 
 def compile_classic_filter(program: ClassicProgram) -> CompiledFilter:
