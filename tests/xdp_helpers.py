@@ -59,6 +59,7 @@ __all__ = [
     "frames_for_queue",
     "frames_from_peer",
     "frames_to_peer",
+    "macs_swapped",
     "make_multiqueue_veth",
     "open_fd_count",
     "peer_tx_queue_reaching",
@@ -100,6 +101,11 @@ _WAIT_SYSCALLS_BY_MACHINE = {
 
 # --------------------------------------------------------------------------------------------
 # Frames
+
+
+def macs_swapped(frame: bytes) -> bytes:
+    """``frame`` as an l2fwd forwarder sends it back: destination and source MAC exchanged."""
+    return frame[6:12] + frame[:6] + frame[12:]
 
 
 def frames_from_peer(pair: VethPair, count: int, first_seq: int = 0) -> list[bytes]:

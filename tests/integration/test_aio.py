@@ -26,6 +26,7 @@ from tests.xdp_helpers import (
     frames_for_queue,
     frames_from_peer,
     frames_to_peer,
+    macs_swapped,
     send_frames,
     split_by_queue,
 )
@@ -168,10 +169,6 @@ def test_zero_copy_batches_end_at_the_next_iteration(veth_pair: VethPair, run: R
     run(main())
 
 
-def swapped(frame: bytes) -> bytes:
-    return frame[6:12] + frame[:6] + frame[12:]
-
-
 def frames_lent_and_outside(sock: AsyncXDPPacket) -> tuple[int, int]:
     """(frames lent as views, frames free or on the transmit side), every frame checked: a
     view sent in place moves its frame from the first number to the second."""
@@ -203,7 +200,7 @@ def test_writable_views_are_forwarded_in_place(
             assert lent >= len(views)
             assert await sock.write_multi_packets(views) == len(views)
             assert frames_lent_and_outside(sock) == (lent - len(views), outside + len(views))
-            expected = [swapped(frame) for frame in frames[: len(views)]]
+            expected = [macs_swapped(frame) for frame in frames[: len(views)]]
             assert peer_capture.recv_frames(len(views), timeout=5) == expected
 
     run(main())

@@ -35,6 +35,7 @@ from tests.xdp_helpers import (
     QueueSenders,
     attached_prog_id,
     frames_for_queue,
+    macs_swapped,
     peer_tx_queue_reaching,
     read_multiqueue,
 )
@@ -112,10 +113,6 @@ def counters(rx: Sequence[bytes] = (), tx: Sequence[bytes] = (), directions: str
 def frames_per_queue(pair: VethPair) -> dict[int, list[bytes]]:
     """Queue q gets 10 * (q + 1) distinct frames of mixed sizes."""
     return {queue: frames_for_queue(pair, queue, 10 * (queue + 1)) for queue in range(MULTI_QUEUES)}
-
-
-def swap_macs(frame: bytes) -> bytes:
-    return frame[6:12] + frame[:6] + frame[12:]
 
 
 class PeerEndpoint:
@@ -231,7 +228,7 @@ def test_l2fwd_1link_sends_each_frame_back_with_macs_swapped(
         returned = peer_endpoint.receive(len(everything))
         output, stderr = finish(program, stop)
     assert stderr == ""
-    assert sorted(returned) == sorted(map(swap_macs, everything))
+    assert sorted(returned) == sorted(map(macs_swapped, everything))
     both = "rx tx"
     assert totals(output) == {
         **{f"q{queue}": counters(frames, frames, both) for queue, frames in sent.items()},
@@ -252,7 +249,7 @@ def test_l2fwd_1link_keeps_the_order_of_a_queue(make_veth: VethFactory) -> None:
                 sender.send(frame)
         returned = capture.recv_frames(len(frames) + 1, timeout=1.0)
         output, _ = finish(program)
-    assert returned == [swap_macs(frame) for frame in frames]
+    assert returned == [macs_swapped(frame) for frame in frames]
     assert totals(output) == {"all": counters(frames, frames, "rx tx")}
 
 
@@ -439,7 +436,7 @@ def test_l2fwd_multicore_sends_each_queues_frames_back_from_its_own_process(
         first_rates = [read_line(program) for _ in range(MULTI_QUEUES + 1)]
         output, stderr = finish(program, stop)
     assert stderr == ""
-    assert sorted(returned) == sorted(map(swap_macs, everything))
+    assert sorted(returned) == sorted(map(macs_swapped, everything))
     assert [line.split()[:2] for line in first_rates] == [
         ["rate", label] for label in ("q0", "q1", "q2", "q3", "all")
     ]

@@ -25,6 +25,7 @@ from tests.xdp_helpers import (
     BOTH_MODES,
     frames_for_queue,
     frames_from_peer,
+    macs_swapped,
     make_multiqueue_veth,
     read_frames,
     send_frames,
@@ -49,10 +50,6 @@ from xdppacket import (
 
 SMALL = (OptNumFrames(64), OptRingSize(64))
 NONBLOCK = (OptIoMode(IO_MODE_NONBLOCK), OptPollTimeout(2000))
-
-
-def swapped(frame: bytes) -> bytes:
-    return frame[6:12] + frame[:6] + frame[12:]
 
 
 def counts(sock: XDPPacket) -> tuple[int, int]:
@@ -93,7 +90,7 @@ def test_writable_views_forwarded_in_place_reach_the_peer_changed(
                 with pytest.raises(ValueError, match="released"):
                     bytes(view)  # sent in place: the view is gone
             sock.check_frames()
-        assert peer_capture.recv_frames(len(sent), timeout=5) == [swapped(frame) for frame in sent]
+        assert peer_capture.recv_frames(len(sent), timeout=5) == [macs_swapped(frame) for frame in sent]
         stats = sock.get_stats()
         assert (stats.rx_packets, stats.tx_packets) == (len(sent), len(sent))
 
