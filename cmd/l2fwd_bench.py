@@ -4,7 +4,10 @@ Three forwarders, each in two topologies, in the same run:
 
 - ``xdppacket``: ``examples/l2fwd_1link.py`` and ``examples/l2fwd_2link.py``, run as they are;
 - ``c``: ``cmd/l2fwd_c/xsk_l2fwd.c`` (libxdp's ``<xdp/xsk.h>``, copy mode, need_wakeup,
-  batches of 64, native XDP; built by ``make l2fwd-c``): what the same work costs in C;
+  native XDP; built by ``make l2fwd-c``): what the same work costs in C;
+
+both read at most ``--batch`` frames at a time (default 256, the examples' own default;
+the C forwarder's own default is 64, libxdp's xdpsock's, which forwarded no faster here);
 - ``afpacket``: ``cmd/afpacket_l2fwd.py``, raw ``AF_PACKET`` sockets, ``recv_into`` and
   ``send`` per frame: what a Python program does without AF_XDP.
 
@@ -100,6 +103,8 @@ LOSSLESS = 0.001
 STEPS = (50_000, 100_000, 150_000, 200_000, 250_000, 300_000, 400_000, 500_000, 600_000, 800_000, 1_000_000)
 QUICK_STEPS = (100_000, 200_000, 400_000, 800_000)
 DEFAULT_ROUNDS = 3
+DEFAULT_BATCH = 256  # the examples' default (READ_BATCH in examples/_classic_common.py)
+MAX_BATCH = 1024  # the rings' size in both forwarders
 GRACE_SECONDS = 0.3
 """After the load: frames still in the forwarder's rings get out before the count."""
 BUSY_RETRIES = 5  # starts of a forwarder that found the queue still bound by the one before
@@ -118,25 +123,27 @@ _XDP_DROP = 1
 _XDP_DROP_PROGRAM = bytes([0xB7, 0x00, 0, 0, _XDP_DROP, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0])  # r0 = 1; exit
 
 
-def forwarder_command(forwarder: str, link: str) -> list[str]:
-    """The command line of ``forwarder`` in ``link`` topology: the same interface for all."""
+def forwarder_command(forwarder: str, link: str, batch: int) -> list[str]:
+    """The command line of ``forwarder`` in ``link`` topology: the same interface for all,
+    and for the AF_XDP forwarders the same most frames per read (AF_PACKET reads one)."""
     interfaces = ["-i", FWD_A] if link == "1link" else ["-i", FWD_A, "-j", FWD_B]
     if forwarder == "xdppacket":
-        return [sys.executable, str(REPO / "examples" / f"l2fwd_{link}.py"), *interfaces, "--mode", "drv"]
+        return [sys.executable, str(REPO / "examples" / f"l2fwd_{link}.py"), *interfaces, "--mode", "drv",
+                "--batch", str(batch)]
     if forwarder == "afpacket":
         return [sys.executable, str(REPO / "cmd" / "afpacket_l2fwd.py"), *interfaces]
     if not os.access(C_L2FWD, os.X_OK):
         raise BenchError(f"{C_L2FWD} is missing: build it with `make l2fwd-c` (gcc, libxdp-dev, libbpf-dev)")
-    return [str(C_L2FWD), *interfaces, "--mode", "drv"]
+    return [str(C_L2FWD), *interfaces, "--mode", "drv", "--batch", str(batch)]
 
 
 class Forwarder:
     """One forwarder process, pinned to ``cpu``, its output in a temporary file; stopped
     with SIGTERM as a user's ``kill`` would."""
 
-    def __init__(self, forwarder: str, link: str, cpu: int) -> None:
+    def __init__(self, forwarder: str, link: str, cpu: int, batch: int) -> None:
         self.forwarder = forwarder
-        command = forwarder_command(forwarder, link)
+        command = forwarder_command(forwarder, link, batch)
 
         # Lives as long as the process: closed by stop() or kill().
         self._output: IO[str] = tempfile.TemporaryFile("w+")  # noqa: SIM115
@@ -339,7 +346,7 @@ def run_all(testbed: Testbed, args: argparse.Namespace,
         order = args.forwarders if round_number % 2 else args.forwarders[::-1]
         for link in args.links:
             for name in order:
-                forwarder = start_forwarder(testbed, name, link, log)
+                forwarder = start_forwarder(testbed, name, link, args.batch, log)
                 try:
                     if testbed.realtime:
                         forwarder.make_realtime()
@@ -356,7 +363,7 @@ def run_all(testbed: Testbed, args: argparse.Namespace,
     return controls, runs, totals
 
 
-def start_forwarder(testbed: Testbed, name: str, link: str, log: Callable[[str], None]) -> Forwarder:
+def start_forwarder(testbed: Testbed, name: str, link: str, batch: int, log: Callable[[str], None]) -> Forwarder:
     """Start ``name`` in ``link`` and wait until it forwards.
 
     The kernel tears the previous forwarder's socket down in a deferred worker; until that
@@ -364,7 +371,7 @@ def start_forwarder(testbed: Testbed, name: str, link: str, log: Callable[[str],
     Such a start is retried, a little later each time; any other failure is the bench's.
     """
     for attempt in range(1, BUSY_RETRIES + 1):
-        forwarder = Forwarder(name, link, testbed.forwarder_cpu)
+        forwarder = Forwarder(name, link, testbed.forwarder_cpu, batch)
         try:
             testbed.wait_until_forwarding(forwarder, link)
             return forwarder
@@ -523,6 +530,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"offered rates (default {' '.join(map(str, STEPS))})")
     parser.add_argument("--forwarders", nargs="+", choices=FORWARDERS, default=list(FORWARDERS))
     parser.add_argument("--links", nargs="+", choices=LINKS, default=list(LINKS))
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, metavar="N",
+                        help=f"most frames per read, for both AF_XDP forwarders (default {DEFAULT_BATCH}, at "
+                             f"most {MAX_BATCH})")
     parser.add_argument("--no-realtime", dest="realtime", action="store_false",
                         help="run the forwarders and the generator as ordinary tasks (by default "
                              "SCHED_FIFO, priority 1)")
@@ -541,6 +551,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.links = [link for link in LINKS if link in args.links]
     if args.rounds < 1 or args.duration <= 0 or min(args.steps) < 1:
         parser.error("--rounds, --duration and --steps must be positive")
+    if not 1 <= args.batch <= MAX_BATCH:
+        parser.error(f"--batch must be 1 to {MAX_BATCH} (the forwarders' ring size)")
     if args.realtime and args.duration > REALTIME_MAX_SECONDS:
         parser.error(f"--duration above {REALTIME_MAX_SECONDS:g} s needs --no-realtime")
     return args
@@ -576,6 +588,7 @@ def report(args: argparse.Namespace, started: float, cpus: Sequence[int], idle: 
         "settings": {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
                      "seconds": round(time.time() - started, 1), "rounds": args.rounds,
                      "duration": args.duration, "steps": args.steps, "frame_size": FRAME_SIZE,
+                     "batch": args.batch,
                      "forwarder_cpu": cpus[0], "generator_cpu": cpus[1], "idle_before": idle,
                      "lossless_below": LOSSLESS, "realtime": args.realtime, "kernel": platform.release(),
                      "cpu": cpu_model(),
@@ -594,7 +607,7 @@ def report(args: argparse.Namespace, started: float, cpus: Sequence[int], idle: 
         print(json.dumps(document, indent=2))
         return
     print(f"\nl2fwd_bench: {FRAME_SIZE}-byte frames, one queue, veth, medians of {args.rounds} round(s) of "
-          f"{args.duration:g} s per step; kernel {platform.release()}, {cpu_model()}; forwarders on CPU "
+          f"{args.duration:g} s per step, reads of at most {args.batch} frames; kernel {platform.release()}, {cpu_model()}; forwarders on CPU "
           f"{cpus[0]}, generator on CPU {cpus[1]}; CPUs {idle:.0%} idle just before the run.\n"
           f"forwarded: counted at the far end; loss: of the frames the rate asked for; not sent: the share "
           f"the generator fell behind on (the forwarder's receive work runs on its CPU); fwd ns/f: the "

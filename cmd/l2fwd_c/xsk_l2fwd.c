@@ -10,13 +10,13 @@
  *                           both ways. One UMEM is shared by both sockets, so a frame
  *                           is forwarded by handing its descriptor over: no copy.
  *
- * Copy mode (XDP_COPY), need_wakeup, batches of 64, native XDP by default (--mode skb
- * for generic), as the Python examples run on veth. libxdp's own program loader goes
+ * Copy mode (XDP_COPY), need_wakeup, batches of up to 64 frames (--batch N), native XDP by
+ * default (--mode skb for generic), as the Python examples run on veth. libxdp's own program loader goes
  * through its dispatcher, which this kernel refuses (EPERM, see KERNEL_NOTES): the
  * program is ours, five instructions (redirect to the socket of the frame's rx queue,
  * pass when there is none), attached with a BPF link so it goes when the process does.
  *
- * Usage: xsk_l2fwd -i IF [-j IF2] [--mode drv|skb] [--duration S]
+ * Usage: xsk_l2fwd -i IF [-j IF2] [--mode drv|skb] [--batch N] [--duration S]
  * Prints "xsk_l2fwd ready" once forwarding, and one totals line per interface at the end
  * (SIGINT, SIGTERM or --duration), in the examples' format.
  */
@@ -42,7 +42,7 @@
 #define FRAME_SIZE XSK_UMEM__DEFAULT_FRAME_SIZE
 #define FRAMES_PER_PORT 2048 /* as the Python sockets: 1024 for rx, 1024 for tx */
 #define RING_SIZE 1024       /* the Python sockets' default ring size */
-#define BATCH 64
+#define DEFAULT_BATCH 64 /* frames per read at most, as the Python examples */
 #define IDLE_POLL_MS 100
 #define MAX_PORTS 2
 
@@ -65,6 +65,7 @@ static void *umem_area;
 static __u64 free_frames[MAX_PORTS * FRAMES_PER_PORT];
 static unsigned int nfree;
 static volatile sig_atomic_t stop;
+static unsigned int batch = DEFAULT_BATCH;
 
 static void die(const char *what, int err)
 {
@@ -177,10 +178,10 @@ static void swap_macs(unsigned char *frame)
 	memcpy(frame + 6, mac, 6);
 }
 
-/* Move up to BATCH received frames of `in` to the tx ring of `out`; returns how many. */
+/* Move up to `batch` received frames of `in` to the tx ring of `out`; returns how many. */
 static unsigned int forward(struct port *in, struct port *out, int swap)
 {
-	__u32 idx_rx, idx_tx, i, n = xsk_ring_cons__peek(&in->rx, BATCH, &idx_rx);
+	__u32 idx_rx, idx_tx, i, n = xsk_ring_cons__peek(&in->rx, batch, &idx_rx);
 
 	if (!n)
 		return 0;
@@ -234,7 +235,7 @@ static double monotonic_seconds(void)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: xsk_l2fwd -i IF [-j IF2] [--mode drv|skb] [--duration S]\n");
+	fprintf(stderr, "usage: xsk_l2fwd -i IF [-j IF2] [--mode drv|skb] [--batch N (1-%d)] [--duration S]\n", RING_SIZE);
 	exit(2);
 }
 
@@ -245,6 +246,7 @@ int main(int argc, char **argv)
 		{ "interface2", required_argument, NULL, 'j' },
 		{ "mode", required_argument, NULL, 'm' },
 		{ "duration", required_argument, NULL, 'd' },
+		{ "batch", required_argument, NULL, 'b' },
 		{ 0 },
 	};
 	struct xsk_umem_config umem_cfg = {
@@ -272,6 +274,8 @@ int main(int argc, char **argv)
 			xdp_flags = XDP_FLAGS_SKB_MODE;
 		else if (opt == 'd' && (duration = atof(optarg)) > 0)
 			continue;
+		else if (opt == 'b' && atoi(optarg) > 0 && atoi(optarg) <= RING_SIZE)
+			batch = (unsigned int)atoi(optarg);
 		else
 			usage();
 	}

@@ -25,6 +25,7 @@ from tests.netns import PrivateNetns
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RATE = 20_000  # far below what any of the three forwarders takes here
 SECONDS = 0.3
+BATCH = 7  # not the default: both AF_XDP forwarders must forward with what the bench passes
 FORWARDERS = ("xdppacket", "afpacket", "c")
 LINKS = ("1link", "2link")
 
@@ -40,7 +41,7 @@ def build_c_l2fwd() -> None:
 def run_quick_bench() -> dict[str, Any]:
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "cmd" / "l2fwd_bench.py"), "--quick", "--steps", str(RATE),
-         "--duration", str(SECONDS), "--json"],
+         "--duration", str(SECONDS), "--batch", str(BATCH), "--json"],
         capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120, check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -60,6 +61,7 @@ def test_quick_bench_forwards_with_all_three(private_netns: PrivateNetns) -> Non
         pytest.skip("the forwarding benchmark needs 2 CPUs (one forwards, one generates)")
     build_c_l2fwd()
     document = run_quick_bench()
+    assert document["settings"]["batch"] == BATCH
 
     assert [control["link"] for control in document["controls"]] == list(LINKS)
     for control in document["controls"]:
@@ -83,3 +85,12 @@ def test_quick_bench_forwards_with_all_three(private_netns: PrivateNetns) -> Non
         peaks = document["verdict"][link]["peak_pps"]
         assert set(peaks) == set(FORWARDERS)
         assert all(peak > 0 for peak in peaks.values())
+
+
+@pytest.mark.parametrize("batch", ["0", "1025", "many"])
+def test_the_c_forwarder_refuses_a_batch_outside_its_ring(batch: str) -> None:
+    build_c_l2fwd()
+    result = subprocess.run([str(REPO_ROOT / "build" / "xsk_l2fwd"), "-i", "nosuchif0", "--batch", batch],
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30, check=False)
+    assert result.returncode == 2
+    assert "--batch N (1-1024)" in result.stderr

@@ -42,7 +42,8 @@ class FakeForwarder:
     outcomes: list[str] = []
     started: list[FakeForwarder] = []
 
-    def __init__(self, name: str, link: str, cpu: int) -> None:
+    def __init__(self, name: str, link: str, cpu: int, batch: int) -> None:
+        self.batch = batch
         self.outcome = FakeForwarder.outcomes.pop(0)
         self.process = FakeProcess(exited=self.outcome != "forwards")
         self.killed = False
@@ -76,8 +77,9 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 def test_a_start_that_finds_the_queue_busy_is_retried_later_each_time(scripted: list[float]) -> None:
     FakeForwarder.outcomes = ["busy", "busy", "forwards"]
     logged: list[str] = []
-    forwarder: Any = l2fwd_bench.start_forwarder(FakeTestbed(), "c", "2link", logged.append)  # type: ignore[arg-type]
+    forwarder: Any = l2fwd_bench.start_forwarder(FakeTestbed(), "c", "2link", 96, logged.append)  # type: ignore[arg-type]
     assert forwarder is FakeForwarder.started[2]
+    assert [f.batch for f in FakeForwarder.started] == [96, 96, 96]
     assert [f.killed for f in FakeForwarder.started] == [True, True, False]
     assert len(scripted) == 2
     assert scripted[0] < scripted[1]  # later each time
@@ -88,7 +90,7 @@ def test_a_start_that_finds_the_queue_busy_is_retried_later_each_time(scripted: 
 def test_any_other_failure_is_not_retried(scripted: list[float]) -> None:
     FakeForwarder.outcomes = ["other", "forwards"]
     with pytest.raises(BenchError, match="no such interface"):
-        l2fwd_bench.start_forwarder(FakeTestbed(), "c", "1link", print)  # type: ignore[arg-type]
+        l2fwd_bench.start_forwarder(FakeTestbed(), "c", "1link", 64, print)  # type: ignore[arg-type]
     assert len(FakeForwarder.started) == 1
     assert FakeForwarder.started[0].killed
     assert scripted == []
@@ -97,5 +99,12 @@ def test_any_other_failure_is_not_retried(scripted: list[float]) -> None:
 def test_a_queue_busy_for_good_fails_after_the_last_retry(scripted: list[float]) -> None:
     FakeForwarder.outcomes = ["busy"] * l2fwd_bench.BUSY_RETRIES
     with pytest.raises(BenchError, match="Device or resource busy"):
-        l2fwd_bench.start_forwarder(FakeTestbed(), "c", "1link", print)  # type: ignore[arg-type]
+        l2fwd_bench.start_forwarder(FakeTestbed(), "c", "1link", 64, print)  # type: ignore[arg-type]
     assert len(FakeForwarder.started) == l2fwd_bench.BUSY_RETRIES
+
+
+@pytest.mark.parametrize("forwarder", ["xdppacket", "c"])
+def test_both_af_xdp_forwarders_read_batches_of_the_same_size(forwarder: str) -> None:
+    command = l2fwd_bench.forwarder_command(forwarder, "1link", 96)
+    assert command[command.index("--batch") + 1] == "96"
+    assert "--batch" not in l2fwd_bench.forwarder_command("afpacket", "1link", 96)  # one frame per read
