@@ -43,12 +43,14 @@ from xdppacket import (
 
 __all__ = [
     "IDLE_POLL_US",
+    "READ_BATCH",
     "REPORT_INTERVAL_S",
     "RX",
     "RX_TX",
     "TX",
     "RateReporter",
     "Reporter",
+    "add_batch_argument",
     "add_run_arguments",
     "errors_as_messages",
     "positive_int",
@@ -62,6 +64,11 @@ MODES = {"drv": XDP_MODE_DRV, "skb": XDP_MODE_SKB}
 REPORT_INTERVAL_S = 1.0
 # A read with nothing to do returns after this long, so the rate line comes on time when idle.
 IDLE_POLL_US = 100_000
+# The most frames one read takes. Each read costs Python a fixed few microseconds whatever
+# it returns, so under load a larger batch leaves more CPU for the frames (forwarding on one
+# veth queue: peak 245,592 -> 268,746 pps from 64 to 256, while C over libxdp gained nothing);
+# a read never waits for a batch to fill, so a light load sees no extra latency.
+READ_BATCH = 256
 
 #: Which directions a program's lines show.
 RX = ("rx",)
@@ -70,6 +77,12 @@ RX_TX = ("rx", "tx")
 
 #: Labelled counters: one entry per queue (or interface) and usually "all", their sum.
 LabelledStats = Mapping[str, XDPStats]
+
+
+def add_batch_argument(parser: argparse.ArgumentParser) -> None:
+    """``--batch``, for the programs that read in batches."""
+    parser.add_argument("--batch", type=positive_int, default=READ_BATCH, metavar="B",
+                        help=f"most frames per read (default {READ_BATCH})")
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:

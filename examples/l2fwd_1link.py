@@ -22,6 +22,7 @@ from _classic_common import (
     IDLE_POLL_US,
     RX_TX,
     RateReporter,
+    add_batch_argument,
     add_run_arguments,
     errors_as_messages,
     positive_int,
@@ -77,7 +78,7 @@ def main() -> None:
         epilog="Forwards in place, without copying frames. Runs until Ctrl-C, SIGTERM or --duration.")
     parser.add_argument("-i", "--interface", required=True, metavar="IF", help="interface to forward on")
     parser.add_argument("--queues", type=positive_int, default=1, metavar="N", help="forward on queues 0..N-1 (default 1)")
-    parser.add_argument("--batch", type=positive_int, default=64, metavar="B", help="frames per read (default 64)")
+    add_batch_argument(parser)
     add_run_arguments(parser)
     args = parser.parse_args()
     with errors_as_messages():

@@ -21,6 +21,7 @@ from _classic_common import (
     IDLE_POLL_US,
     RX_TX,
     RateReporter,
+    add_batch_argument,
     add_run_arguments,
     errors_as_messages,
     positive_int,
@@ -84,7 +85,7 @@ def main() -> None:
     parser.add_argument("-j", "--interface2", required=True, metavar="IF2", help="second interface")
     parser.add_argument("--queues", type=positive_int, default=1, metavar="N",
                         help="forward queues 0..N-1 of each interface (default 1)")
-    parser.add_argument("--batch", type=positive_int, default=64, metavar="B", help="frames per read (default 64)")
+    add_batch_argument(parser)
     add_run_arguments(parser)
     args = parser.parse_args()
     with errors_as_messages():

@@ -27,6 +27,7 @@ from _classic_common import (
     REPORT_INTERVAL_S,
     RX_TX,
     RateReporter,
+    add_batch_argument,
     add_run_arguments,
     errors_as_messages,
     positive_int,
@@ -140,7 +141,7 @@ if __name__ == "__main__":
     parser.add_argument("-i", "--interface", required=True, metavar="IF", help="interface to forward on")
     parser.add_argument("--queues", type=positive_int, default=1, metavar="N",
                         help="one process for each of queues 0..N-1 (default 1)")
-    parser.add_argument("--batch", type=positive_int, default=64, metavar="B", help="frames per read (default 64)")
+    add_batch_argument(parser)
     add_run_arguments(parser)
     args = parser.parse_args()
     sys.exit(main(args.interface, args.queues, args.batch, args.mode, args.duration))

@@ -20,6 +20,7 @@ import argparse
 from _classic_common import (
     RX,
     RateReporter,
+    add_batch_argument,
     add_run_arguments,
     errors_as_messages,
     positive_int,
@@ -50,7 +51,7 @@ def main() -> None:
                                      epilog="Runs until Ctrl-C, SIGTERM or --duration.")
     parser.add_argument("-i", "--interface", required=True, metavar="IF", help="interface to receive on")
     parser.add_argument("--queues", type=positive_int, default=1, metavar="N", help="receive on queues 0..N-1 (default 1)")
-    parser.add_argument("--batch", type=positive_int, default=64, metavar="B", help="frames per read (default 64)")
+    add_batch_argument(parser)
     parser.add_argument("--zero-copy", action="store_true",
                         help="read views into the UMEM instead of copies of the frames")
     add_run_arguments(parser)
