@@ -12,7 +12,9 @@ A trailer is trusted only if it is newer than every trailer read before on this 
 frames reach the ring in the order the program saw them, so an older one is a stale
 leftover of an earlier frame in the same chunk (a program or driver that wrote no
 metadata). Such frames, and any frame without a trailer, get ``None``: the caller uses
-the time it read the ring.
+the time it read the ring. The shipped program says when that can happen: it raises its
+flag ``xdppacket_metadata_missing`` before it redirects a frame without metadata, so
+while the flag is clear, read after the ring, every trailer is fresh and none is checked.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import enum
 import mmap
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 __all__ = [
     "METADATA_MISSING_VARIABLE",
@@ -76,7 +78,10 @@ class ArrivalReader:
     Not thread-safe: the rx path that owns it serialises calls.
     """
 
-    def __init__(self, area: mmap.mmap, custom_metadata: bool):
+    def __init__(self, area: mmap.mmap, custom_metadata: bool,
+                 metadata_missing: Callable[[], int] | None = None):
+        """``metadata_missing``: reads the shipped program's flag (None: a program without
+        one, whose trailers are always checked)."""
         whole = memoryview(area)
         self._views = [whole.cast("I"), whole.cast("Q"), whole]
         self._u32, self._u64, self._bytes = self._views
@@ -85,6 +90,7 @@ class ArrivalReader:
         # Where the arrival time lies, in u64 words before the frame's data.
         self._time_words = TRAILER_SIZE // 8 if custom_metadata else SHIPPED_METADATA_SIZE // 8
         self._newest = 0  # the newest arrival time trusted so far
+        self._metadata_missing = metadata_missing
 
     def arrival_times(self, addresses: list[int]) -> list[int | None]:
         """CLOCK_REALTIME arrival time of each frame whose data starts at ``addresses``.
@@ -99,8 +105,13 @@ class ArrivalReader:
         offset = realtime_offset(now)
         newest = self._newest
         if not self._custom_metadata:
-            # The usual case, converted as read: one pass, checked on the extremes.
+            # The usual case, converted as read: one pass.
             times = [u64[(a >> 3) - words] + offset for a in addresses]
+            missing = self._metadata_missing
+            if missing is not None and not missing():  # the caller read the ring first
+                self._newest = times[-1] - offset  # the newest but for a reordering (of µs)
+                return times  # type: ignore[return-value]  # list[int] is a list[int | None]
+            # Otherwise checked on the extremes.
             lowest, highest = min(times) - offset, max(times) - offset
             if newest < lowest and highest <= now:  # every trailer is fresh
                 self._newest = highest

@@ -20,7 +20,7 @@ import functools
 import mmap
 import os
 import threading
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from types import MappingProxyType, TracebackType
 from typing import Union
 
@@ -254,6 +254,23 @@ class GlobalVariables(Mapping[str, Union[bytes, int]]):
         variable = self._variable(name)
         memory = self._memory(variable)
         return _decode(memory[variable.offset : variable.offset + variable.size], variable.integer)
+
+    def reader(self, name: str) -> Callable[[], int]:
+        """A function that reads integer variable ``name`` as ``gv[name]`` does, for a hot
+        path that polls it: no lookup and no lock per call. Once the program is closed
+        the function raises ``ValueError``; it holds no buffer export, so it never keeps
+        the section mapped."""
+        variable = self._variable(name)
+        if variable.integer is None:
+            raise TypeError(f"global variable {name!r} is not an integer")
+        memory = self._memory(variable)
+        start, end, signed = variable.offset, variable.offset + variable.size, variable.integer.signed
+        from_bytes = int.from_bytes
+
+        def read() -> int:
+            return from_bytes(memory[start:end], "little", signed=signed)
+
+        return read
 
     def __setitem__(self, name: str, value: bytes | int) -> None:
         variable = self._variable(name)

@@ -30,10 +30,10 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from itertools import repeat
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 from . import _netlink
-from ._arrival import TrailerSource
+from ._arrival import METADATA_MISSING_VARIABLE, TrailerSource
 from ._bpf_object import SHIPPED_FRAGS_PROGRAM
 from ._frame_fit import check_frames_fit
 from ._frames import FrameAccountingError
@@ -114,10 +114,12 @@ class XskQueue:
         try:
             program = XskProgram.acquire(ifname, ifindex, options.xdp_mode, queues, options.program_path,
                                          options.queue_id, _program_name(options), options.filter)
+            trailers = _trailer_source(options)
             xsk = XskSocket(ifname, ifindex, options.queue_id, options.num_frames, options.frame_size,
-                            options.ring_size, bind_flags_for(options), trailers=_trailer_source(options),
+                            options.ring_size, bind_flags_for(options), trailers=trailers,
                             headroom=options.headroom, huge_pages=options.huge_pages, busy_poll=options.busy_poll,
-                            umem_sockets=umem_sockets, share_with=_umem_source(share_with))
+                            umem_sockets=umem_sockets, share_with=_umem_source(share_with),
+                            metadata_missing=_metadata_missing_flag(program, trailers))
             program.register(options.queue_id, xsk.fileno())
         except BaseException:
             if xsk is not None:
@@ -675,6 +677,21 @@ def _trailer_source(options: XDPOptions) -> TrailerSource:
     if options.batch_timestamps:
         return TrailerSource.NOT_READ
     return TrailerSource.SHIPPED if options.program_path is None else TrailerSource.CUSTOM
+
+
+def _metadata_missing_flag(program: XskProgram, trailers: TrailerSource) -> Callable[[], int] | None:
+    """Reads the shipped program's flag for frames redirected without metadata; None when
+    there is none to read (another program, or one whose variables cannot be mapped):
+    then every batch's trailers are checked instead (``ArrivalReader``)."""
+    if trailers is not TrailerSource.SHIPPED:
+        return None
+    variables = program.program.global_variables
+    if METADATA_MISSING_VARIABLE not in variables:
+        return None
+    try:
+        return variables.reader(METADATA_MISSING_VARIABLE)
+    except OSError:  # a section not mmap-able (a program another process loaded otherwise)
+        return None
 
 
 def _remaining_us(deadline: int | None) -> int | None:

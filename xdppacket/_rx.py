@@ -62,10 +62,12 @@ class RxPath:
     serialises calls (the pool's lock only guards the frames it shares).
     """
 
-    def __init__(self, umem: Umem, pool: FramePool, fill: FillRing, rx: RxRing, trailers: TrailerSource):
+    def __init__(self, umem: Umem, pool: FramePool, fill: FillRing, rx: RxRing, trailers: TrailerSource, *,
+                 metadata_missing: Callable[[], int] | None = None):
         self._area = umem.map
         self._arrivals = (None if trailers is TrailerSource.NOT_READ
-                          else ArrivalReader(umem.map, custom_metadata=trailers is TrailerSource.CUSTOM))
+                          else ArrivalReader(umem.map, custom_metadata=trailers is TrailerSource.CUSTOM,
+                                             metadata_missing=metadata_missing))
         self._fill = fill
         self._rx = rx
         self._pool = pool

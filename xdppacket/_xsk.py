@@ -15,6 +15,7 @@ import errno
 import socket
 import threading
 import time
+from typing import Callable
 
 from . import _uapi as uapi
 from ._arrival import TrailerSource
@@ -142,9 +143,10 @@ class XskSocket:
     def __init__(self, ifname: str, ifindex: int, queue_id: int, num_frames: int, frame_size: int,
                  ring_size: int, bind_flags: int, *, trailers: TrailerSource = TrailerSource.SHIPPED, headroom: int = 0,
                  huge_pages: bool = False, busy_poll: OptBusyPoll | None = None, umem_sockets: int = 1,
-                 share_with: XskSocket | None = None):
+                 share_with: XskSocket | None = None, metadata_missing: Callable[[], int] | None = None):
         """``umem_sockets``: how many sockets the new UMEM has frames for; ``share_with``:
-        use that socket's UMEM instead (frame size, count, headroom and huge pages are its)."""
+        use that socket's UMEM instead (frame size, count, headroom and huge pages are its);
+        ``metadata_missing``: reads the shipped program's flag (``ArrivalReader``)."""
         require_supported_machine()
         self.ifname = ifname
         self.queue_id = queue_id
@@ -210,7 +212,8 @@ class XskSocket:
             rx_path = MultiBufferRxPath if multi_buffer else RxPath
             self.tx = (MultiBufferTxPath if multi_buffer else TxPath)(self.umem, self.pool, tx, completion)
             self.pool.join(self)
-            self.rx = rx_path(self.umem, self.pool, fill, rx, trailers)  # fills the fill ring before the bind
+            # Fills the fill ring before the bind.
+            self.rx = rx_path(self.umem, self.pool, fill, rx, trailers, metadata_missing=metadata_missing)
             step = _BIND_STEP
             if share_with is None:
                 self._bind(uapi.pack_sockaddr_xdp(bind_flags, ifindex, queue_id))

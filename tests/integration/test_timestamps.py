@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import mmap
+import struct
 import time
 from pathlib import Path
 
@@ -12,6 +15,7 @@ from tests.xdp_helpers import BOTH_MODES, frames_from_peer, read_frames, send_fr
 from xdppacket import (
     IO_MODE_NONBLOCK,
     OptBatchTimestamps,
+    OptFrameSize,
     OptIoMode,
     OptNumFrames,
     OptRingSize,
@@ -20,10 +24,12 @@ from xdppacket import (
     XDPMode,
     XDPPacket,
 )
+from xdppacket._arrival import METADATA_MISSING_VARIABLE, SHIPPED_METADATA_SIZE
 
 METADATA_PROGRAM = str(Path(__file__).resolve().parents[1] / "bpf" / "metadata.o")
 NONBLOCK = (OptIoMode(IO_MODE_NONBLOCK),)
 GAP_NS = 1_000_000
+FRAME_SIZE = 2048
 
 
 # Arrival times are the program's CLOCK_MONOTONIC stamps plus a CLOCK_REALTIME offset the
@@ -79,6 +85,55 @@ def test_frames_sent_a_millisecond_apart_and_read_late_are_stamped_a_millisecond
     assert_each_stamped_during_its_send(sends, stamps)  # each frame its own arrival time
     assert stamps[-1] < read_started - 40_000_000  # arrival, not the late read
     assert all(info.metadata == b"" for info in infos)
+
+
+@pytest.mark.parametrize("flag", [0, 1], ids=["trusted", "checked"])
+def test_the_shipped_programs_flag_decides_whether_trailers_are_checked_and_times_hold_either_way(
+    veth_pair: VethPair, flag: int
+) -> None:
+    """The flag clear (every frame got metadata, as on veth): trailers are taken as they
+    are. Raised (as the program does when a driver refuses metadata): each is checked."""
+    frames = frames_from_peer(veth_pair, 20)
+    with XDPPacket(veth_pair.capture, OptXDPMode(XDPMode.DRV), *NONBLOCK) as sock:
+        variables = sock.program.global_variables
+        assert variables[METADATA_MISSING_VARIABLE] == 0
+        variables[METADATA_MISSING_VARIABLE] = flag
+        sends = send_spaced(veth_pair, frames)
+        time.sleep(0.03)
+        got, infos = read_frames(sock, len(frames), "read_multi_packets", batch=64)
+    assert got == frames
+    assert_each_stamped_during_its_send(sends, [info.timestamp_ns for info in infos])
+
+
+@pytest.mark.parametrize("flag", [0, 1], ids=["trusted", "checked"])
+def test_a_socket_reads_its_programs_flag(veth_pair: VethPair, flag: int) -> None:
+    """End to end, the flag a socket polls is its program's: the trailers of frames waiting
+    in the ring are overwritten with a time in the future (through a writable view's
+    mapping of the whole UMEM), which only a socket that checks them refuses."""
+    frames = frames_from_peer(veth_pair, 9)
+    with XDPPacket(veth_pair.capture, OptXDPMode(XDPMode.DRV), OptFrameSize(FRAME_SIZE), *NONBLOCK) as sock:
+        sock.program.global_variables[METADATA_MISSING_VARIABLE] = flag
+        send_frames(veth_pair.peer, frames[:1])
+        settle()
+        views, _ = sock.zero_copy_read_multi_packets(1, writable=True)
+        umem = views[0].obj  # the writable mapping the views come from: the whole UMEM
+        assert isinstance(umem, mmap.mmap)
+        view_buffer, umem_buffer = ctypes.c_char.from_buffer(views[0]), ctypes.c_char.from_buffer(umem)
+        data_offset = (ctypes.addressof(view_buffer) - ctypes.addressof(umem_buffer)) % FRAME_SIZE
+        del view_buffer, umem_buffer, views  # their exports would keep the view's frame lent
+        send_frames(veth_pair.peer, frames[1:])
+        settle()
+        future = time.monotonic_ns() + 10**12
+        for chunk in range(0, len(umem), FRAME_SIZE):  # every frame's trailer, the waiting ones among them
+            struct.pack_into("=Q", umem, chunk + data_offset - SHIPPED_METADATA_SIZE, future)
+        read_started = time.time_ns()
+        got, infos = read_frames(sock, len(frames) - 1, "read_multi_packets")
+        del umem
+    assert got == frames[1:]
+    if flag:
+        assert all(read_started <= info.timestamp_ns <= time.time_ns() for info in infos)  # the ring time
+    else:
+        assert all(info.timestamp_ns > time.time_ns() + 10**11 for info in infos)  # taken as written
 
 
 @BOTH_MODES

@@ -10,7 +10,7 @@ from __future__ import annotations
 import mmap
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -45,8 +45,9 @@ def write_trailer(area: mmap.mmap, address: int, rx_time_ns: int, shipped: bool 
         struct.pack_into("=4I", area, address - PCAP_RECORD_HEADER_SIZE, 0, 0, 60, 60)
 
 
-def read_times(area: mmap.mmap, custom: bool, batches: list[list[int]]) -> list[list[int | None]]:
-    reader = ArrivalReader(area, custom_metadata=custom)
+def read_times(area: mmap.mmap, custom: bool, batches: list[list[int]],
+               metadata_missing: Callable[[], int] | None = None) -> list[list[int | None]]:
+    reader = ArrivalReader(area, custom_metadata=custom, metadata_missing=metadata_missing)
     try:
         return [reader.arrival_times(addresses) for addresses in batches]
     finally:
@@ -86,3 +87,38 @@ def test_a_custom_trailer_counts_only_with_its_magic_word(area: mmap.mmap) -> No
     [times] = read_times(area, True, [ADDRESSES[:2]])
     assert isinstance(times, IncompleteTimes)
     assert times == [now - 2000 + realtime_offset(time.monotonic_ns()), None]
+
+
+def write_stale_and_future_trailers(area: mmap.mmap) -> int:
+    """The trailers of the test above: two read before (stale once read again), one in the future."""
+    now = time.monotonic_ns()
+    for address, rx_time in zip(ADDRESSES[:2], (now - 9000, now - 8000)):
+        write_trailer(area, address, rx_time)
+    write_trailer(area, ADDRESSES[2], now + 10**12)
+    write_trailer(area, ADDRESSES[3], now - 1000)
+    return now
+
+
+def test_while_the_program_reports_no_frame_without_metadata_its_trailers_are_trusted(area: mmap.mmap) -> None:
+    """The shipped program raises its flag before it redirects a frame without metadata:
+    while the flag is clear there is no stale trailer, so none is looked for (a trailer
+    that would look stale or future is then taken as it is)."""
+    polls: list[int] = []
+
+    def flag_clear() -> int:
+        polls.append(1)
+        return 0
+
+    now = write_stale_and_future_trailers(area)
+    _, second = read_times(area, False, [ADDRESSES[:2], ADDRESSES], metadata_missing=flag_clear)
+    assert len(polls) == 2  # once per batch
+    assert type(second) is list
+    offset = realtime_offset(time.monotonic_ns())
+    assert second == [now - 9000 + offset, now - 8000 + offset, now + 10**12 + offset, now - 1000 + offset]
+
+
+def test_once_the_program_reports_a_frame_without_metadata_every_trailer_is_checked(area: mmap.mmap) -> None:
+    now = write_stale_and_future_trailers(area)
+    _, second = read_times(area, False, [ADDRESSES[:2], ADDRESSES], metadata_missing=lambda: 1)
+    assert isinstance(second, IncompleteTimes)
+    assert second == [None, None, None, now - 1000 + realtime_offset(time.monotonic_ns())]
