@@ -205,6 +205,11 @@ EXPRESSIONS = [
     "ether[0] ^ 1 & 3 = 0",
     "ip[0] | 0x0f = 0x4f",
     "ip[2:2] >> 4 > 3",
+    # Shifts by a packet byte: by 32 or more, libpcap gives 0 (eBPF would shift modulo 32).
+    "ip[12:4] << ip[9] = 0",
+    "ip[12:4] >> ip[9] != 0",
+    "tcp[4:4] >> tcp[13] = 0",
+    "ip6[8:4] << (ip6[6] + 1) = 0",
     "ip6[6] = 6",
     "ip6[0] & 0xf0 = 0x60",
     "ip6[40] = 128",

@@ -4,7 +4,7 @@ XDP programs may not use ``LD_ABS``/``LD_IND``, so every packet load becomes a d
 load guarded against ``data_end``: a load beyond the frame means "no match", exactly as
 classic BPF returns 0 there. A and X start at zero; the scratch words M[0..15] live on
 the stack (zeroed first, as the verifier wants); dividing by an X of zero means "no
-match" (classic BPF returns 0). ``ret`` with a non-zero value (or A) is a match.
+match" (classic BPF returns 0), and shifting by an X of 32 or more gives 0, as in libpcap. ``ret`` with a non-zero value (or A) is a match.
 """
 
 from __future__ import annotations
@@ -263,9 +263,7 @@ class _Translator:
         if op is None:
             raise self._unsupported(index, code, "ALU operation")
         if code & _SRC_X:
-            if op in (BPF_DIV, BPF_MOD):  # classic BPF: dividing by zero rejects the packet
-                asm.jump_imm(BPF_JEQ, _X, 0, self._frame.no_match)
-            asm.alu32_reg(op, _A, _X)
+            self._frame.alu_by_register(op, _A, _X)
             return
         if op in (BPF_DIV, BPF_MOD) and k == 0:
             raise XDPFilterError(f"classic BPF instruction {index} divides by the constant 0")

@@ -597,9 +597,7 @@ class _Emitter:
             else:
                 result = self._value(value.left, depth)
                 divisor = self._value(value.right, depth + 1)
-            if op in (BPF_DIV, BPF_MOD):  # classic BPF: dividing by zero rejects the packet
-                asm.jump_imm(BPF_JEQ, divisor, 0, self._frame.no_match)
-            asm.alu32_reg(op, result, divisor)
+            self._frame.alu_by_register(op, result, divisor)
             if right_first:
                 asm.mov64_reg(dst, result)
         else:

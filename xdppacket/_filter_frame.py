@@ -9,7 +9,9 @@ A filter is an eBPF *prologue* spliced in front of an XDP program. Contract:
 
 Every packet load is guarded against ``data_end``. As in classic BPF, a load beyond the
 frame ends the filter with "no match", wherever it happens (also under ``not``): this is
-what libpcap's programs do, and what the verifier needs.
+what libpcap's programs do, and what the verifier needs. Arithmetic by a register follows
+libpcap too where eBPF differs: a divisor of zero is "no match", a shift by 32 or more
+gives 0 (eBPF would shift by the amount modulo 32).
 
 Registers while the filter runs: r6 = data, r7 = data_end, r9 = ctx, r8 = frame length
 (only computed when a filter asks for it), r1/r2 = scratch for address arithmetic.
@@ -26,9 +28,15 @@ from __future__ import annotations
 from ._ebpf import (
     BPF_ADD,
     BPF_B,
+    BPF_DIV,
     BPF_H,
+    BPF_JEQ,
     BPF_JGT,
+    BPF_JLT,
     BPF_JNE,
+    BPF_LSH,
+    BPF_MOD,
+    BPF_RSH,
     BPF_SUB,
     BPF_W,
     Assembler,
@@ -103,6 +111,22 @@ class FilterFrame:
         asm.exit()
         asm.place(self.match)
         asm.mov64_reg(Reg.R1, CTX)
+
+    def alu_by_register(self, op: int, dst: Reg, src: Reg) -> None:
+        """``dst op= src`` on 32 bits as libpcap computes it (see the module's docstring)."""
+        asm = self.asm
+        if op in (BPF_DIV, BPF_MOD):
+            asm.jump_imm(BPF_JEQ, src, 0, self.no_match)
+        elif op in (BPF_LSH, BPF_RSH):
+            in_range, done = Label("shift"), Label("shifted")
+            asm.jump_imm(BPF_JLT, src, 32, in_range)
+            asm.mov32_imm(dst, 0)
+            asm.jump(done)
+            asm.place(in_range)
+            asm.alu32_reg(op, dst, src)
+            asm.place(done)
+            return
+        asm.alu32_reg(op, dst, src)
 
     def load_constant_offset(self, dst: Reg, offset: int, size: int) -> None:
         """``dst`` = the ``size``-byte big-endian value at ``offset``; no match if beyond the frame."""
