@@ -210,6 +210,14 @@ EXPRESSIONS = [
     "ip[12:4] >> ip[9] != 0",
     "tcp[4:4] >> tcp[13] = 0",
     "ip6[8:4] << (ip6[6] + 1) = 0",
+    # In "a op b" libpcap keeps a's protocol checks only: b's loads run on any frame.
+    "ether[0] + tcp[0] >= 0",
+    "ip[9] - udp[0] != 0",
+    # A constant index is folded into the load's offset on 32 bits (libpcap's optimizer).
+    "ip[-14] = 2",
+    "icmp6[(4294967295 << 4):2] > 0",
+    "tcp[4294967295] > 0",
+    "udp[-32:1] < 100",
     "ip6[6] = 6",
     "ip6[0] & 0xf0 = 0x60",
     "ip6[40] = 128",

@@ -224,13 +224,14 @@ class _Translator:
         elif mode == _MEM:
             self._scratch_index(index, code, k)
             asm.load(BPF_W, dst, Reg.R10, _SCRATCH + 4 * k)
-        elif mode in (_ABS, _IND) and dst == _A:
+        elif mode == _ABS and dst == _A:
             if k >= _EXTENSIONS:
                 raise self._unsupported(index, code, f"Linux ancillary data at k={k:#x}")
-            if mode == _ABS:
-                self._frame.load_constant_offset(_A, k, size)
-            else:
-                self._frame.load_variable_offset(_A, _X, k, size)
+            self._frame.load_constant_offset(_A, k, size)
+        elif mode == _IND and dst == _A:
+            # As libpcap runs it: X + k without wrapping, so a k folded from a negative
+            # index (``udp[-32]``) lies beyond every frame.
+            self._frame.load_variable_offset(_A, _X, k, size)
         elif mode == _MSH and dst == _X and size == 1:
             if k >= _EXTENSIONS:
                 raise self._unsupported(index, code, f"Linux ancillary data at k={k:#x}")

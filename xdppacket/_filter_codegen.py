@@ -19,8 +19,9 @@ optimizer drops them).
 from __future__ import annotations
 
 import ipaddress
+import operator
 from dataclasses import dataclass
-from typing import Union
+from typing import Callable, Union
 
 from . import _filter_parser as ast
 from ._ebpf import (
@@ -381,13 +382,19 @@ class _Lowering:
             self.uses_length = True
             return _Length()
         if isinstance(node, ast.Negate):
-            return _Neg(self._value(node.operand, guards))
+            operand = self._value(node.operand, guards)
+            return _Const(-operand.value & _U32) if isinstance(operand, _Const) else _Neg(operand)
         if isinstance(node, ast.BinaryOp):
             left = self._value(node.left, guards)
-            right = self._value(node.right, guards)
+            # libpcap's gen_arth keeps the left operand's protocol checks only: the right
+            # one's loads still run (and end the filter beyond the frame), whatever the
+            # protocol. ``ether[0] + tcp[0] >= 0`` matches frames that are not TCP.
+            right = self._value(node.right, [])
             if isinstance(right, _Const):
                 if node.op in ("/", "%") and right.value == 0:
                     raise XDPFilterError(f"division by zero in filter expression ('{node.op} 0')")
+                if isinstance(left, _Const):
+                    return _Const(_folded(node.op, left.value, right.value))
                 if node.op in ("<<", ">>") and right.value > 31:
                     raise XDPFilterError(f"shift by more than 31 bits ('{node.op} {right.value}')")
             return _Arith(node.op, left, right)
@@ -416,6 +423,14 @@ class _Lowering:
         guards.append(self._abbrev(layer))
         guards.append(self._not_a_later_fragment())
         return _Fetch(self._payload, True, index, node.size)
+
+
+def _folded(op: str, left: int, right: int) -> int:
+    """``left op right`` of two constants on 32 bits, as libpcap's optimizer folds them: a
+    shift by 32 or more gives 0 (the caller refused a divisor of zero)."""
+    if op in ("<<", ">>"):
+        return 0 if right > 31 else (left << right if op == "<<" else left >> right) & _U32
+    return _FOLDS[op](left, right) & _U32
 
 
 def _direction(direction: str, source: _Cond, destination: _Cond) -> _Cond:
@@ -483,6 +498,11 @@ _ALU = {
     "<<": BPF_LSH,
     ">>": BPF_RSH,
 }
+_FOLDS: dict[str, Callable[[int, int], int]] = {
+    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.floordiv,
+    "%": operator.mod, "&": operator.and_, "|": operator.or_, "^": operator.xor,
+}
+_U32 = 0xFFFFFFFF
 #: Registers holding intermediate values, in order of nesting depth.
 _VALUE_REGISTERS = (Reg.R3, Reg.R4, Reg.R5, Reg.R0)
 #: "a op b" is "b op' a".
@@ -606,8 +626,15 @@ class _Emitter:
 
     def _fetch(self, fetch: _Fetch, dst: Reg, depth: int) -> None:
         asm = self._asm
-        if isinstance(fetch.index, _Const) and not fetch.transport:
-            self._frame.load_constant_offset(dst, fetch.base + fetch.index.value, fetch.size)
+        if isinstance(fetch.index, _Const):
+            # libpcap's optimizer folds a constant index into the load's offset, on 32 bits:
+            # ``ip[4294967290]`` reads byte 8, and ``udp[-32]`` lies beyond any frame.
+            offset = (fetch.base + fetch.index.value) & _U32
+            if not fetch.transport:
+                self._frame.load_constant_offset(dst, offset, fetch.size)
+                return
+            self._ipv4_header_length(dst, fetch.base)
+            self._frame.load_variable_offset(dst, dst, offset, fetch.size)
             return
         index = self._value(fetch.index, depth)
         if fetch.transport:
