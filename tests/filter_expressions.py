@@ -218,6 +218,17 @@ EXPRESSIONS = [
     "icmp6[(4294967295 << 4):2] > 0",
     "tcp[4294967295] > 0",
     "udp[-32:1] < 100",
+    # libpcap's grammar gives % and ^ no precedence: they take everything after them.
+    "len = 60 and len - 1 ^ 3 = 58",
+    "len = 60 and -len % 7 = 4294967292",
+    "len = 60 and len * 2 % 7 = 120",
+    "len = 60 and len % 7 * 2 = 4",
+    "len = 60 and -len ^ 1 = 4294967235",
+    # What libpcap's optimizer decides while compiling: two numbers compared, and 0 times x.
+    "(ip[31] > 0 or 7 < 256) and tcp",
+    "ip[31] > 0 or (3 + 4) < 256",
+    "tcp[0] * 0 = 0",
+    "0 * ip[31] = 0 and udp",
     "ip6[6] = 6",
     "ip6[0] & 0xf0 = 0x60",
     "ip6[40] = 128",

@@ -373,6 +373,12 @@ class _Lowering:
         guards: list[_Cond] = []
         left = self._value(node.left, guards)
         right = self._value(node.right, guards)
+        if isinstance(node.left, ast.Constant) and isinstance(node.right, ast.Constant):
+            # Two numbers: libpcap's optimizer decides it while compiling, and the tests
+            # only the other branch needed go (``ip[1] > 0 or 7 < 256`` matches frames too
+            # short for ip[1]). A side that is a constant only once folded (``3 + 4``,
+            # ``0 * len``) stays a test there, which keeps the tests before it.
+            return _Always(_COMPARE[node.op](node.left.value, node.right.value))
         return _All((*guards, _Relation(node.op, left, right)))
 
     def _value(self, node: ast.Arith, guards: list[_Cond]) -> _Value:
@@ -397,6 +403,10 @@ class _Lowering:
                     return _Const(_folded(node.op, left.value, right.value))
                 if node.op in ("<<", ">>") and right.value > 31:
                     raise XDPFilterError(f"shift by more than 31 bits ('{node.op} {right.value}')")
+                if right.value == 0 and node.op in ("*", "&"):
+                    return _Const(0)  # as libpcap's optimizer has it: the left side's loads go
+            elif isinstance(left, _Const) and left.value == 0 and node.op in _ZERO_ABSORBS:
+                return _Const(0)  # likewise the right side's loads (a divisor of 0 included)
             return _Arith(node.op, left, right)
         return self._fetch(node, guards)
 
@@ -503,6 +513,11 @@ _FOLDS: dict[str, Callable[[int, int], int]] = {
     "%": operator.mod, "&": operator.and_, "|": operator.or_, "^": operator.xor,
 }
 _U32 = 0xFFFFFFFF
+#: ``0 op x`` is 0 whatever x is: libpcap's optimizer drops x's loads.
+_ZERO_ABSORBS = frozenset(("*", "/", "%", "&", "<<", ">>"))
+_COMPARE: dict[str, Callable[[int, int], bool]] = {
+    "=": operator.eq, "!=": operator.ne, ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
+}
 #: Registers holding intermediate values, in order of nesting depth.
 _VALUE_REGISTERS = (Reg.R3, Reg.R4, Reg.R5, Reg.R0)
 #: "a op b" is "b op' a".

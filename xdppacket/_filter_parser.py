@@ -2,7 +2,8 @@
 
 The grammar follows libpcap's grammar.y: ``and`` and ``or`` share one precedence and
 group from the left; a bare address after ``and``/``or`` reuses the qualifiers of the
-primitive before it (``host 1.2.3.4 or 5.6.7.8``); arithmetic has C's precedence. The
+primitive before it (``host 1.2.3.4 or 5.6.7.8``); arithmetic groups as libpcap's does
+(see ``_PRECEDENCE``: ``%`` and ``^`` take everything after them). The
 parser resolves qualifiers into typed primitives (``HostMatch``, ``PortMatch``, ...), so
 the code generator never sees qualifier rules. Nothing here emits code.
 
@@ -560,12 +561,18 @@ _NOT = ("not", "!")
 #: Words that start the qualifiers of an id (after an optional protocol).
 _HEAD_WORDS = frozenset(("src", "dst", "host", "net", "port", "portrange", "proto"))
 _RELATIONS = {">": ">", ">=": ">=", "=": "=", "==": "=", "<": "<", "<=": "<=", "!=": "!="}
-# Binary arithmetic operators by precedence level, lowest first (libpcap's grammar.y).
-_ARITH_LEVELS = (("|",), ("^",), ("&",), ("<<", ">>"), ("+", "-"), ("*", "/", "%"))
+#: Binary arithmetic operators by precedence, as libpcap's grammar.y declares them, and
+#: unary minus (``_NEGATE``) above all. grammar.y gives ``%`` and ``^`` none (None here),
+#: so bison's default applies to them, shift: before either the parser never reduces
+#: (``-a ^ b`` is ``-(a ^ b)``, ``a * b % c`` is ``a * (b % c)``), and after either it
+#: reduces only at the end of the arithmetic (``a ^ b + c`` is ``a ^ (b + c)``).
+_PRECEDENCE: dict[str, int | None] = {
+    "|": 1, "&": 2, "<<": 3, ">>": 3, "+": 4, "-": 4, "*": 5, "/": 5, "%": None, "^": None,
+}
+_NEGATE = "negate"
+_NEGATE_PRECEDENCE = 6
 #: Operators that show a number or a parenthesis belongs to arithmetic.
-_ARITHMETIC_FOLLOWERS = frozenset(op for level in _ARITH_LEVELS for op in level) | frozenset(
-    _RELATIONS
-)
+_ARITHMETIC_FOLLOWERS = frozenset(_PRECEDENCE) | frozenset(_RELATIONS)
 
 
 class _Parser:
@@ -812,31 +819,38 @@ class _Parser:
     # Arithmetic ------------------------------------------------------------------------
 
     def _relation(self) -> Comparison:
-        left = self._arith(0)
+        left = self._arith()
         token = self._token
         if token.kind != "op" or token.text not in _RELATIONS:
             raise _syntax_error(token, "expected a comparison, got")
         self._advance()
-        right = self._arith(0)
+        right = self._arith()
         return Comparison(_RELATIONS[token.text], left, right)
 
-    def _arith(self, level: int) -> Arith:
-        if level == len(_ARITH_LEVELS):
-            return self._unary()
-        left = self._arith(level + 1)
-        while self._token.kind == "op" and self._token.text in _ARITH_LEVELS[level]:
-            op = self._advance().text
-            left = BinaryOp(op, left, self._arith(level + 1))
-        return left
+    def _arith(self) -> Arith:
+        """Arithmetic, grouped as libpcap's LALR parser groups it (``_PRECEDENCE``)."""
+        operands: list[Arith] = []
+        pending: list[str] = []  # operators waiting for their right operand; _NEGATE for unary minus
+        while True:
+            while self._is("-"):
+                self._advance()
+                pending.append(_NEGATE)
+            operands.append(self._operand())
+            token = self._token
+            lookahead = token.text if token.kind == "op" and token.text in _PRECEDENCE else None
+            while pending and (lookahead is None or _reduces_before(pending[-1], lookahead)):
+                op = pending.pop()
+                operand = operands.pop()
+                operands.append(Negate(operand) if op == _NEGATE else BinaryOp(op, operands.pop(), operand))
+            if lookahead is None:
+                return operands[0]
+            pending.append(self._advance().text)
 
-    def _unary(self) -> Arith:
+    def _operand(self) -> Arith:
         token = self._token
-        if self._is("-"):
-            self._advance()
-            return Negate(self._unary())
         if self._is("("):
             self._advance()
-            inner = self._arith(0)
+            inner = self._arith()
             self._expect(")")
             return inner
         if token.kind == "num":
@@ -850,7 +864,7 @@ class _Parser:
             if protocol is not None and self._peek().text == "[":
                 self._advance()
                 self._advance()
-                index = self._arith(0)
+                index = self._arith()
                 size = 1
                 if self._is(":"):
                     self._advance()
@@ -867,6 +881,15 @@ class _Parser:
         if token.kind == "name":
             raise _unresolvable_name(token)
         raise _syntax_error(token)
+
+
+def _reduces_before(pending: str, lookahead: str) -> bool:
+    """Whether bison, holding ``pending`` with its right operand, reduces it before
+    shifting binary operator ``lookahead``: only when both have a precedence, and
+    ``pending``'s is higher, or equal (all of grammar.y's operators group from the left)."""
+    held = _NEGATE_PRECEDENCE if pending == _NEGATE else _PRECEDENCE[pending]
+    coming = _PRECEDENCE[lookahead]
+    return held is not None and coming is not None and held >= coming
 
 
 #: Layers ``layer[...]`` may address: every protocol qualifier but the IPsec headers.

@@ -10,6 +10,7 @@ import pytest
 from xdppacket import XDPError, XDPFilterError
 from xdppacket._filter_parser import (
     And,
+    Arith,
     BinaryOp,
     Broadcast,
     Comparison,
@@ -109,7 +110,7 @@ def test_and_and_or_share_one_precedence_and_group_from_the_left() -> None:
     )
 
 
-def test_arithmetic_has_c_precedence() -> None:
+def test_arithmetic_has_libpcaps_precedence() -> None:
     ip0 = Load("ip", Constant(0), 1)
     assert parse("ip[0] & 0xf << 2 > 5 + 2 * 3") == Comparison(
         ">",
@@ -124,6 +125,27 @@ def test_arithmetic_has_c_precedence() -> None:
         BinaryOp("^", Load("link", Constant(0), 1), BinaryOp("&", Constant(1), Constant(3))),
         Constant(0),
     )
+
+
+def test_modulo_and_xor_take_everything_after_them_as_libpcap_parses_them() -> None:
+    """grammar.y declares no precedence for ``%`` and ``^``, so bison always shifts them:
+    they bind to the operand just before them, and their right side runs to the end."""
+    length, one, two, three = PacketLength(), Constant(1), Constant(2), Constant(3)
+
+    def arithmetic(text: str) -> Arith:
+        comparison = parse(f"{text} = 0")
+        assert isinstance(comparison, Comparison)
+        return comparison.left
+
+    assert arithmetic("-len ^ 1") == Negate(BinaryOp("^", length, one))
+    assert arithmetic("-len % 1") == Negate(BinaryOp("%", length, one))
+    assert arithmetic("len * 2 % 3") == BinaryOp("*", length, BinaryOp("%", two, three))
+    assert arithmetic("len % 2 * 3") == BinaryOp("%", length, BinaryOp("*", two, three))
+    assert arithmetic("len ^ 2 + 3") == BinaryOp("^", length, BinaryOp("+", two, three))
+    assert arithmetic("len - 1 ^ 3") == BinaryOp("-", length, BinaryOp("^", one, three))
+    assert arithmetic("len % 2 % 3") == BinaryOp("%", length, BinaryOp("%", two, three))
+    assert arithmetic("len & 2 | 3") == BinaryOp("|", BinaryOp("&", length, two), three)  # declared: as in C
+    assert arithmetic("-len * 2") == BinaryOp("*", Negate(length), two)
 
 
 def test_named_offsets_and_flags_are_numbers() -> None:
