@@ -396,13 +396,17 @@ class _Lowering:
             # one's loads still run (and end the filter beyond the frame), whatever the
             # protocol. ``ether[0] + tcp[0] >= 0`` matches frames that are not TCP.
             right = self._value(node.right, [])
-            if isinstance(right, _Const):
-                if node.op in ("/", "%") and right.value == 0:
+            if isinstance(node.right, ast.Constant):  # refused as libpcap refuses them, written out
+                if node.op in ("/", "%") and node.right.value == 0:
                     raise XDPFilterError(f"division by zero in filter expression ('{node.op} 0')")
-                if isinstance(left, _Const):
+                if node.op in ("<<", ">>") and node.right.value > 31:
+                    raise XDPFilterError(f"shift by more than 31 bits ('{node.op} {node.right.value}')")
+            if isinstance(right, _Const):
+                # A divisor of 0 that only folding shows ends the filter when it runs, as
+                # in libpcap's interpreter (its optimizer refuses it where it is reachable).
+                divides_by_zero = node.op in ("/", "%") and right.value == 0
+                if isinstance(left, _Const) and not divides_by_zero:
                     return _Const(_folded(node.op, left.value, right.value))
-                if node.op in ("<<", ">>") and right.value > 31:
-                    raise XDPFilterError(f"shift by more than 31 bits ('{node.op} {right.value}')")
                 if right.value == 0 and node.op in ("*", "&"):
                     return _Const(0)  # as libpcap's optimizer has it: the left side's loads go
             elif isinstance(left, _Const) and left.value == 0 and node.op in _ZERO_ABSORBS:
@@ -433,6 +437,15 @@ class _Lowering:
         guards.append(self._abbrev(layer))
         guards.append(self._not_a_later_fragment())
         return _Fetch(self._payload, True, index, node.size)
+
+
+def _immediate_allowed(op: int, value: int) -> bool:
+    """Whether eBPF takes ``value`` as this operation's immediate: the verifier refuses a
+    constant divisor of 0 and shifts of 32 or more, which the register form handles as
+    libpcap does (``FilterFrame.alu_by_register``)."""
+    if op in (BPF_DIV, BPF_MOD):
+        return value != 0
+    return value < 32 if op in (BPF_LSH, BPF_RSH) else True
 
 
 def _folded(op: str, left: int, right: int) -> int:
@@ -619,7 +632,7 @@ class _Emitter:
             asm.neg32(dst)
         elif isinstance(value, _Arith):
             op = _ALU[value.op]
-            if isinstance(value.right, _Const):
+            if isinstance(value.right, _Const) and _immediate_allowed(op, value.right.value):
                 self._value(value.left, depth)
                 asm.alu32_imm(op, dst, value.right.value)
                 return dst

@@ -87,3 +87,20 @@ def test_a_match_falls_through_with_r1_as_the_context(
     compiled: CompiledFilter, expected: list[int]
 ) -> None:
     assert run_spliced(compiled) == expected
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        # libpcap's interpreter: a shift by 32 or more gives 0 (eBPF's would shift by 0 here).
+        ("ether[0:4] << (31 + 1) = 0", [0x66, 0x02, 0xFF]),
+        # A divisor of 0 ends the filter with no match when it runs, "or" or not.
+        ("ip6 or ether[0] / (3 - 3) = 0", [XDP_PASS, 0x02, XDP_PASS]),
+    ],
+)
+def test_constants_only_folding_shows_out_of_range_compile_and_run_as_in_libpcap(
+    expression: str, expected: list[int]
+) -> None:
+    """The verifier refuses such constants as immediates; written out (``<< 32``, ``/ 0``)
+    both compilers refuse them, as tcpdump does."""
+    assert run_spliced(compile_filter(expression)) == expected
