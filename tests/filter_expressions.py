@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-__all__ = ["EXPRESSIONS", "RANDOM_EXPRESSIONS"]
+__all__ = ["ARITHMETIC_EXPRESSIONS", "EXPRESSIONS", "RANDOM_EXPRESSIONS"]
 
 EXPRESSIONS = [
     # Link layer.
@@ -397,3 +397,58 @@ def _random_expressions(count: int, seed: int) -> list[str]:
 
 #: Seeded random compositions of the primitives above, with not/and/or and parentheses.
 RANDOM_EXPRESSIONS = _random_expressions(120, seed=7)
+
+
+# Random arithmetic: where eBPF's arithmetic and libpcap's part (shifts past 31, divisors
+# of 0, wrapping offsets, operator grouping, protocol tests of operands, what libpcap's
+# optimizer decides while compiling). Divisors and shift counts are never constants, so
+# that tcpdump, which refuses any it can see to be 0 or above 31, accepts every one.
+_LAYERS = ("ether", "ip", "ip6", "tcp", "udp", "icmp", "arp", "icmp6", "sctp")
+_NUMBERS = (0, 1, 2, 3, 4, 7, 8, 12, 14, 20, 31, 32, 40, 60, 64, 255, 256, 1500,
+            0xFFFF, 0x10000, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF)
+_OPERATORS = ("+", "-", "*", "&", "|", "^", "/", "%", "<<", ">>")
+_COMPARISONS = (">", "<", ">=", "<=", "=", "!=")
+
+
+def _random_load(rng: random.Random, depth: int, nonzero_index: bool = False, short_index: bool = False) -> str:
+    if depth < 2 and not (nonzero_index or short_index) and rng.random() < 0.25:
+        index = _random_arithmetic(rng, depth + 1)
+    else:
+        index = str(rng.randint(1 if nonzero_index else 0, 31 if short_index else 40))
+    return f"{rng.choice(_LAYERS)}[{index}{rng.choice(('', ':1', ':2', ':4'))}]"
+
+
+def _random_arithmetic(rng: random.Random, depth: int = 0) -> str:
+    if depth >= 2 or rng.random() < 0.3:
+        roll = rng.random()
+        if roll < 0.35:
+            return str(rng.choice(_NUMBERS))
+        return "len" if roll < 0.5 else _random_load(rng, depth)
+    op = rng.choice(_OPERATORS)
+    left = _random_arithmetic(rng, depth + 1)
+    if op in ("/", "%", "<<", ">>"):  # a load whose index libpcap sees as a number: not 0, not above 31
+        right = "len" if rng.random() < 0.2 else _random_load(rng, 2, nonzero_index=op in ("/", "%"),
+                                                                short_index=op in ("<<", ">>"))
+    else:
+        right = _random_arithmetic(rng, depth + 1)
+    negate = "-" if rng.random() < 0.15 else ""
+    return f"{negate}({left} {op} {right})"
+
+
+def _random_arithmetic_expressions(count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    expressions: list[str] = []
+    while len(expressions) < count:
+        relation = f"{_random_arithmetic(rng)} {rng.choice(_COMPARISONS)} {_random_arithmetic(rng)}"
+        roll = rng.random()
+        if roll < 0.25:
+            relation = f"{rng.choice(_PRIMITIVES)} {rng.choice(('and', 'or'))} {relation}"
+        elif roll < 0.35:
+            relation = f"not ({relation})"
+        if relation not in expressions:
+            expressions.append(relation)
+    return expressions
+
+
+#: Seeded random arithmetic, compared with tcpdump like the rest.
+ARITHMETIC_EXPRESSIONS = _random_arithmetic_expressions(150, seed=11)

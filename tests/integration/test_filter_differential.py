@@ -24,12 +24,12 @@ import dpkt
 import pytest
 
 from tests.filter_corpus import build_corpus
-from tests.filter_expressions import EXPRESSIONS, RANDOM_EXPRESSIONS
+from tests.filter_expressions import ARITHMETIC_EXPRESSIONS, EXPRESSIONS, RANDOM_EXPRESSIONS
 from xdppacket import CompiledFilter, OptFilter, XDPFilterError, _bpf, compile_filter
 from xdppacket._bpf import BPF_PROG_TYPE_XDP
 
-#: Hand-written expressions, then seeded random compositions of primitives.
-ALL_EXPRESSIONS = EXPRESSIONS + RANDOM_EXPRESSIONS
+#: Hand-written expressions, then seeded random compositions of primitives and random arithmetic.
+ALL_EXPRESSIONS = EXPRESSIONS + RANDOM_EXPRESSIONS + ARITHMETIC_EXPRESSIONS
 MATCHED = 3  # XDP_TX: any action other than XDP_PASS marks a match
 XDP_PASS = 2
 
