@@ -4,7 +4,8 @@ XDP programs may not use ``LD_ABS``/``LD_IND``, so every packet load becomes a d
 load guarded against ``data_end``: a load beyond the frame means "no match", exactly as
 classic BPF returns 0 there. A and X start at zero; the scratch words M[0..15] live on
 the stack (zeroed first, as the verifier wants); dividing by an X of zero means "no
-match" (classic BPF returns 0), and shifting by an X of 32 or more gives 0, as in libpcap. ``ret`` with a non-zero value (or A) is a match.
+match" (classic BPF returns 0), and shifting by an X of 32 or more gives 0, as in
+libpcap. ``ret`` with a non-zero value (or A) is a match.
 """
 
 from __future__ import annotations

@@ -117,7 +117,8 @@ class _Invert:
 
 @dataclass(frozen=True)
 class _Always:
-    """A test libpcap's optimizer reduces to a constant (a masked word with mask 0)."""
+    """A test libpcap's optimizer reduces to a constant (a masked word with mask 0, two
+    numbers compared)."""
 
     value: bool
 
@@ -450,7 +451,7 @@ def _immediate_allowed(op: int, value: int) -> bool:
 
 def _folded(op: str, left: int, right: int) -> int:
     """``left op right`` of two constants on 32 bits, as libpcap's optimizer folds them: a
-    shift by 32 or more gives 0 (the caller refused a divisor of zero)."""
+    shift by 32 or more gives 0 (a divisor of 0 is left to the running filter)."""
     if op in ("<<", ">>"):
         return 0 if right > 31 else (left << right if op == "<<" else left >> right) & _U32
     return _FOLDS[op](left, right) & _U32
