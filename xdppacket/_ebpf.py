@@ -16,6 +16,7 @@ from enum import IntEnum
 __all__ = [
     "Assembler",
     "Instruction",
+    "JumpOutOfRange",
     "Label",
     "Reg",
 ]
@@ -74,6 +75,10 @@ BPF_JLE = 0xB0
 SIZE_BYTES = {BPF_B: 1, BPF_H: 2, BPF_W: 4, BPF_DW: 8}
 
 _INSN = struct.Struct("<BBhi")
+
+
+class JumpOutOfRange(ValueError):
+    """A jump farther than eBPF's 16-bit offset reaches: the program is too large."""
 
 
 class Reg(IntEnum):
@@ -237,7 +242,8 @@ class Assembler:
                 raise ValueError(f"jump to {item.target!r}, which was never placed")
             offset = self._positions[item.target] - index - 1
             if not -(1 << 15) <= offset < (1 << 15):
-                raise ValueError(f"jump to {item.target!r} spans {offset} instructions")
+                raise JumpOutOfRange(f"a jump spans {abs(offset):,} instructions, and eBPF jumps reach "
+                                     f"{(1 << 15) - 1:,}")
             resolved.append(Instruction(item.opcode, item.dst, item.src, offset, item.imm))
         return resolved
 

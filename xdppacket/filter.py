@@ -10,13 +10,16 @@ them to the AF_XDP socket.
 
 from __future__ import annotations
 
+import contextlib
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Union
 
 from . import _cbpf, _filter_codegen, _filter_parser
+from ._ebpf import JumpOutOfRange
 from ._filter_frame import MAX_STACK_BYTES
+from .errors import XDPFilterError
 
 __all__ = ["CompiledFilter", "OptFilter", "compile_filter"]
 
@@ -85,15 +88,37 @@ def compile_filter(expression: str) -> CompiledFilter:
     """
     if not isinstance(expression, str):
         raise TypeError(f"a filter expression must be a str, got {type(expression).__name__}")
-    tree = _filter_parser.parse(expression)
-    return CompiledFilter(expression, *_filter_codegen.generate(tree))
+    with _compiler_limits("the filter expression"):
+        tree = _filter_parser.parse(expression)
+        return CompiledFilter(expression, *_filter_codegen.generate(tree))
 
 
 def compile_classic_filter(program: ClassicProgram) -> CompiledFilter:
     """Translate classic BPF (``tcpdump -ddd`` text or ``(code, jt, jf, k)`` tuples)."""
     instructions = _cbpf.parse_program(program)
-    return CompiledFilter(None, _cbpf.translate(instructions),
-                          _cbpf.translate(instructions, whole_frame_length=True), stack_bytes=MAX_STACK_BYTES)
+    with _compiler_limits("the classic BPF program"):
+        return CompiledFilter(None, _cbpf.translate(instructions),
+                              _cbpf.translate(instructions, whole_frame_length=True), stack_bytes=MAX_STACK_BYTES)
+
+
+@contextlib.contextmanager
+def _compiler_limits(what: str) -> Iterator[None]:
+    """The compilers' own limits, reported as what the user can change.
+
+    They walk expressions and flow graphs recursively, which takes about 300 chained
+    alternatives (``host a or host b or ...``) or nested parentheses; and eBPF's jumps
+    reach 32,767 instructions. Neither leaves anything behind: compiling is pure.
+    """
+    try:
+        yield
+    except RecursionError:
+        raise XDPFilterError(
+            f"{what} is too long or nested too deeply to compile (Python's recursion limit): "
+            "shorten it, for example match an address range with one 'net' instead of many "
+            "'host' alternatives, or a 'portrange' instead of many ports"
+        ) from None
+    except JumpOutOfRange as error:
+        raise XDPFilterError(f"{what} compiles to too large a program ({error}): shorten it") from None
 
 
 @dataclass(frozen=True)

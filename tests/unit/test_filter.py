@@ -59,3 +59,27 @@ def test_from_cbpf_has_no_expression() -> None:
     assert option.compiled.standalone(3).endswith(
         bytes([0xB4, 0, 0, 0, 3, 0, 0, 0, 0x95]) + bytes(7)
     )
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        " or ".join(f"host 10.0.{i // 256}.{i % 256}" for i in range(1000)),  # a generated host list
+        "(" * 2000 + "tcp" + ")" * 2000,
+        "not " * 2000 + "tcp",
+    ],
+    ids=["long-or-chain", "deep-parentheses", "deep-not"],
+)
+def test_an_expression_past_the_compilers_depth_is_refused_with_a_way_out(expression: str) -> None:
+    with pytest.raises(XDPFilterError, match="too long or nested too deeply to compile.*instead of many 'host'"):
+        compile_filter(expression)
+
+
+def test_a_program_too_large_for_ebpfs_jumps_is_refused_with_its_size() -> None:
+    """4,092 classic loads, each nine eBPF instructions, jumped over at once."""
+    loads = 4092
+    program = [(0x28, 0, 0, 12), (0x15, 0, 1, 0x800), (0x05, 0, 0, loads)]
+    program += [(0x50, 0, 0, 0x80000000)] * loads + [(0x06, 0, 0, 1)]
+    with pytest.raises(XDPFilterError, match=r"too large a program \(a jump spans 36,841 instructions, and "
+                                             r"eBPF jumps reach 32,767\)"):
+        OptFilter.from_cbpf(program)
