@@ -19,7 +19,7 @@ from types import FrameType
 
 import pytest
 
-from tests.integration.test_robustness import Injected, exception_at_line
+from tests.integration.test_robustness import EveryLine
 from tests.netns import AfPacketCapture, VethFactory, VethPair, run_command
 from tests.xdp_helpers import (
     BOTH_MODES,
@@ -440,22 +440,18 @@ def test_an_exception_at_every_line_of_a_forwarding_write_loses_no_frame(
                                                 *SMALL, *NONBLOCK))
             out_pair = b_pair
         capture = stack.enter_context(AfPacketCapture(out_pair.peer))
-        line = seq = 0
-        longest = 0
-        while True:
-            line += 1
+        seq = 0
+        lines = EveryLine()
+        for interrupted in lines:
             frames = frames_from_peer(a_pair, 4, first_seq=seq)
             seq += 4
             send_frames(a_pair.peer, frames)
             settle()
             views = read_views(a, 4)
-            with exception_at_line(line) as seen, contextlib.suppress(Injected):
+            with interrupted():
                 out.write_multi_packets(views)
             a.check_frames()
-            longest = max(longest, seen[0])
-            if seen[0] < line:
-                break  # the write ended before this line: every line had its turn
-        assert longest > 30
+        assert lines.longest > 30
         sent_through = capture.recv_frames(seq, timeout=2)
         assert len(sent_through) == len(set(sent_through)), "a frame went out twice"
         frames = frames_from_peer(a_pair, 8, first_seq=seq)

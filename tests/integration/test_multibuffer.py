@@ -10,17 +10,11 @@ when it closes; the tests also call ``check_frames()`` themselves.
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 
 import pytest
 
-from tests.integration.test_robustness import (
-    Injected,
-    exception_at_line,
-    one_read,
-    read_after_chaos,
-)
+from tests.integration.test_robustness import EveryLine, one_read, read_after_chaos
 from tests.netns import AfPacketCapture, VethPair, frame_seq, make_test_frame, run_command
 from tests.xdp_helpers import BOTH_MODES, READ_VARIANTS, read_frames, send_frames, settle, watchdog
 from xdppacket import (
@@ -271,21 +265,17 @@ def test_an_exception_at_every_line_of_a_multi_buffer_read_loses_no_frame(jumbo_
     received: list[bytes] = []
     with open_jumbo_socket(jumbo_pair, XDP_MODE_SKB, OptNumFrames(64), OptRingSize(64),
                            OptIoMode(IO_MODE_NONBLOCK), OptPollTimeout(1000)) as sock:
-        line = longest = 0
-        while True:
-            line += 1
+        lines = EveryLine()
+        for interrupted in lines:
             if not sock.pending_packets and not sock.check_frames()["rx"]["rx ring"]:
                 batch = mixed_jumbo_frames(jumbo_pair, len(sent))
                 send_frames(jumbo_pair.peer, batch)
                 sent += batch
                 settle()
-            with exception_at_line(line) as seen, contextlib.suppress(Injected):
+            with interrupted():
                 received += one_read(sock, method)
             sock.check_frames()
-            longest = max(longest, seen[0])
-            if seen[0] < line:
-                break  # the read ended before this line: every line had its turn
-        assert longest > 20
+        assert lines.longest > 20
         received += read_after_chaos(sock, method)
         seqs = [frame_seq(frame) for frame in received]
         assert len(seqs) == len(set(seqs)), "a frame was handed out twice"
@@ -304,20 +294,16 @@ def test_an_exception_at_every_line_of_a_multi_buffer_write_loses_no_frame(jumbo
     with AfPacketCapture(jumbo_pair.peer) as peer, open_jumbo_socket(
         jumbo_pair, XDP_MODE_SKB, OptNumFrames(64), OptRingSize(64), OptIoMode(IO_MODE_NONBLOCK), OptPollTimeout(1000)
     ) as sock:
-        line = longest = 0
-        while True:
-            line += 1
+        lines = EveryLine()
+        for line, interrupted in enumerate(lines, 1):
             packets: list[object] = list(frames)
             if forwarded:
                 send_frames(jumbo_pair.peer, mixed_jumbo_frames(jumbo_pair, 1000 * line))
                 packets = list(read_frames_as_read(sock, len(frames)))
-            with exception_at_line(line) as seen, contextlib.suppress(Injected):
+            with interrupted():
                 sock.write_multi_packets(packets)
             sock.check_frames()
-            longest = max(longest, seen[0])
-            if seen[0] < line:
-                break
-        assert longest > 20
+        assert lines.longest > 20
         went_out = peer.recv_frames(10_000, timeout=0.5)  # whatever went out during the chaos
         assert all(len(frame) in SIZES for frame in went_out)  # whole frames only, never a part of one
         if forwarded:  # every round forwards frames of its own

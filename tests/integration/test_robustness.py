@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -114,6 +114,35 @@ def exception_at_line(number: int) -> Iterator[list[int]]:
         sys.settrace(None)
 
 
+class EveryLine:
+    """Drives an every-line test: ``for interrupted in lines:``, then ``with interrupted():``
+    around the one call to interrupt (an ``Injected`` it raises is swallowed). The first
+    round raises at the call's first library line, the next at its second, and so on; the
+    loop ends after the round whose call finished before its line, as every line has had
+    its turn. ``longest``: the most library lines a call ran, over every loop so far.
+    """
+
+    def __init__(self) -> None:
+        self.longest = 0
+
+    def __iter__(self) -> Iterator[Callable[[], contextlib.AbstractContextManager[None]]]:
+        line = 0
+        while True:
+            line += 1
+            ran = [0]
+
+            @contextlib.contextmanager
+            def interrupted(line: int = line, ran: list[int] = ran) -> Iterator[None]:
+                with exception_at_line(line) as seen, contextlib.suppress(Injected):
+                    yield
+                ran[0] = seen[0]
+
+            yield interrupted
+            self.longest = max(self.longest, ran[0])
+            if ran[0] < line:
+                return
+
+
 # ------------------------------------------------------------------- interruptions
 
 
@@ -129,24 +158,19 @@ def test_an_exception_at_every_line_of_a_read_loses_and_duplicates_no_frame(
     """
     received: list[bytes] = []
     sent: list[bytes] = []
-    longest = 0
+    lines = EveryLine()
     with XDPPacket(veth_pair.capture, OptXDPMode(mode), *SMALL, *NONBLOCK) as sock:
         for _ in range(2):
-            line = 1
-            while True:
+            for interrupted in lines:
                 if not sock.pending_packets and not sock.check_frames()["rx"]["rx ring"]:
                     batch = frames_from_peer(veth_pair, 20, first_seq=len(sent))
                     send_frames(veth_pair.peer, batch)
                     sent += batch
                     settle()
-                with exception_at_line(line) as seen, contextlib.suppress(Injected):
+                with interrupted():
                     received += one_read(sock, method)
                 sock.check_frames()
-                if seen[0] < line:
-                    break  # the call ended before this line: every line had its turn
-                line += 1
-                longest = max(longest, line)
-        assert longest > 20  # the calls that moved frames ran through many lines
+        assert lines.longest > 20  # the calls that moved frames ran through many lines
         received += read_after_chaos(sock, method)
         seqs = [frame_seq(frame) for frame in received]
         assert len(seqs) == len(set(seqs)), "a frame was handed out twice"
