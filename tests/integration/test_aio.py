@@ -448,6 +448,12 @@ def mq_pair(make_veth: Callable[..., VethPair]) -> VethPair:
     return make_veth(MULTI_QUEUES, MULTI_QUEUES + 1)  # generic mode: capture queue q <- peer tx q + 1
 
 
+def small_multiqueue(pair: VethPair, *options: object) -> AsyncXDPMultiQueue:
+    """Generic mode, MULTI_QUEUES queues of 64 frames each: a queue's tx half fills after 64."""
+    return AsyncXDPMultiQueue(pair.capture, OptXDPMode(XDP_MODE_SKB), OptQueueCount(MULTI_QUEUES),
+                              OptNumFrames(64), OptRingSize(64), *options)
+
+
 @pytest.mark.parametrize("variant", ["read_packet", "zero_copy_read_packet", "read_multi_packets",
                                      "zero_copy_read_multi_packets"])
 def test_multiqueue_reads_every_queue_through_one_descriptor(
@@ -502,8 +508,7 @@ def test_multiqueue_cancelled_reads_and_writes_lose_nothing(
     out = frames_to_peer(mq_pair, 1200)
 
     async def main() -> None:
-        async with AsyncXDPMultiQueue(mq_pair.capture, OptXDPMode(XDP_MODE_SKB), OptQueueCount(MULTI_QUEUES),
-                                      OptNumFrames(64), OptRingSize(64), OptPollTimeout(5)) as mq:
+        async with small_multiqueue(mq_pair, OptPollTimeout(5)) as mq:
             with QueueSenders(mq_pair, XDP_MODE_SKB) as senders:
                 for queue, queue_frames in sent.items():
                     senders.send(queue, queue_frames[:40])
@@ -550,8 +555,7 @@ def test_multiqueue_write_waits_for_room_and_sends_every_frame_once(
     frames = frames_to_peer(mq_pair, 2000)
 
     async def main() -> None:
-        async with AsyncXDPMultiQueue(mq_pair.capture, OptXDPMode(XDP_MODE_SKB), OptQueueCount(MULTI_QUEUES),
-                                      OptNumFrames(64), OptRingSize(64)) as mq:
+        async with small_multiqueue(mq_pair) as mq:
             with pytest.raises(ValueError, match="shorter than an Ethernet header"):
                 await mq.write_packet([frames[0], b"x", frames[1]])  # nothing queued, no queue used up
             assert await mq.write_packet(frames[:1001]) == 1001
@@ -572,8 +576,7 @@ def test_multiqueue_write_to_a_down_interface_raises_instead_of_waiting_forever(
     frames = frames_to_peer(mq_pair, 2000)
 
     async def main() -> None:
-        async with AsyncXDPMultiQueue(mq_pair.capture, OptXDPMode(XDP_MODE_SKB), OptQueueCount(MULTI_QUEUES),
-                                      OptNumFrames(64), OptRingSize(64)) as mq:
+        async with small_multiqueue(mq_pair) as mq:
             run_command("ip", "link", "set", mq_pair.capture, "down")
             with pytest.raises(XDPWriteError, match="the interface is down") as caught:
                 await mq.write_packet(frames)
