@@ -65,14 +65,21 @@ def test_fresh_trailers_give_realtime_arrival_times_in_a_plain_list(area: mmap.m
     assert times == [rx_time + offset for rx_time in raw]
 
 
-def test_a_stale_or_future_trailer_gives_none_in_an_incomplete_list(area: mmap.mmap) -> None:
-    """The second batch reuses two chunks whose trailers were read before (stale), and one
-    trailer lies in the future: only the fourth frame has a time of its own."""
+def write_stale_and_future_trailers(area: mmap.mmap) -> int:
+    """Trailers for a first batch of two frames and a second of all four: the second batch
+    reuses the first's chunks (stale trailers), and the third trailer lies in the future.
+    Returns the CLOCK_MONOTONIC time they are relative to."""
     now = time.monotonic_ns()
     for address, rx_time in zip(ADDRESSES[:2], (now - 9000, now - 8000)):
         write_trailer(area, address, rx_time)
     write_trailer(area, ADDRESSES[2], now + 10**12)
     write_trailer(area, ADDRESSES[3], now - 1000)
+    return now
+
+
+def test_a_stale_or_future_trailer_gives_none_in_an_incomplete_list(area: mmap.mmap) -> None:
+    """Only the fourth frame of the second batch has a time of its own."""
+    now = write_stale_and_future_trailers(area)
     first, second = read_times(area, False, [ADDRESSES[:2], ADDRESSES])
     assert type(first) is list
     assert isinstance(second, IncompleteTimes)
@@ -87,16 +94,6 @@ def test_a_custom_trailer_counts_only_with_its_magic_word(area: mmap.mmap) -> No
     [times] = read_times(area, True, [ADDRESSES[:2]])
     assert isinstance(times, IncompleteTimes)
     assert times == [now - 2000 + realtime_offset(time.monotonic_ns()), None]
-
-
-def write_stale_and_future_trailers(area: mmap.mmap) -> int:
-    """The trailers of the test above: two read before (stale once read again), one in the future."""
-    now = time.monotonic_ns()
-    for address, rx_time in zip(ADDRESSES[:2], (now - 9000, now - 8000)):
-        write_trailer(area, address, rx_time)
-    write_trailer(area, ADDRESSES[2], now + 10**12)
-    write_trailer(area, ADDRESSES[3], now - 1000)
-    return now
 
 
 def test_while_the_program_reports_no_frame_without_metadata_its_trailers_are_trusted(area: mmap.mmap) -> None:
