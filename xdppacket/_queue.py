@@ -46,11 +46,10 @@ from ._wait import wait_readable, wait_writable
 from ._xsk import XskSocket, bind_flags_for
 from .errors import XDPTimeoutError
 from .options import XDPOptions
-from .stats import CaptureInfo, XDPStats
+from .stats import CaptureInfo, XDPStats, capture_info_from_fields
 
 __all__ = ["Packet", "XskQueue", "audit_frames_at_close", "frames_for_writing", "wait_for_frames"]
 
-_new_tuple = tuple.__new__
 #: A received frame: a copy or a zero-copy view.
 Packet = Union[bytes, memoryview]
 # Ethernet header and one VLAN tag: what a frame may carry beyond the MTU.
@@ -428,19 +427,19 @@ class XskQueue:
         if type(times) is list and metadata is None:  # every frame has its time (not IncompleteTimes)
             # The common case, per frame: built by C-level map/zip, a third cheaper than a
             # comprehension (one CaptureInfo per frame is most of a read's Python work).
-            return list(map(_new_tuple, repeat(CaptureInfo),
+            return list(map(capture_info_from_fields,
                             zip(times, lengths, lengths, repeat(ifindex), repeat(queue_id), repeat(b""))))
         now = time.time_ns()
         if times is None:  # OptBatchTimestamps: the read's time, one CaptureInfo per length
             first = lengths[0]
             if lengths.count(first) == len(lengths):
-                return [_new_tuple(CaptureInfo, (now, first, first, ifindex, queue_id, b""))] * len(lengths)
+                return [capture_info_from_fields((now, first, first, ifindex, queue_id, b""))] * len(lengths)
             shared: dict[int, CaptureInfo] = {}
             return [shared[n] if n in shared else
-                    shared.setdefault(n, _new_tuple(CaptureInfo, (now, n, n, ifindex, queue_id, b"")))
+                    shared.setdefault(n, capture_info_from_fields((now, n, n, ifindex, queue_id, b"")))
                     for n in lengths]
         metas = metadata if metadata is not None else [b""] * len(lengths)
-        return [_new_tuple(CaptureInfo, (now if t is None else t, n, n, ifindex, queue_id, m))
+        return [capture_info_from_fields((now if t is None else t, n, n, ifindex, queue_id, m))
                 for t, n, m in zip(times, lengths, metas)]
 
     def pass_pcap_records(self, count: int, snaplen: int, write: RecordWriter) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import pickle
 
 import pytest
 
 from xdppacket import CaptureInfo, XDPStats
+from xdppacket.stats import capture_info_from_fields
 
 FIELD_NAMES = [
     # user-space counters
@@ -95,3 +98,41 @@ def test_capture_info_is_immutable(field: str) -> None:
     with pytest.raises(AttributeError):
         setattr(info, field, 5)
     assert info == (1, 60, 60, 1, 0, b"")
+
+
+def test_capture_info_built_from_fields_is_the_same_value() -> None:
+    """The receive path's constructor and the users' one make equal, interchangeable values."""
+    fields = (1_700_000_000_123_456_789, 60, 64, 7, 3, b"meta")
+    built = capture_info_from_fields(fields)
+    assert type(built) is CaptureInfo
+    assert (built.timestamp_ns, built.capture_length, built.length, built.interface_index, built.queue_id,
+            built.metadata) == fields
+    assert built.timestamp == 1_700_000_000.1234567
+    assert hash(built) == hash(CaptureInfo(*fields))
+    assert built == CaptureInfo(*fields) == fields
+
+
+def test_capture_info_keeps_the_namedtuple_conveniences() -> None:
+    info = CaptureInfo(5, 60, 64, 7, 3)
+    assert repr(info) == ("CaptureInfo(timestamp_ns=5, capture_length=60, length=64, interface_index=7, "
+                          "queue_id=3, metadata=b'')")
+    assert info._asdict() == {"timestamp_ns": 5, "capture_length": 60, "length": 64, "interface_index": 7,
+                              "queue_id": 3, "metadata": b""}
+    replaced = info._replace(queue_id=1, metadata=b"x")
+    assert type(replaced) is CaptureInfo
+    assert replaced == (5, 60, 64, 7, 1, b"x")
+    with pytest.raises(ValueError, match="no field"):
+        info._replace(queue=1)
+    copied = pickle.loads(pickle.dumps(info))
+    assert type(copied) is CaptureInfo
+    assert copied == info
+    assert copy.copy(info) == info
+    assert copy.deepcopy(info) == info
+    assert CaptureInfo.__match_args__ == CaptureInfo._fields  # class patterns (``case CaptureInfo(t, ...)``)
+
+
+def test_capture_info_wrong_arguments_name_the_class() -> None:
+    with pytest.raises(TypeError, match=r"CaptureInfo\(\) missing 3 required positional arguments"):
+        CaptureInfo(1, 60)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"CaptureInfo\(\) got an unexpected keyword argument 'ts'"):
+        CaptureInfo(ts=1, capture_length=60, length=60, interface_index=1, queue_id=0)  # type: ignore[call-arg]
