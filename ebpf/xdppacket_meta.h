@@ -25,8 +25,11 @@ struct xdppacket_meta {
 /* What the shipped program (xdpsock_kern.c) puts in front of each frame: the trailer,
  * then a classic pcap record header (nanosecond variant) directly before the frame, so
  * that a capture writes header and frame from the UMEM as one piece. 32 bytes, the most
- * XDP metadata some kernels allow (xdp_metalen_invalid). A custom program writes the
- * trailer alone, directly before the frame, as above. */
+ * XDP metadata some kernels allow (xdp_metalen_invalid). Its trailer's rx_time_ns is
+ * already CLOCK_REALTIME (bpf_ktime_get_ns() plus the offset the library keeps in the
+ * program), the time the record header holds, so the library reads each frame's time
+ * without converting it. A custom program writes the trailer alone, directly before
+ * the frame, as above. */
 struct xdppacket_pcap_record {
 	__u32 ts_sec;  /* CLOCK_REALTIME of arrival: seconds */
 	__u32 ts_nsec; /* and nanoseconds */

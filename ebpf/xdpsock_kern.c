@@ -37,7 +37,8 @@ struct {
 } xsks_map SEC(".maps");
 
 /* CLOCK_REALTIME - CLOCK_MONOTONIC in nanoseconds, kept current by the library (BPF has
- * no wall clock): the pcap record header's time is bpf_ktime_get_ns() plus this. */
+ * no wall clock): the arrival time the program writes (trailer and pcap record header)
+ * is bpf_ktime_get_ns() plus this. */
 __u64 xdppacket_realtime_offset_ns = 0;
 /* Set when a frame went to the socket without the metadata (a driver that refuses
  * bpf_xdp_adjust_meta): the bytes in front of its data are then stale, and the library
@@ -61,13 +62,12 @@ static inline __attribute__((always_inline)) int redirect_to_socket(struct xdp_m
 		struct xdppacket_capture_meta *meta = (void *)(long)ctx->data_meta;
 
 		if ((void *)(meta + 1) <= data) {
-			__u64 now = bpf_ktime_get_ns();
-			__u64 realtime = now + xdppacket_realtime_offset_ns;
+			__u64 realtime = bpf_ktime_get_ns() + xdppacket_realtime_offset_ns;
 			__u32 seconds = realtime / 1000000000ULL;
 			/* The whole frame; a multi-buffer frame's (xdp.frags) record is not used. */
 			__u32 length = with_lengths ? bpf_xdp_get_buff_len(ctx) : 0;
 
-			meta->trailer.rx_time_ns = now;
+			meta->trailer.rx_time_ns = realtime;
 			meta->trailer.meta_len = sizeof(*meta);
 			meta->trailer.magic = XDPPACKET_META_MAGIC;
 			meta->record.ts_sec = seconds;

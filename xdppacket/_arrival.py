@@ -2,11 +2,12 @@
 
 The shipped program puts ``struct xdppacket_capture_meta`` (``ebpf/xdppacket_meta.h``) in
 front of every frame it redirects: the trailer ``struct xdppacket_meta`` (the frame's
-arrival time, ``bpf_ktime_get_ns``, CLOCK_MONOTONIC, and the length of all metadata before
-the frame), then a pcap record header directly before the frame (``_records`` writes it
-out with the frame). A custom program puts the trailer alone directly before the frame.
-Copy mode copies that metadata into the UMEM with the frame, so it is read here, before
-the frame goes back to the kernel.
+arrival time, already CLOCK_REALTIME: ``bpf_ktime_get_ns`` plus the offset
+``ShippedVariables`` keeps in the program; and the length of all metadata before the
+frame), then a pcap record header directly before the frame (``_records`` writes it out
+with the frame). A custom program puts the trailer alone directly before the frame, its
+time CLOCK_MONOTONIC. Copy mode copies that metadata into the UMEM with the frame, so it
+is read here, before the frame goes back to the kernel.
 
 A trailer is trusted only if it is newer than every trailer read before on this queue:
 frames reach the ring in the order the program saw them, so an older one is a stale
@@ -21,8 +22,12 @@ from __future__ import annotations
 
 import enum
 import mmap
+import struct
 import time
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
+
+if TYPE_CHECKING:
+    from ._maps import GlobalVariables
 
 __all__ = [
     "METADATA_MISSING_VARIABLE",
@@ -33,6 +38,7 @@ __all__ = [
     "XDPPACKET_META_MAGIC",
     "ArrivalReader",
     "IncompleteTimes",
+    "ShippedVariables",
     "TrailerSource",
     "realtime_offset",
 ]
@@ -53,6 +59,11 @@ _OFFSET_REFRESH_NS = 1_000_000_000
 _offset_cache = (0, -_OFFSET_REFRESH_NS)  # (offset, CLOCK_MONOTONIC when measured)
 # Copy mode puts metadata in the kernel's headroom before the frame (XDP_PACKET_HEADROOM).
 _MAX_METADATA = 256
+# The trailer as the program writes it (host byte order), whole and its parts; read at any
+# alignment (OptHeadroom can put a frame's data at any byte).
+_TRAILER = struct.Struct("=QII")
+_TIME = struct.Struct("=Q")
+_META_LEN = struct.Struct("=I")
 
 
 class TrailerSource(enum.Enum):
@@ -71,6 +82,39 @@ class IncompleteTimes(list[Optional[int]]):
     """
 
 
+class ShippedVariables:
+    """The shipped program's two variables, as a reader of its trailers uses them: the flag
+    it raises before redirecting a frame without metadata (read), and the wall-clock offset
+    it adds to its times (kept equal to ``realtime_offset``'s, clamped at 0 as the
+    program's unsigned variable holds it). Every socket on the program, and the capture
+    fast path, keeps it current: they all give it the same process-wide measurement (other
+    processes on the same program give theirs, which agree to microseconds)."""
+
+    def __init__(self, metadata_missing: Callable[[], int], write_realtime_offset: Callable[[int], None]):
+        self.metadata_missing = metadata_missing
+        self._write_realtime_offset = write_realtime_offset
+        self._offset_written: int | None = None
+
+    @classmethod
+    def of(cls, variables: GlobalVariables) -> ShippedVariables | None:
+        """Those of a loaded program; None if it lacks them (not the shipped program) or
+        their section cannot be mapped (a program another process loaded otherwise)."""
+        if METADATA_MISSING_VARIABLE not in variables or REALTIME_OFFSET_VARIABLE not in variables:
+            return None
+        try:  # lock-free, so that an exception landing anywhere in a read leaves no lock held
+            return cls(variables.reader(METADATA_MISSING_VARIABLE), variables.writer(REALTIME_OFFSET_VARIABLE))
+        except OSError:
+            return None
+
+    def realtime_offset(self, monotonic_now: int) -> int:
+        """``realtime_offset`` as the program holds it, given to the program when it changed."""
+        offset = max(0, realtime_offset(monotonic_now))
+        if offset != self._offset_written:
+            self._write_realtime_offset(offset)
+            self._offset_written = offset
+        return offset
+
+
 class ArrivalReader:
     """Reads trailers in front of received frames of one UMEM.
 
@@ -78,19 +122,27 @@ class ArrivalReader:
     Not thread-safe: the rx path that owns it serialises calls.
     """
 
-    def __init__(self, area: mmap.mmap, custom_metadata: bool,
-                 metadata_missing: Callable[[], int] | None = None):
-        """``metadata_missing``: reads the shipped program's flag (None: a program without
-        one, whose trailers are always checked)."""
-        whole = memoryview(area)
-        self._views = [whole.cast("I"), whole.cast("Q"), whole]
-        self._u32, self._u64, self._bytes = self._views
+    def __init__(self, area: mmap.mmap, frame_size: int, data_offset: int, custom_metadata: bool,
+                 variables: ShippedVariables | None = None):
+        """``data_offset``: where a received frame's data starts in its UMEM frame (256 plus
+        the UMEM's headroom), in copy mode and with zero-copy drivers alike. ``variables``:
+        the shipped program's (None: a custom program, or a shipped one whose variables
+        cannot be mapped; its trailers are then checked in every batch)."""
+        self._area = area
         #: Whether to return metadata in front of the trailer (custom programs may write some).
         self._custom_metadata = custom_metadata
-        # Where the arrival time lies, in u64 words before the frame's data.
-        self._time_words = TRAILER_SIZE // 8 if custom_metadata else SHIPPED_METADATA_SIZE // 8
+        self._variables = variables
         self._newest = 0  # the newest arrival time trusted so far
-        self._metadata_missing = metadata_missing
+        # The shipped trailer's time of every UMEM frame whose data starts at ``data_offset``,
+        # by frame number (address >> _frame_shift): one subscript per frame.
+        whole = memoryview(area)
+        start = data_offset - SHIPPED_METADATA_SIZE
+        words = whole[start : start + (len(whole) - start) // 8 * 8].cast("Q")
+        self._times_by_frame = words[:: frame_size // 8]
+        self._views = [self._times_by_frame, words, whole]
+        self._frame_shift = frame_size.bit_length() - 1
+        self._frame_mask = frame_size - 1
+        self._data_offset = data_offset
 
     def arrival_times(self, addresses: list[int]) -> list[int | None]:
         """CLOCK_REALTIME arrival time of each frame whose data starts at ``addresses``.
@@ -99,47 +151,59 @@ class ArrivalReader:
         (stale), later than now (not a time at all), or, for a custom program, without
         the trailer's magic word. A list with a None in it is an ``IncompleteTimes``.
         """
-        u64 = self._u64
-        words = self._time_words
         now = time.monotonic_ns()
-        offset = realtime_offset(now)
-        newest = self._newest
-        if not self._custom_metadata:
-            # The usual case, converted as read: one pass.
-            times = [u64[(a >> 3) - words] + offset for a in addresses]
-            missing = self._metadata_missing
-            if missing is not None and not missing():  # the caller read the ring first
-                self._newest = times[-1] - offset  # the newest but for a reordering (of µs)
-                return times  # type: ignore[return-value]  # list[int] is a list[int | None]
-            # Otherwise checked on the extremes.
-            lowest, highest = min(times) - offset, max(times) - offset
-            if newest < lowest and highest <= now:  # every trailer is fresh
-                self._newest = highest
-                return times  # type: ignore[return-value]  # list[int] is a list[int | None]
-            raw = [t - offset for t in times]
+        variables = self._variables
+        offset = max(0, realtime_offset(now)) if variables is None else variables.realtime_offset(now)
+        if self._custom_metadata:
+            return self._custom_times(addresses, now, offset)
+        # The usual case: every frame's data at ``data_offset`` in its UMEM frame. The sum
+        # tells in C: a frame elsewhere leaves a remainder (frames moved by amounts that
+        # cancel out would not; the kernel moves none, only programs adjusting the head).
+        if not (sum(addresses) - len(addresses) * self._data_offset) & self._frame_mask:
+            by_frame = self._times_by_frame
+            shift = self._frame_shift
+            times = [by_frame[a >> shift] for a in addresses]
         else:
-            u32 = self._u32
-            raw = [u64[(a >> 3) - words] if u32[(a >> 2) - 1] == XDPPACKET_META_MAGIC else 0 for a in addresses]
-            highest = max(raw)
-            if newest < min(raw) and highest <= now:
-                self._newest = highest
-                return [t + offset for t in raw]
-        fresh = [t for t in raw if newest < t <= now]
+            area = self._area
+            times = [_TIME.unpack_from(area, a - SHIPPED_METADATA_SIZE)[0] for a in addresses]
+        if variables is not None and not variables.metadata_missing():  # the caller read the ring first
+            self._newest = times[-1]  # the newest but for a reordering (of µs)
+            return times  # type: ignore[return-value]  # list[int] is a list[int | None]
+        return self._checked(times, now + offset)
+
+    def _custom_times(self, addresses: list[int], now: int, offset: int) -> list[int | None]:
+        """``arrival_times`` from a custom program's trailers: CLOCK_MONOTONIC, each checked
+        for the magic word, wherever the program put the frame's data."""
+        area = self._area
+        trailers = [_TRAILER.unpack_from(area, a - TRAILER_SIZE) for a in addresses]
+        raw = [rx_time if magic == XDPPACKET_META_MAGIC else 0 for rx_time, _, magic in trailers]
+        checked = self._checked(raw, now)
+        times = [None if t is None else t + offset for t in checked]
+        return IncompleteTimes(times) if type(checked) is IncompleteTimes else times
+
+    def _checked(self, times: list[int], now: int) -> list[int | None]:
+        """``times`` (on the clock ``now`` is read from) with those not newer than every time
+        trusted before, or later than ``now``, replaced by None."""
+        newest = self._newest
+        if newest < min(times) and max(times) <= now:  # every trailer is fresh
+            self._newest = max(times)
+            return times  # type: ignore[return-value]  # list[int] is a list[int | None]
+        fresh = [t for t in times if newest < t <= now]
         if fresh:
             self._newest = max(fresh)
-        stamped: list[int | None] = [t + offset if newest < t <= now else None for t in raw]
-        return IncompleteTimes(stamped) if len(fresh) < len(raw) else stamped
+        stamped: list[int | None] = [t if newest < t <= now else None for t in times]
+        return IncompleteTimes(stamped) if len(fresh) < len(times) else stamped
 
     def metadata(self, addresses: list[int], times: list[int | None]) -> list[bytes] | None:
         """Metadata before each trusted trailer (None when the program is the shipped one)."""
         if not self._custom_metadata:
             return None
-        u32 = self._u32
+        area = self._area
         found = []
         for address, arrival in zip(addresses, times):
-            length = u32[(address >> 2) - 2] if arrival is not None else TRAILER_SIZE
+            length = _META_LEN.unpack_from(area, address - 8)[0] if arrival is not None else TRAILER_SIZE
             if TRAILER_SIZE < length <= _MAX_METADATA:
-                found.append(self._bytes[address - length : address - TRAILER_SIZE].tobytes())
+                found.append(area[address - length : address - TRAILER_SIZE])
             else:
                 found.append(b"")
         return found

@@ -33,10 +33,9 @@ import threading
 import time
 from collections.abc import Sequence
 
-from ._arrival import METADATA_MISSING_VARIABLE, REALTIME_OFFSET_VARIABLE, realtime_offset
+from ._arrival import ShippedVariables
 from ._bpf_object import SHIPPED_PROGRAM
 from ._fairness import QueueRotation, fair_shares
-from ._maps import GlobalVariables
 from ._queue import XskQueue, wait_for_frames
 from ._rx import RecordWriter
 
@@ -51,14 +50,13 @@ class PcapRecordReader:
     """
 
     def __init__(self, queues: Sequence[XskQueue], fds: Sequence[int], timeout_us: int | None,
-                 lock: threading.RLock, snaplen: int, variables: GlobalVariables) -> None:
+                 lock: threading.RLock, snaplen: int, variables: ShippedVariables) -> None:
         self._queues = list(queues)
         self._fds = list(fds)
         self._timeout_us = timeout_us
         self._lock = lock
         self._snaplen = snaplen
         self._variables = variables
-        self._offset_written: int | None = None
         self._order = QueueRotation(self._queues)
 
     @classmethod
@@ -74,8 +72,8 @@ class PcapRecordReader:
         program = queues[0].program.program
         if program.name != SHIPPED_PROGRAM:  # the compat one of older kernels leaves the lengths zero
             return None
-        variables = program.global_variables
-        if REALTIME_OFFSET_VARIABLE not in variables or METADATA_MISSING_VARIABLE not in variables:
+        variables = ShippedVariables.of(program.global_variables)
+        if variables is None:
             return None
         return cls(queues, fds, timeout_us, lock, snaplen, variables)
 
@@ -93,9 +91,9 @@ class PcapRecordReader:
                 shares = fair_shares([queue.ready(limit) for queue in order], limit)
                 if any(shares):
                     # After the rings were read: a frame they showed set the flag before.
-                    if self._variables[METADATA_MISSING_VARIABLE]:
+                    if self._variables.metadata_missing():
                         return None
-                    self._keep_clock_current()
+                    self._variables.realtime_offset(time.monotonic_ns())  # keeps the program's clock current
                     for queue, share in zip(order, shares):
                         if share:
                             queue.pass_pcap_records(share, self._snaplen, write)
@@ -104,10 +102,3 @@ class PcapRecordReader:
                     queue.note_empty()
                 if not wait_for_frames(queues, self._fds, deadline):
                     return 0
-
-    def _keep_clock_current(self) -> None:
-        """Give the program the offset ``realtime_offset`` holds now (it re-measures once a second)."""
-        offset = realtime_offset(time.monotonic_ns())
-        if offset != self._offset_written:
-            self._variables[REALTIME_OFFSET_VARIABLE] = max(0, offset)
-            self._offset_written = offset

@@ -30,10 +30,10 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from itertools import repeat
-from typing import Any, Callable, Union
+from typing import Any, Union
 
 from . import _netlink
-from ._arrival import METADATA_MISSING_VARIABLE, TrailerSource
+from ._arrival import ShippedVariables, TrailerSource
 from ._bpf_object import SHIPPED_FRAGS_PROGRAM
 from ._frame_fit import check_frames_fit
 from ._frames import FrameAccountingError
@@ -118,7 +118,7 @@ class XskQueue:
                             options.ring_size, bind_flags_for(options), trailers=trailers,
                             headroom=options.headroom, huge_pages=options.huge_pages, busy_poll=options.busy_poll,
                             umem_sockets=umem_sockets, share_with=_umem_source(share_with),
-                            metadata_missing=_metadata_missing_flag(program, trailers))
+                            shipped_variables=_shipped_variables(program, trailers))
             program.register(options.queue_id, xsk.fileno())
         except BaseException:
             if xsk is not None:
@@ -678,19 +678,13 @@ def _trailer_source(options: XDPOptions) -> TrailerSource:
     return TrailerSource.SHIPPED if options.program_path is None else TrailerSource.CUSTOM
 
 
-def _metadata_missing_flag(program: XskProgram, trailers: TrailerSource) -> Callable[[], int] | None:
-    """Reads the shipped program's flag for frames redirected without metadata; None when
-    there is none to read (another program, or one whose variables cannot be mapped):
-    then every batch's trailers are checked instead (``ArrivalReader``)."""
+def _shipped_variables(program: XskProgram, trailers: TrailerSource) -> ShippedVariables | None:
+    """The shipped program's variables that its trailers' reader uses; None when there are
+    none to use (another program, or one whose variables cannot be mapped): then every
+    batch's trailers are checked instead (``ArrivalReader``)."""
     if trailers is not TrailerSource.SHIPPED:
         return None
-    variables = program.program.global_variables
-    if METADATA_MISSING_VARIABLE not in variables:
-        return None
-    try:
-        return variables.reader(METADATA_MISSING_VARIABLE)
-    except OSError:  # a section not mmap-able (a program another process loaded otherwise)
-        return None
+    return ShippedVariables.of(program.program.global_variables)
 
 
 def _remaining_us(deadline: int | None) -> int | None:

@@ -16,7 +16,7 @@ import struct
 from array import array
 from typing import Any, Callable, Optional
 
-from ._arrival import PCAP_RECORD_HEADER_SIZE, ArrivalReader, TrailerSource
+from ._arrival import PCAP_RECORD_HEADER_SIZE, ArrivalReader, ShippedVariables, TrailerSource
 from ._frames import (
     FrameAccountingError,
     FrameCensus,
@@ -29,7 +29,7 @@ from ._frames import (
 from ._leases import ZeroCopyLeases
 from ._libc import buffer_address
 from ._rings import FillRing, RxRing
-from ._uapi import XDP_PKT_CONTD
+from ._uapi import XDP_PACKET_HEADROOM, XDP_PKT_CONTD
 from ._umem import Umem
 
 __all__ = ["JoinedFrame", "MultiBufferRxPath", "Received", "RecordWriter", "RxPath"]
@@ -63,11 +63,12 @@ class RxPath:
     """
 
     def __init__(self, umem: Umem, pool: FramePool, fill: FillRing, rx: RxRing, trailers: TrailerSource, *,
-                 metadata_missing: Callable[[], int] | None = None):
+                 shipped_variables: ShippedVariables | None = None):
         self._area = umem.map
         self._arrivals = (None if trailers is TrailerSource.NOT_READ
-                          else ArrivalReader(umem.map, custom_metadata=trailers is TrailerSource.CUSTOM,
-                                             metadata_missing=metadata_missing))
+                          else ArrivalReader(umem.map, umem.frame_size, XDP_PACKET_HEADROOM + umem.headroom,
+                                             custom_metadata=trailers is TrailerSource.CUSTOM,
+                                             variables=shipped_variables))
         self._fill = fill
         self._rx = rx
         self._pool = pool

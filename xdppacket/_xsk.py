@@ -15,10 +15,9 @@ import errno
 import socket
 import threading
 import time
-from typing import Callable
 
 from . import _uapi as uapi
-from ._arrival import TrailerSource
+from ._arrival import ShippedVariables, TrailerSource
 from ._device import driver_info
 from ._frames import FrameCensus, FramePool
 from ._interface import network_namespace_id
@@ -143,10 +142,10 @@ class XskSocket:
     def __init__(self, ifname: str, ifindex: int, queue_id: int, num_frames: int, frame_size: int,
                  ring_size: int, bind_flags: int, *, trailers: TrailerSource = TrailerSource.SHIPPED, headroom: int = 0,
                  huge_pages: bool = False, busy_poll: OptBusyPoll | None = None, umem_sockets: int = 1,
-                 share_with: XskSocket | None = None, metadata_missing: Callable[[], int] | None = None):
+                 share_with: XskSocket | None = None, shipped_variables: ShippedVariables | None = None):
         """``umem_sockets``: how many sockets the new UMEM has frames for; ``share_with``:
         use that socket's UMEM instead (frame size, count, headroom and huge pages are its);
-        ``metadata_missing``: reads the shipped program's flag (``ArrivalReader``)."""
+        ``shipped_variables``: the shipped program's, for reading its trailers (``ArrivalReader``)."""
         require_supported_machine()
         self.ifname = ifname
         self.queue_id = queue_id
@@ -213,7 +212,7 @@ class XskSocket:
             self.tx = (MultiBufferTxPath if multi_buffer else TxPath)(self.umem, self.pool, tx, completion)
             self.pool.join(self)
             # Fills the fill ring before the bind.
-            self.rx = rx_path(self.umem, self.pool, fill, rx, trailers, metadata_missing=metadata_missing)
+            self.rx = rx_path(self.umem, self.pool, fill, rx, trailers, shipped_variables=shipped_variables)
             step = _BIND_STEP
             if share_with is None:
                 self._bind(uapi.pack_sockaddr_xdp(bind_flags, ifindex, queue_id))

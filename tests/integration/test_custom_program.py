@@ -201,24 +201,39 @@ def test_the_program_counts_and_python_reads_and_writes_its_state(globals_progra
     assert dict(lengths.items()) == {64: 5, 100: 1}
 
 
-def test_a_variable_reader_follows_the_program_and_fails_cleanly_once_it_is_closed(veth_pair: VethPair) -> None:
+def test_a_variable_reader_and_writer_follow_the_program_and_fail_cleanly_once_it_is_closed(
+    veth_pair: VethPair,
+) -> None:
     program = XskProgram.acquire(veth_pair.capture, veth_pair.capture_index, XDPMode.SKB, 1, GLOBALS, 0)
     try:
         variables = program.program.global_variables
         frames, last_length = variables.reader("frames"), variables.reader("last_length")
+        set_frames, set_last_length = variables.writer("frames"), variables.writer("last_length")
         assert (frames(), last_length()) == (0, -1)  # signed as the variable is
         prog_test_run(program.program.prog_fd, bytes(64), repeat=3)
         assert (frames(), last_length()) == (3, 64)  # the program's own writes, read live
         variables["frames"] = 41
         assert frames() == 41
-        with pytest.raises(TypeError, match="'banner' is not an integer"):
-            variables.reader("banner")
-        with pytest.raises(KeyError, match="no global variable named 'nope'"):
-            variables.reader("nope")
+        set_frames(7)
+        set_last_length(-9)
+        assert (variables["frames"], variables["last_length"]) == (7, -9)
+        prog_test_run(program.program.prog_fd, bytes(70))
+        assert (frames(), last_length()) == (8, 70)  # the program counted on from what was written
+        with pytest.raises(ValueError, match="does not fit"):
+            set_frames(-1)
+        for make in (variables.reader, variables.writer):
+            with pytest.raises(TypeError, match="'banner' is not an integer"):
+                make("banner")
+            with pytest.raises(KeyError, match="no global variable named 'nope'"):
+                make("nope")
+        with pytest.raises(TypeError, match="read-only once the program is loaded"):
+            variables.writer("verdict")
     finally:
         program.release()
     with pytest.raises(ValueError, match="mmap closed"):  # unmapped with the program: an error, not a stale read
         frames()
+    with pytest.raises(ValueError, match="mmap closed"):
+        set_frames(1)
 
 
 def test_maps_read_write_delete_and_iterate(globals_program: XskProgram) -> None:

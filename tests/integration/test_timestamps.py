@@ -16,6 +16,7 @@ from xdppacket import (
     IO_MODE_NONBLOCK,
     OptBatchTimestamps,
     OptFrameSize,
+    OptHeadroom,
     OptIoMode,
     OptNumFrames,
     OptRingSize,
@@ -87,6 +88,22 @@ def test_frames_sent_a_millisecond_apart_and_read_late_are_stamped_a_millisecond
     assert all(info.metadata == b"" for info in infos)
 
 
+@BOTH_MODES
+@pytest.mark.parametrize("headroom", [3, 100])
+def test_arrival_times_hold_with_a_headroom_that_moves_frames_off_word_boundaries(
+    veth_pair: VethPair, mode: XDPMode, headroom: int
+) -> None:
+    """OptHeadroom(3) starts every frame's data, and its trailer, 3 bytes past a word
+    boundary (100: 4 bytes); each frame still gets its own arrival time."""
+    frames = frames_from_peer(veth_pair, 10)
+    with XDPPacket(veth_pair.capture, OptXDPMode(mode), OptHeadroom(headroom), *NONBLOCK) as sock:
+        sends = send_spaced(veth_pair, frames)
+        time.sleep(0.03)
+        got, infos = read_frames(sock, len(frames), "read_multi_packets", batch=64)
+    assert got == frames
+    assert_each_stamped_during_its_send(sends, [info.timestamp_ns for info in infos])
+
+
 @pytest.mark.parametrize("flag", [0, 1], ids=["trusted", "checked"])
 def test_the_shipped_programs_flag_decides_whether_trailers_are_checked_and_times_hold_either_way(
     veth_pair: VethPair, flag: int
@@ -123,7 +140,7 @@ def test_a_socket_reads_its_programs_flag(veth_pair: VethPair, flag: int) -> Non
         del view_buffer, umem_buffer, views  # their exports would keep the view's frame lent
         send_frames(veth_pair.peer, frames[1:])
         settle()
-        future = time.monotonic_ns() + 10**12
+        future = time.time_ns() + 10**12  # the shipped trailer holds CLOCK_REALTIME
         for chunk in range(0, len(umem), FRAME_SIZE):  # every frame's trailer, the waiting ones among them
             struct.pack_into("=Q", umem, chunk + data_offset - SHIPPED_METADATA_SIZE, future)
         read_started = time.time_ns()
@@ -137,9 +154,13 @@ def test_a_socket_reads_its_programs_flag(veth_pair: VethPair, flag: int) -> Non
 
 
 @BOTH_MODES
-def test_a_custom_program_hands_over_its_metadata_and_arrival_times(veth_pair: VethPair, mode: XDPMode) -> None:
+@pytest.mark.parametrize("headroom", [0, 3])
+def test_a_custom_program_hands_over_its_metadata_and_arrival_times(veth_pair: VethPair, mode: XDPMode,
+                                                                   headroom: int) -> None:
+    """Also with OptHeadroom(3), which starts the trailers 3 bytes past a word boundary."""
     frames = frames_from_peer(veth_pair, 12)
-    with XDPPacket(veth_pair.capture, OptXDPMode(mode), OptXDPProgram(METADATA_PROGRAM), *NONBLOCK) as sock:
+    with XDPPacket(veth_pair.capture, OptXDPMode(mode), OptXDPProgram(METADATA_PROGRAM), OptHeadroom(headroom),
+                   *NONBLOCK) as sock:
         sends = send_spaced(veth_pair, frames)
         time.sleep(0.03)
         got, infos = read_frames(sock, len(frames), "read_multi_packets")
