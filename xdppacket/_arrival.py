@@ -132,7 +132,7 @@ class ArrivalReader:
         #: Whether to return metadata in front of the trailer (custom programs may write some).
         self._custom_metadata = custom_metadata
         self._variables = variables
-        self._newest = 0  # the newest arrival time trusted so far
+        self._newest = 0  # the newest arrival time trusted so far, CLOCK_MONOTONIC
         # The shipped trailer's time of every UMEM frame whose data starts at ``data_offset``,
         # by frame number (address >> _frame_shift): one subscript per frame.
         whole = memoryview(area)
@@ -167,32 +167,31 @@ class ArrivalReader:
             area = self._area
             times = [_TIME.unpack_from(area, a - SHIPPED_METADATA_SIZE)[0] for a in addresses]
         if variables is not None and not variables.metadata_missing():  # the caller read the ring first
-            self._newest = times[-1]  # the newest but for a reordering (of µs)
+            self._newest = times[-1] - offset  # the newest but for a reordering (of µs)
             return times  # type: ignore[return-value]  # list[int] is a list[int | None]
-        return self._checked(times, now + offset)
+        # Checked on CLOCK_MONOTONIC, which a change of the wall clock does not move.
+        return self._checked([t - offset for t in times], now, offset)
 
     def _custom_times(self, addresses: list[int], now: int, offset: int) -> list[int | None]:
         """``arrival_times`` from a custom program's trailers: CLOCK_MONOTONIC, each checked
         for the magic word, wherever the program put the frame's data."""
         area = self._area
         trailers = [_TRAILER.unpack_from(area, a - TRAILER_SIZE) for a in addresses]
-        raw = [rx_time if magic == XDPPACKET_META_MAGIC else 0 for rx_time, _, magic in trailers]
-        checked = self._checked(raw, now)
-        times = [None if t is None else t + offset for t in checked]
-        return IncompleteTimes(times) if type(checked) is IncompleteTimes else times
+        return self._checked([rx_time if magic == XDPPACKET_META_MAGIC else 0 for rx_time, _, magic in trailers],
+                             now, offset)
 
-    def _checked(self, times: list[int], now: int) -> list[int | None]:
-        """``times`` (on the clock ``now`` is read from) with those not newer than every time
-        trusted before, or later than ``now``, replaced by None."""
+    def _checked(self, raw: list[int], now: int, offset: int) -> list[int | None]:
+        """CLOCK_MONOTONIC times ``raw`` in CLOCK_REALTIME (``+ offset``), except those not
+        newer than every time trusted before, or later than ``now``: None."""
         newest = self._newest
-        if newest < min(times) and max(times) <= now:  # every trailer is fresh
-            self._newest = max(times)
-            return times  # type: ignore[return-value]  # list[int] is a list[int | None]
-        fresh = [t for t in times if newest < t <= now]
+        if newest < min(raw) and max(raw) <= now:  # every trailer is fresh
+            self._newest = max(raw)
+            return [t + offset for t in raw]
+        fresh = [t for t in raw if newest < t <= now]
         if fresh:
             self._newest = max(fresh)
-        stamped: list[int | None] = [t if newest < t <= now else None for t in times]
-        return IncompleteTimes(stamped) if len(fresh) < len(times) else stamped
+        stamped: list[int | None] = [t + offset if newest < t <= now else None for t in raw]
+        return IncompleteTimes(stamped) if len(fresh) < len(raw) else stamped
 
     def metadata(self, addresses: list[int], times: list[int | None]) -> list[bytes] | None:
         """Metadata before each trusted trailer (None when the program is the shipped one)."""

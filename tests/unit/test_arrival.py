@@ -169,3 +169,26 @@ def test_the_program_is_given_the_clock_offset_whenever_it_changes(monkeypatch: 
     held = [variables.realtime_offset(time.monotonic_ns()) for _ in range(5)]
     assert held == [5_000, 5_000, 7_000, 0, 7_000]
     assert written == [5_000, 7_000, 0, 7_000]
+
+
+def test_checked_trailers_survive_the_wall_clock_being_set_back(area: mmap.mmap, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the flag raised, trailers are checked on CLOCK_MONOTONIC: after the wall clock
+    is set back an hour (the offset drops), new frames are still newer than the old ones."""
+    hour = 3600 * 10**9
+    offsets = iter([10 * hour, 9 * hour])
+    monkeypatch.setattr("xdppacket._arrival.realtime_offset", lambda monotonic_now: next(offsets))
+    now = time.monotonic_ns()
+    for address, rx_time in zip(ADDRESSES[:2], (now - 9000, now - 8000)):
+        write_trailer(area, address, rx_time + 10 * hour)
+    reader = ArrivalReader(area, FRAME, DATA_OFFSET, custom_metadata=False,
+                           variables=ShippedVariables(lambda: 1, lambda offset: None))
+    try:
+        first = reader.arrival_times(ADDRESSES[:2])
+        for address, rx_time in zip(ADDRESSES[2:], (now - 2000, now - 1000)):
+            write_trailer(area, address, rx_time + 9 * hour)
+        second = reader.arrival_times(ADDRESSES[2:])
+    finally:
+        reader.close()
+    assert first == [now - 9000 + 10 * hour, now - 8000 + 10 * hour]
+    assert type(second) is list
+    assert second == [now - 2000 + 9 * hour, now - 1000 + 9 * hour]
