@@ -18,7 +18,9 @@ class _CaptureInfoType(type):
                  queue_id: int, metadata: bytes = b"") -> Any:
         return super().__call__((timestamp_ns, capture_length, length, interface_index, queue_id, metadata))
 
-    __call__.__qualname__ = "CaptureInfo"  # what a wrong call's TypeError names
+    # What a wrong call's TypeError names (Python 3.9 takes the code's name, later ones the qualname).
+    __call__.__code__ = __call__.__code__.replace(co_name="CaptureInfo")
+    __call__.__qualname__ = "CaptureInfo"
 
 
 def _field(index: int, doc: str) -> Any:
