@@ -14,6 +14,7 @@ from tests.netns import AfPacketSender, VethPair, make_test_frame
 from tests.xdp_helpers import BOTH_MODES, frames_from_peer, read_frames, send_frames, settle
 from xdppacket import (
     IO_MODE_NONBLOCK,
+    CaptureInfo,
     OptBatchTimestamps,
     OptFrameSize,
     OptHeadroom,
@@ -70,6 +71,17 @@ def assert_each_stamped_during_its_send(sends: list[tuple[int, int]], stamps: li
         )
 
 
+def read_frames_sent_spaced(pair: VethPair, sock: XDPPacket, frames: list[bytes]) -> list[CaptureInfo]:
+    """Send ``frames`` a millisecond apart, read them a little later in batches, check they
+    came as sent, each stamped during its own send; return their ``CaptureInfo``s."""
+    sends = send_spaced(pair, frames)
+    time.sleep(0.03)
+    got, infos = read_frames(sock, len(frames), "read_multi_packets")
+    assert got == frames
+    assert_each_stamped_during_its_send(sends, [info.timestamp_ns for info in infos])
+    return infos
+
+
 @BOTH_MODES
 @pytest.mark.parametrize("method", ["read_multi_packets", "zero_copy_read_multi_packets", "read_packet_data"])
 def test_frames_sent_a_millisecond_apart_and_read_late_are_stamped_a_millisecond_apart(
@@ -97,11 +109,7 @@ def test_arrival_times_hold_with_a_headroom_that_moves_frames_off_word_boundarie
     boundary (100: 4 bytes); each frame still gets its own arrival time."""
     frames = frames_from_peer(veth_pair, 10)
     with XDPPacket(veth_pair.capture, OptXDPMode(mode), OptHeadroom(headroom), *NONBLOCK) as sock:
-        sends = send_spaced(veth_pair, frames)
-        time.sleep(0.03)
-        got, infos = read_frames(sock, len(frames), "read_multi_packets", batch=64)
-    assert got == frames
-    assert_each_stamped_during_its_send(sends, [info.timestamp_ns for info in infos])
+        read_frames_sent_spaced(veth_pair, sock, frames)
 
 
 @pytest.mark.parametrize("flag", [0, 1], ids=["trusted", "checked"])
@@ -115,11 +123,7 @@ def test_the_shipped_programs_flag_decides_whether_trailers_are_checked_and_time
         variables = sock.program.global_variables
         assert variables[METADATA_MISSING_VARIABLE] == 0
         variables[METADATA_MISSING_VARIABLE] = flag
-        sends = send_spaced(veth_pair, frames)
-        time.sleep(0.03)
-        got, infos = read_frames(sock, len(frames), "read_multi_packets", batch=64)
-    assert got == frames
-    assert_each_stamped_during_its_send(sends, [info.timestamp_ns for info in infos])
+        read_frames_sent_spaced(veth_pair, sock, frames)
 
 
 @pytest.mark.parametrize("flag", [0, 1], ids=["trusted", "checked"])
@@ -161,12 +165,8 @@ def test_a_custom_program_hands_over_its_metadata_and_arrival_times(veth_pair: V
     frames = frames_from_peer(veth_pair, 12)
     with XDPPacket(veth_pair.capture, OptXDPMode(mode), OptXDPProgram(METADATA_PROGRAM), OptHeadroom(headroom),
                    *NONBLOCK) as sock:
-        sends = send_spaced(veth_pair, frames)
-        time.sleep(0.03)
-        got, infos = read_frames(sock, len(frames), "read_multi_packets")
-    assert got == frames
+        infos = read_frames_sent_spaced(veth_pair, sock, frames)
     assert [info.metadata for info in infos] == [b"CUSTOM" + bytes([0, i]) for i in range(len(frames))]
-    assert_each_stamped_during_its_send(sends, [info.timestamp_ns for info in infos])
 
 
 @BOTH_MODES
