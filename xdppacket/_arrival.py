@@ -85,8 +85,7 @@ class IncompleteTimes(list[Optional[int]]):
 class ShippedVariables:
     """The shipped program's two variables, as a reader of its trailers uses them: the flag
     it raises before redirecting a frame without metadata (read), and the wall-clock offset
-    it adds to its times (kept equal to ``realtime_offset``'s, clamped at 0 as the
-    program's unsigned variable holds it). Every socket on the program, and the capture
+    it adds to its times (kept equal to ``realtime_offset``'s). Every socket on the program, and the capture
     fast path, keeps it current: they all give it the same process-wide measurement (other
     processes on the same program give theirs, which agree to microseconds)."""
 
@@ -107,8 +106,8 @@ class ShippedVariables:
             return None
 
     def realtime_offset(self, monotonic_now: int) -> int:
-        """``realtime_offset`` as the program holds it, given to the program when it changed."""
-        offset = max(0, realtime_offset(monotonic_now))
+        """``realtime_offset``, given to the program when it changed."""
+        offset = realtime_offset(monotonic_now)
         if offset != self._offset_written:
             self._write_realtime_offset(offset)
             self._offset_written = offset
@@ -153,7 +152,7 @@ class ArrivalReader:
         """
         now = time.monotonic_ns()
         variables = self._variables
-        offset = max(0, realtime_offset(now)) if variables is None else variables.realtime_offset(now)
+        offset = realtime_offset(now) if variables is None else variables.realtime_offset(now)
         if self._custom_metadata:
             return self._custom_times(addresses, now, offset)
         # The usual case: every frame's data at ``data_offset`` in its UMEM frame. The sum
@@ -213,7 +212,8 @@ class ArrivalReader:
 
 
 def realtime_offset(monotonic_now: int) -> int:
-    """CLOCK_REALTIME minus CLOCK_MONOTONIC, in nanoseconds, re-measured once a second.
+    """CLOCK_REALTIME minus CLOCK_MONOTONIC, in nanoseconds, re-measured once a second;
+    never below 0 (a wall clock set before boot), as the program's unsigned variable holds it.
 
     Measured per batch, the offset would jitter by however long a preemption between two
     clock reads lasts (tens of microseconds seen), putting frames of consecutive batches
@@ -230,5 +230,6 @@ def realtime_offset(monotonic_now: int) -> int:
         after = time.monotonic_ns()
         if attempt == 0 or after - before < best_width:
             best_width, best_offset = after - before, realtime - (before + after) // 2
+    best_offset = max(0, best_offset)
     _offset_cache = (best_offset, after)
     return best_offset

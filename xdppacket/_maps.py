@@ -260,11 +260,9 @@ class GlobalVariables(Mapping[str, Union[bytes, int]]):
         path that polls it: no lookup and no lock per call. Once the program is closed
         the function raises ``ValueError``; it holds no buffer export, so it never keeps
         the section mapped."""
-        variable = self._variable(name)
-        if variable.integer is None:
-            raise TypeError(f"global variable {name!r} is not an integer")
+        variable, integer = self._integer_variable(name)
         memory = self._memory(variable)
-        start, end, signed = variable.offset, variable.offset + variable.size, variable.integer.signed
+        start, end, signed = variable.offset, variable.offset + variable.size, integer.signed
         from_bytes = int.from_bytes
 
         def read() -> int:
@@ -276,19 +274,24 @@ class GlobalVariables(Mapping[str, Union[bytes, int]]):
         """A function that writes integer variable ``name`` as ``gv[name] = value`` does, for
         a hot path: no lookup and no lock per call (one slice assignment, which nothing can
         interrupt halfway). Fails as ``reader``'s function does once the program is closed."""
-        variable = self._variable(name)
-        if variable.integer is None:
-            raise TypeError(f"global variable {name!r} is not an integer")
+        variable, integer = self._integer_variable(name)
         if variable.read_only:
             raise TypeError(self._read_only_message(variable))
         memory = self._memory(variable)
-        start, end, integer = variable.offset, variable.offset + variable.size, variable.integer
+        start, end = variable.offset, variable.offset + variable.size
         what = f"global variable {name!r}"
 
         def write(value: int) -> None:
             memory[start:end] = _encode(value, end - start, integer, what)
 
         return write
+
+    def _integer_variable(self, name: str) -> tuple[GlobalVariable, BtfInteger]:
+        """Variable ``name`` and its integer type, for ``reader`` and ``writer``."""
+        variable = self._variable(name)
+        if variable.integer is None:
+            raise TypeError(f"global variable {name!r} is not an integer")
+        return variable, variable.integer
 
     @staticmethod
     def _read_only_message(variable: GlobalVariable) -> str:

@@ -273,7 +273,7 @@ def _set_clock_offset(program: LoadedProgram) -> None:
     variables = program.global_variables
     if REALTIME_OFFSET_VARIABLE in variables:
         try:
-            variables[REALTIME_OFFSET_VARIABLE] = max(0, realtime_offset(time.monotonic_ns()))
+            variables[REALTIME_OFFSET_VARIABLE] = realtime_offset(time.monotonic_ns())
         except BaseException:
             program.close()
             raise

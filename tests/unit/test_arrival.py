@@ -59,7 +59,7 @@ def read_times(area: mmap.mmap, custom: bool, batches: list[list[int]], variable
 def realtime_now() -> int:
     """CLOCK_REALTIME as the shipped program computes it (CLOCK_MONOTONIC plus the offset)."""
     now = time.monotonic_ns()
-    return now + max(0, realtime_offset(now))
+    return now + realtime_offset(now)
 
 
 def test_fresh_trailers_give_their_realtime_arrival_times_in_a_plain_list(area: mmap.mmap) -> None:
@@ -85,7 +85,7 @@ def test_trailers_are_read_at_any_headroom(area: mmap.mmap, headroom: int, custo
         write_trailer(area, address, rx_time, shipped=not custom)
     [times] = read_times(area, custom, [addresses], data_offset=data_offset)
     assert type(times) is list
-    offset = max(0, realtime_offset(time.monotonic_ns())) if custom else 0
+    offset = realtime_offset(time.monotonic_ns()) if custom else 0
     assert times == [rx_time + offset for rx_time in written]
 
 
@@ -130,7 +130,7 @@ def test_a_custom_trailer_counts_only_with_its_magic_word(area: mmap.mmap) -> No
     write_trailer(area, ADDRESSES[1], now - 1000, shipped=False, magic=0x12345678)
     [times] = read_times(area, True, [ADDRESSES[:2]])
     assert isinstance(times, IncompleteTimes)
-    assert times == [now - 2000 + max(0, realtime_offset(time.monotonic_ns())), None]
+    assert times == [now - 2000 + realtime_offset(time.monotonic_ns()), None]
 
 
 def test_while_the_program_reports_no_frame_without_metadata_its_trailers_are_trusted(area: mmap.mmap) -> None:
@@ -160,15 +160,23 @@ def test_once_the_program_reports_a_frame_without_metadata_every_trailer_is_chec
 
 def test_the_program_is_given_the_clock_offset_whenever_it_changes(monkeypatch: pytest.MonkeyPatch) -> None:
     """The shipped program adds the offset it holds to its times: a reader gives it the
-    process's measurement (re-measured once a second) as soon as that changes, clamped at
-    0 (the variable is unsigned), and returns what the program holds."""
-    measured = iter([5_000, 5_000, 7_000, -3, 7_000])
+    process's measurement (re-measured once a second) as soon as that changes, and returns
+    what the program holds."""
+    measured = iter([5_000, 5_000, 7_000, 0, 7_000])
     monkeypatch.setattr("xdppacket._arrival.realtime_offset", lambda monotonic_now: next(measured))
     written: list[int] = []
     variables = ShippedVariables(lambda: 0, written.append)
     held = [variables.realtime_offset(time.monotonic_ns()) for _ in range(5)]
     assert held == [5_000, 5_000, 7_000, 0, 7_000]
     assert written == [5_000, 7_000, 0, 7_000]
+
+
+def test_the_clock_offset_is_never_negative(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wall clock set before boot would make CLOCK_REALTIME - CLOCK_MONOTONIC negative;
+    the offset is 0 then, as the program's unsigned variable would hold it."""
+    monkeypatch.setattr("xdppacket._arrival._offset_cache", (0, -(10**18)))  # measure again
+    monkeypatch.setattr("xdppacket._arrival.time.time_ns", lambda: 5)
+    assert realtime_offset(time.monotonic_ns()) == 0
 
 
 def test_checked_trailers_survive_the_wall_clock_being_set_back(area: mmap.mmap, monkeypatch: pytest.MonkeyPatch) -> None:
