@@ -116,6 +116,20 @@ class Lease:
             index = self._view_index = {id(v): i for i, v in enumerate(self.views[:-1])}
         return index
 
+    def empty(self) -> None:
+        """Stop lending the frames of this ended lease but keep it (its exporter, its entry in
+        the pool's registry) to ``relend``: the usual zero-copy step, cheaper than forgetting
+        it and recording a new one. Left empty, it ends at the next ``ZeroCopyLeases.ended``."""
+        self.frames = self.addresses = []
+
+    def relend(self, frames: list[int]) -> None:
+        """Lend ``frames`` through this emptied lease, as ``ZeroCopyLeases.record`` lends a new
+        one's (the caller took them off the rx ring and holds the pool's lock); its views
+        come from ``ZeroCopyLeases.views``."""
+        self.views = []
+        self._view_index = None
+        self.frames = self.addresses = frames  # last: until then the frames count as not lent
+
     def drop(self, frames: list[int]) -> None:
         """Stop lending ``frames`` (forwarded in place); idempotent."""
         if frames == self.frames:  # the usual forward: the whole batch (one C-level compare)
@@ -141,8 +155,9 @@ class Lease:
 class ZeroCopyLeases:
     """The leases of one rx half, oldest first; the newest is the current batch.
 
-    A lease is recorded before its views exist and forgotten only after ``try_end``
-    said no view survives, so an interruption can leave a lease with no views (it ends
+    A lease is recorded before its views exist and forgotten (or emptied, to lend the
+    next batch: ``Lease.empty``, ``Lease.relend``) only after ``try_end`` said no view
+    survives, so an interruption can leave a lease with no views or no frames (it ends
     at the next read) but never a view whose frames are not lent. Not thread-safe.
     """
 

@@ -26,7 +26,7 @@ from ._frames import (
     RingMove,
     RingToRingMove,
 )
-from ._leases import ZeroCopyLeases
+from ._leases import Lease, ZeroCopyLeases
 from ._libc import buffer_address
 from ._rings import FillRing, RxRing
 from ._uapi import XDP_PACKET_HEADROOM, XDP_PKT_CONTD
@@ -122,13 +122,16 @@ class RxPath:
         try:
             if pool.move is not None:
                 pool.settle()
-            if end_loans:
-                self._end_loans(refill=True)
+            emptied = self._end_loans(refill=True, keep=writable) if end_loans else None
             addresses, lengths = rx.peek(count)
             times, metadata = self._read_trailers(addresses) if self._arrivals is not None else (None, None)
             pool.move = (LeaseMove, _INTO_LEASE, addresses, rx, rx.index_after(count), leases)
             rx.release(count)
-            lease = leases.record(addresses, writable)
+            if emptied is None:
+                lease = leases.record(addresses, writable)
+            else:
+                emptied.relend(addresses)
+                lease = emptied
             pool.move = None
         finally:
             lock.release()
@@ -247,12 +250,18 @@ class RxPath:
         finally:
             lock.release()
 
-    def _end_loans(self, refill: bool) -> None:
-        """``end_loans`` for a caller holding the pool's lock, nothing left to settle."""
+    def _end_loans(self, refill: bool, keep: bool | None = None) -> Lease | None:
+        """``end_loans`` for a caller holding the pool's lock, nothing left to settle.
+
+        ``keep``: the caller lends the next batch right after, as views writable or not;
+        a lone ended lease of that kind is emptied rather than forgotten, and returned
+        for ``Lease.relend`` (None: there was none).
+        """
         pool = self._pool
         leases = self._leases
         ended = leases.ended()
         held = self._held() if refill else 0
+        emptied = None
         if ended:
             frames = ended[0].frames if len(ended) == 1 else [f for lease in ended for f in lease.frames]
             fill = self._fill
@@ -261,7 +270,11 @@ class RxPath:
                 # The usual case: straight back to the fill ring (what this socket
                 # holds stays the same), one move instead of two through the pool.
                 pool.move = (LeaseMove, _LEASE_TO_RING, frames, fill, fill.index_after(count), leases)
-                leases.forget(ended)
+                if keep is ended[0].writable and len(ended) == 1:
+                    emptied = ended[0]
+                    emptied.empty()
+                else:
+                    leases.forget(ended)
                 fill.submit(frames)
             else:
                 pool.move = (LeaseMove, _LEASE_TO_FREE, frames, None, 0, leases)
@@ -271,6 +284,7 @@ class RxPath:
             pool.move = None
         if refill and held < pool.rx_quota and pool.frames:
             self._refill()
+        return emptied
 
     def refill(self) -> None:
         """Hand the kernel every free frame the fill ring and this socket's quota have room for."""

@@ -122,6 +122,32 @@ def test_a_forwarded_view_takes_no_free_frame_and_a_slice_is_copied(
             sock.write_packet(views[3])  # a view the next read released cannot be sent
 
 
+@BOTH_MODES
+def test_a_view_out_of_order_goes_in_place_from_every_batch_of_a_read_loop(
+    veth_pair: VethPair, peer_capture: AfPacketCapture, mode: XDPMode
+) -> None:
+    """Each batch of a zero-copy read loop lends through the lease of the batch before
+    (emptied and lent again): any one of its views, written alone, must still be found
+    and sent in place, not copied, and the views kept must stay the caller's."""
+    batch = 4
+    with XDPPacket(veth_pair.capture, OptXDPMode(mode), *SMALL, *NONBLOCK) as sock:
+        forwarded = []
+        for round_ in range(6):
+            frames = frames_from_peer(veth_pair, batch, first_seq=round_ * batch)
+            send_frames(veth_pair.peer, frames)
+            settle()
+            views = read_views(sock, batch)
+            outside, lent = counts(sock)
+            assert lent == batch
+            chosen = (round_ * 3 + 1) % batch  # a different position each round
+            sock.write_packet(views[chosen])
+            forwarded.append(frames[chosen])
+            assert counts(sock) == (outside + 1, batch - 1), f"round {round_}: view {chosen} was copied"
+            assert [bytes(view) for i, view in enumerate(views) if i != chosen] == \
+                [frame for i, frame in enumerate(frames) if i != chosen]
+        assert peer_capture.recv_frames(len(forwarded), timeout=5) == forwarded
+
+
 def test_a_view_exported_further_is_copied_and_the_others_go_in_place(
     veth_pair: VethPair, peer_capture: AfPacketCapture
 ) -> None:
