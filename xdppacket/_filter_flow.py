@@ -71,16 +71,16 @@ def reachable(entry: Target) -> list[Node]:
     """The nodes reachable from ``entry``, each after all of its predecessors."""
     order: list[Node] = []
     seen: set[int] = set()
-
-    def visit(node: Target) -> None:
-        if isinstance(node, Exit) or id(node) in seen:
-            return
-        seen.add(id(node))
-        visit(node.false)
-        visit(node.true)
-        order.append(node)
-
-    visit(entry)
+    # A depth-first walk, false branch first, each node placed once both branches are
+    # done; with a stack of its own, as a chain of a thousand tests is that deep.
+    stack: list[tuple[Target, bool]] = [(entry, False)]
+    while stack:
+        node, branches_done = stack.pop()
+        if branches_done:
+            order.append(node)  # type: ignore[arg-type]  # only nodes are pushed as done
+        elif isinstance(node, Node) and id(node) not in seen:
+            seen.add(id(node))
+            stack += ((node, True), (node.true, False), (node.false, False))
     order.reverse()
     return order
 
@@ -112,20 +112,37 @@ def _dominators(order: list[Node]) -> dict[int, frozenset[_Edge]]:
     return dominators
 
 
-def _decide(test: FieldTest, edges: frozenset[_Edge], tests: dict[int, FieldTest]) -> bool | None:
-    """The outcome of ``test`` if one dominating edge implies it (libpcap's fold_edge):
-    the same comparison was made, or the field was found equal to another constant."""
-    op, swapped = _normal(test.op, False)
-    for node_id, outcome in edges:
-        known = tests.get(node_id)
-        if known is None or known.field != test.field:
-            continue
-        known_op, known_outcome = _normal(known.op, outcome)
-        if (known_op, known.constant) == (op, test.constant):
-            return known_outcome != swapped
-        if (known_op, known_outcome, op) == ("=", True, "="):
-            return swapped  # equal to another constant: "=" is false
-    return None
+class _Facts:
+    """The edges of one pass indexed by what they tell, so that deciding a test looks up
+    the few edges that bear on it rather than every edge dominating it (a chain of a
+    hundred hosts has hundreds of those). Sets, so that C walks the smaller side."""
+
+    def __init__(self, order: list[Node]) -> None:
+        #: (field, op, constant, outcome), after ``_normal`` -> the edges on which that holds.
+        self.comparisons: dict[tuple[object, str, int, bool], set[_Edge]] = {}
+        #: field -> the edges on which it was found equal to a constant.
+        self.equalities: dict[tuple[object, ...], set[_Edge]] = {}
+        for node in order:
+            test = node.test
+            if not isinstance(test, FieldTest):
+                continue
+            for outcome in (True, False):
+                op, known = _normal(test.op, outcome)
+                self.comparisons.setdefault((test.field, op, test.constant, known), set()).add((id(node), outcome))
+                if (op, known) == ("=", True):
+                    self.equalities.setdefault(test.field, set()).add((id(node), outcome))
+
+    def decide(self, test: FieldTest, edges: frozenset[_Edge]) -> bool | None:
+        """The outcome of ``test`` if one of ``edges`` (those dominating it) implies it
+        (libpcap's fold_edge): the same comparison was made, or the field was found equal
+        to another constant."""
+        op, swapped = _normal(test.op, False)
+        for known in (True, False):
+            if not edges.isdisjoint(self.comparisons.get((test.field, op, test.constant, known), ())):
+                return known != swapped
+        if op == "=" and not edges.isdisjoint(self.equalities.get(test.field, ())):
+            return swapped  # equal to another constant (the same one was found above): "=" is false
+        return None
 
 
 def _thread(entry: Node) -> bool:
@@ -136,7 +153,7 @@ def _thread(entry: Node) -> bool:
     """
     order = reachable(entry)
     dominators = _dominators(order)
-    tests = {id(node): node.test for node in order if isinstance(node.test, FieldTest)}
+    facts = _Facts(order)
     changed = False
     for node in order:
         here = dominators.get(id(node), frozenset())
@@ -150,7 +167,7 @@ def _thread(entry: Node) -> bool:
                     continue
                 if not isinstance(target.test, FieldTest):
                     break
-                decided = _decide(target.test, on_edge, tests)
+                decided = facts.decide(target.test, on_edge)
                 if decided is None:
                     break
                 target = target.true if decided else target.false
@@ -223,24 +240,32 @@ def _pull_up(entry: Node, chain_on_false: bool) -> bool:
         if not in_chain(same, first):
             continue
         assert isinstance(same, Node)
-        _set_following(before, following(same), chain_on_false)
-        _set_following(same, diff, chain_on_false)
-        for pred in [diff_pred] if diff_pred is not None else preds[id(diff)]:
-            assert pred is not None
-            if pred.true is diff:
-                pred.true = same
-            if pred.false is diff:
-                pred.false = same
+        into_diff = [diff_pred] if diff_pred is not None else list(preds[id(diff)])  # before ``same`` is one
+        _retarget(preds, before, not chain_on_false, following(same))
+        _retarget(preds, same, not chain_on_false, diff)
+        for pred in into_diff:
+            for outcome in (True, False):
+                if (pred.true if outcome else pred.false) is diff:
+                    _retarget(preds, pred, outcome, same)
         changed = True
-        preds = _predecessors(order)  # moving a node keeps the set of reachable nodes
     return changed
 
 
-def _set_following(node: Node, target: Target, chain_on_false: bool) -> None:
-    if chain_on_false:
-        node.false = target
-    else:
+def _retarget(preds: dict[int, list[Node]], node: Node, outcome: bool, target: Target) -> None:
+    """Point ``node``'s ``outcome`` edge at ``target``, keeping ``preds`` (one entry per edge)
+    current: recomputing it after every move made long chains ("host A or host B or ...")
+    quadratic to compile."""
+    previous = node.true if outcome else node.false
+    if previous is target:
+        return
+    if isinstance(previous, Node):
+        preds[id(previous)].remove(node)
+    if isinstance(target, Node):
+        preds[id(target)].append(node)
+    if outcome:
         node.true = target
+    else:
+        node.false = target
 
 
 def optimize(entry: Target, max_rounds: int = 10_000) -> Target:

@@ -105,8 +105,9 @@ def compile_classic_filter(program: ClassicProgram) -> CompiledFilter:
 def _compiler_limits(what: str) -> Iterator[None]:
     """The compilers' own limits, reported as what the user can change.
 
-    They walk expressions and flow graphs recursively, which takes about 300 chained
-    alternatives (``host a or host b or ...``) or nested parentheses; and eBPF's jumps
+    They walk expressions recursively, which takes about 950 chained alternatives
+    (``host a or host b or ...``; the optimizer's time grows with the square of the
+    chain: a second or two for 300 hosts) or nested parentheses; and eBPF's jumps
     reach 32,767 instructions. Neither leaves anything behind: compiling is pure.
     """
     try:

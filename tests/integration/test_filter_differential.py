@@ -183,6 +183,19 @@ def test_compiled_expression_matches_tcpdump(
     _assert_same(ours, libpcap_verdicts[expression][0], corpus, f"compile_filter({expression!r})")
 
 
+def test_a_long_host_list_matches_tcpdump(tcpdump: str, corpus: list[bytes], corpus_pcap: Path) -> None:
+    """400 alternatives, past what a recursive walk of the flow graph could take: the
+    addresses of the corpus among hundreds that match nothing, in a scattered order."""
+    others = [f"10.9.{i // 200}.{i % 200}" for i in range(396)]
+    hosts = others[:100] + ["1.2.3.4"] + others[100:250] + ["10.0.0.2", "172.16.5.4"] + others[250:] + ["10.1.2.3"]
+    expression = " or ".join(f"host {host}" for host in hosts)
+    theirs = _tcpdump_matches(tcpdump, corpus_pcap, expression)
+    assert 0 < len(theirs) < len(corpus)
+    _assert_same(_kernel_matches(compile_filter(expression), corpus), theirs, corpus, "400 hosts")
+    classic = OptFilter.from_cbpf(_accepted_classic(tcpdump, expression)).compiled
+    _assert_same(_kernel_matches(classic, corpus), theirs, corpus, "400 hosts, from tcpdump -ddd")
+
+
 #: The expressions that read the frame length, whose frags-aware form takes it from a helper.
 LENGTH_EXPRESSIONS = [e for e in ALL_EXPRESSIONS if any(word in e.split() for word in ("len", "greater", "less"))]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xdppacket._filter_flow import Exit, FieldTest, Node, Target, optimize
+from xdppacket._filter_flow import Exit, FieldTest, Node, Target, optimize, reachable
 
 MATCH, NO_MATCH = Exit("match"), Exit("no match")
 
@@ -52,3 +52,24 @@ def test_and_pullup_mirrors_it_for_chains_that_share_their_false_exit() -> None:
     entry = field_test("ip", 12, 0x800, first, NO_MATCH)
     assert optimize(entry) is entry
     assert chain(entry.true, "true") == ["x > 1", "x > 2", "y > 1", "y > 2"]
+
+
+def test_a_chain_of_thousands_of_tests_is_walked_and_optimized_without_recursion() -> None:
+    """'host A or host B or ...' makes a chain as long as the list; each test's false edge
+    leads to the next. The walk places each node after its predecessors, false branch first."""
+    tests = 3000
+    entry: Target = NO_MATCH
+    for index in reversed(range(tests)):
+        entry = field_test(f"src {index}", 26, index, MATCH, entry)
+    assert isinstance(entry, Node)
+    assert [node.payload for node in reachable(entry)] == [f"src {index}" for index in range(tests)]
+    assert chain(optimize(entry), "false") == [f"src {index}" for index in range(tests)]
+
+
+def test_the_walk_places_a_node_after_every_predecessor() -> None:
+    """A diamond and a shared tail: ip -> (tcp | udp) -> port, each reached once."""
+    port = field_test("port", 36, 53, MATCH, NO_MATCH)
+    tcp = field_test("tcp", 23, 6, port, NO_MATCH)
+    udp = field_test("udp", 23, 17, port, NO_MATCH)
+    ip = field_test("ip", 12, 0x800, tcp, udp)
+    assert [node.payload for node in reachable(ip)] == ["ip", "tcp", "udp", "port"]
