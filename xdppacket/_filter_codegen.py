@@ -575,24 +575,28 @@ class _Emitter:
 
         if isinstance(entry, Exit):  # the whole filter is a constant
             self._asm.jump(label(entry))
+        loaded = _loaded_on_entry(order)
         for node in order:
             self._asm.place(labels[id(node)])
             if isinstance(node.payload, _Test):
-                self._test(node.payload, label(node.true), label(node.false))
+                self._test(node.payload, label(node.true), label(node.false),
+                           loaded.get(id(node)) == _loaded_value(node.payload))
             else:
                 assert isinstance(node.payload, _Relation)
                 self._relation(node.payload, label(node.true), label(node.false))
 
-    def _test(self, test: _Test, true: Label, false: Label) -> None:
+    def _test(self, test: _Test, true: Label, false: Label, loaded: bool) -> None:
+        """Compare the test's field; ``loaded``: every way in left it in the value register."""
         asm = self._asm
         value = Reg.R3
-        if test.ip_header is not None:
-            self._ipv4_header_length(value, test.ip_header)
-            self._frame.load_variable_offset(value, value, test.ip_header + test.offset, test.size)
-        else:
-            self._frame.load_constant_offset(value, test.offset, test.size)
-        if test.mask is not None:
-            asm.alu32_imm(BPF_AND, value, test.mask)
+        if not loaded:
+            if test.ip_header is not None:
+                self._ipv4_header_length(value, test.ip_header)
+                self._frame.load_variable_offset(value, value, test.ip_header + test.offset, test.size)
+            else:
+                self._frame.load_constant_offset(value, test.offset, test.size)
+            if test.mask is not None:
+                asm.alu32_imm(BPF_AND, value, test.mask)
         asm.jump_imm(_JUMPS[test.op], value, test.value, true)
         asm.jump(false)
 
@@ -673,6 +677,31 @@ class _Emitter:
             self._ipv4_header_length(header_length, fetch.base)
             asm.alu32_reg(BPF_ADD, index, header_length)
         self._frame.load_variable_offset(dst, index, fetch.base, fetch.size)
+
+
+#: What a test leaves in the value register (r3): its field, loaded and masked.
+_LoadedValue = tuple[int, int, Union[int, None], Union[int, None]]
+
+
+def _loaded_value(test: _Test) -> _LoadedValue:
+    return (test.offset, test.size, test.mask, test.ip_header)
+
+
+def _loaded_on_entry(order: list[Node]) -> dict[int, _LoadedValue | None]:
+    """For each node: the field every jump into it leaves in the value register, or None.
+
+    A chain comparing one field with many values ("host A or host B": the source with
+    A, then with B, after the or pull-up) then loads it once, as libpcap's program keeps
+    it in its accumulator: the same loads succeed or fail, only the repeats go.
+    """
+    loaded: dict[int, _LoadedValue | None] = {}
+    for node in order:
+        leaves = _loaded_value(node.payload) if isinstance(node.payload, _Test) else None
+        for successor in {id(node.true): node.true, id(node.false): node.false}.values():
+            if isinstance(successor, Node):
+                key = id(successor)
+                loaded[key] = leaves if key not in loaded or loaded[key] == leaves else None
+    return loaded
 
 
 def generate(expression: ast.Expr) -> tuple[bytes, bytes]:

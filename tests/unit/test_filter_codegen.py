@@ -73,17 +73,30 @@ def packet_offsets(expression: str) -> list[int]:
 
 
 def test_vlan_moves_everything_after_it_by_one_tag() -> None:
+    """The loads ``tcpdump -d`` lists: a field compared with several values in a row (the
+    tag's three TPIDs) is loaded once."""
     assert packet_offsets("ip") == [12]
-    assert packet_offsets("vlan and ip") == [12, 12, 12, 16]
-    assert packet_offsets("vlan 5 and vlan and ip") == [12, 12, 12, 14, 16, 16, 16, 20]
-    assert packet_offsets("ip or vlan") == [12, 12, 12, 12]  # "ip" came before the tag
+    assert packet_offsets("vlan and ip") == [12, 16]
+    assert packet_offsets("vlan 5 and vlan and ip") == [12, 14, 16, 20]
+    assert packet_offsets("ip or vlan") == [12]  # "ip" came before the tag
+
+
+def test_a_field_compared_in_a_row_is_loaded_once_where_every_way_in_loaded_it() -> None:
+    """'host A or host B' compares the source with A and B, then the destination (libpcap's
+    pull-up): one load each, as ``tcpdump -d`` lists [12, 26, 30, 28, 38] (it shares the
+    ARP and RARP tests, which we emit twice). A test reached from a different field loads."""
+    assert packet_offsets("host 1.2.3.4 or host 5.6.7.8") == [12, 26, 30, 28, 38, 28, 38]
+    assert packet_offsets(" or ".join(f"host 10.9.0.{i}" for i in range(50))) == [12, 26, 30, 28, 38, 28, 38]
+    # tcpdump -d: 12, 20, 54, 56, 54, 56, 23, 20, 4*([14]&0xf), x+14, x+16, 20, 4*([14]&0xf), x+14,
+    # x+16; our IPv4 port loads add the header length to r1 (no constant offset) and load it each time.
+    assert packet_offsets("tcp port 80 or udp port 53") == [12, 20, 54, 56, 54, 56, 23, 20, 14, 14, 20, 14, 14]
 
 
 def test_tests_that_cannot_change_the_outcome_load_nothing() -> None:
     """As in libpcap: once "greater 120" failed, "net ... and greater 120" cannot match."""
     assert packet_offsets("net 2001:db8::/32") == [12, 22, 38]
     assert packet_offsets("greater 120 or net 2001:db8::/32 and greater 120") == []
-    assert packet_offsets("net 0.0.0.0/0") == [12, 12, 12]  # masked words of mask 0
+    assert packet_offsets("net 0.0.0.0/0") == [12]  # masked words of mask 0; ip, arp, rarp
 
 
 def test_the_frame_length_is_computed_only_when_used() -> None:
