@@ -370,3 +370,40 @@ def build_corpus(seed: int = 20261130, random_frames: int = 1400) -> list[bytes]
             )
         )
     return frames
+
+
+#: Where jumbo frames carry a marker byte (``JUMBO_MARK``), well beyond the first buffer a
+#: frags-aware XDP program sees directly (about 3,500 bytes).
+JUMBO_MARKED_OFFSETS = (3600, 5000, 6000, 8999)
+JUMBO_MARK = 0x5A
+
+
+def build_jumbo_corpus(seed: int = 20261201) -> list[bytes]:
+    """Frames of 3,400 to 9,014 bytes (IPv4 UDP and TCP, IPv4 with options, IPv6 UDP, a VLAN
+    tag, ARP padded long): random payloads, some with ``JUMBO_MARK`` at the marked offsets."""
+    rng = random.Random(seed)
+    frames = []
+    for size in (3400, 3600, 3601, 4000, 5000, 5001, 6001, 7000, 8000, 9000, 9014):
+        for kind in range(6):
+            if kind == 0:
+                head = ethernet("02:00:00:00:00:02", "02:00:00:00:00:01", ETH_IP, ipv4("10.0.0.1", "10.0.0.2", UDP, udp(53, 5353)))
+            elif kind == 1:
+                head = ethernet("02:00:00:00:00:02", "02:00:00:00:00:01", ETH_IP, ipv4("10.0.0.2", "10.0.0.1", TCP, tcp(80, 40000, 0x18)))
+            elif kind == 2:
+                head = ethernet("02:00:00:00:00:02", "02:00:00:00:00:01", ETH_IP,
+                                ipv4("1.2.3.4", "5.6.7.8", UDP, udp(1000, 2000), options=b"\x01" * 8))
+            elif kind == 3:
+                head = ethernet("02:00:00:00:00:02", "02:00:00:00:00:01", ETH_IP6, ipv6("2001:db8::1", "2001:db8::2", UDP, udp(53, 53)))
+            elif kind == 4:
+                head = ethernet("02:00:00:00:00:02", "02:00:00:00:00:01", ETH_IP, ipv4("10.0.0.1", "10.0.0.2", UDP, udp(53, 53)),
+                                tags=((0x8100, 5),))
+            else:
+                head = ethernet("ff:ff:ff:ff:ff:ff", "02:00:00:00:00:01", ETH_ARP,
+                                arp(1, "02:00:00:00:00:01", "10.0.0.1", "00:00:00:00:00:00", "10.0.0.2"))
+            frame = bytearray(head + rng.randbytes(size - len(head)))
+            if rng.random() < 0.6:
+                for offset in JUMBO_MARKED_OFFSETS:
+                    if offset < size and rng.random() < 0.7:
+                        frame[offset] = JUMBO_MARK
+            frames.append(bytes(frame))
+    return frames

@@ -155,17 +155,16 @@ def _reachable(program: list[ClassicInstruction]) -> list[bool]:
     return reachable
 
 
-def translate(program: list[ClassicInstruction], whole_frame_length: bool = False) -> bytes:
-    """The eBPF prologue (see ``_filter_frame``) equivalent to a classic BPF filter; its
-    frame length from ``bpf_xdp_get_buff_len`` if ``whole_frame_length``."""
+def translate(program: list[ClassicInstruction], frags: bool = False) -> bytes:
+    """The eBPF prologue (see ``_filter_frame``) equivalent to a classic BPF filter, in its
+    form for frags-aware programs if ``frags``."""
     if not 0 < len(program) <= _MAX_INSTRUCTIONS:
         raise XDPFilterError(f"a classic BPF program has 1 to {_MAX_INSTRUCTIONS} instructions")
     reachable = _reachable(program)
     live = [instruction for index, instruction in enumerate(program) if reachable[index]]
     asm = Assembler()
-    frame = FilterFrame(asm)
-    frame.enter(needs_length=any(code & 0xE7 in (_LD | _LEN, _LDX | _LEN) for code, *_ in live),
-                whole_frame_length=whole_frame_length)
+    frame = FilterFrame(asm, frags)
+    frame.enter(needs_length=any(code & 0xE7 in (_LD | _LEN, _LDX | _LEN) for code, *_ in live))
     asm.mov32_imm(_A, 0)
     asm.mov32_imm(_X, 0)
     if any(
@@ -228,15 +227,15 @@ class _Translator:
         elif mode == _ABS and dst == _A:
             if k >= _EXTENSIONS:
                 raise self._unsupported(index, code, f"Linux ancillary data at k={k:#x}")
-            self._frame.load_constant_offset(_A, k, size)
+            self._frame.load_constant_offset(_A, k, size, keep=(_X,))
         elif mode == _IND and dst == _A:
             # As libpcap runs it: X + k without wrapping, so a k folded from a negative
             # index (``udp[-32]``) lies beyond every frame.
-            self._frame.load_variable_offset(_A, _X, k, size)
+            self._frame.load_variable_offset(_A, _X, k, size, keep=(_X,))
         elif mode == _MSH and dst == _X and size == 1:
             if k >= _EXTENSIONS:
                 raise self._unsupported(index, code, f"Linux ancillary data at k={k:#x}")
-            self._frame.load_constant_offset(_X, k, 1)
+            self._frame.load_constant_offset(_X, k, 1, keep=(_A,))
             asm.alu32_imm(BPF_AND, _X, 0x0F)
             asm.alu32_imm(BPF_LSH, _X, 2)
         else:

@@ -600,9 +600,9 @@ class _Emitter:
         asm.jump_imm(_JUMPS[test.op], value, test.value, true)
         asm.jump(false)
 
-    def _ipv4_header_length(self, dst: Reg, payload: int) -> None:
-        """``dst`` = 4 * (IHL of the IPv4 header at ``payload``)."""
-        self._frame.load_constant_offset(dst, payload, 1)
+    def _ipv4_header_length(self, dst: Reg, payload: int, keep: tuple[Reg, ...] = ()) -> None:
+        """``dst`` = 4 * (IHL of the IPv4 header at ``payload``); ``keep``: see ``_fetch``."""
+        self._frame.load_constant_offset(dst, payload, 1, keep)
         self._asm.alu32_imm(BPF_AND, dst, 0x0F)
         self._asm.alu32_imm(BPF_LSH, dst, 2)
 
@@ -658,25 +658,28 @@ class _Emitter:
         return dst
 
     def _fetch(self, fetch: _Fetch, dst: Reg, depth: int) -> None:
+        """Load ``fetch`` into ``dst``, the register of ``depth``; those of lower depths hold
+        values still needed (the frags form keeps them across its helper call)."""
         asm = self._asm
+        keep = _VALUE_REGISTERS[:depth]
         if isinstance(fetch.index, _Const):
             # libpcap's optimizer folds a constant index into the load's offset, on 32 bits:
             # ``ip[4294967290]`` reads byte 8, and ``udp[-32]`` lies beyond any frame.
             offset = (fetch.base + fetch.index.value) & _U32
             if not fetch.transport:
-                self._frame.load_constant_offset(dst, offset, fetch.size)
+                self._frame.load_constant_offset(dst, offset, fetch.size, keep)
                 return
-            self._ipv4_header_length(dst, fetch.base)
-            self._frame.load_variable_offset(dst, dst, offset, fetch.size)
+            self._ipv4_header_length(dst, fetch.base, keep)
+            self._frame.load_variable_offset(dst, dst, offset, fetch.size, keep)
             return
         index = self._value(fetch.index, depth)
         if fetch.transport:
             if depth + 1 >= len(_VALUE_REGISTERS):
                 raise XDPFilterError("arithmetic in the filter expression is nested too deeply")
             header_length = _VALUE_REGISTERS[depth + 1]
-            self._ipv4_header_length(header_length, fetch.base)
+            self._ipv4_header_length(header_length, fetch.base, _VALUE_REGISTERS[: depth + 1])
             asm.alu32_reg(BPF_ADD, index, header_length)
-        self._frame.load_variable_offset(dst, index, fetch.base, fetch.size)
+        self._frame.load_variable_offset(dst, index, fetch.base, fetch.size, keep)
 
 
 #: What a test leaves in the value register (r3): its field, loaded and masked.
@@ -711,14 +714,13 @@ def generate(expression: ast.Expr) -> tuple[bytes, bytes]:
     lowering = _Lowering()
     cond = lowering.lower(expression)
     entry = optimize(_flow(cond, MATCH, NO_MATCH))
-    plain = _emit(entry, lowering.uses_length, whole_frame_length=False)
-    return plain, _emit(entry, True, whole_frame_length=True) if lowering.uses_length else plain
+    return _emit(entry, lowering.uses_length, frags=False), _emit(entry, lowering.uses_length, frags=True)
 
 
-def _emit(entry: Target, needs_length: bool, whole_frame_length: bool) -> bytes:
+def _emit(entry: Target, needs_length: bool, frags: bool) -> bytes:
     asm = Assembler()
-    frame = FilterFrame(asm)
-    frame.enter(needs_length=needs_length, whole_frame_length=whole_frame_length)
+    frame = FilterFrame(asm, frags)
+    frame.enter(needs_length=needs_length)
     _Emitter(frame).program(entry)
     frame.finish()
     return asm.assemble()

@@ -45,8 +45,9 @@ class CompiledFilter:
 
     ``frags_instructions`` is the same filter for a frags-aware program (multi-buffer
     frames, whose packet pointers cover the first buffer only): its frame length (``len``,
-    ``greater``, ``less``) comes from ``bpf_xdp_get_buff_len``, its one helper call. It is
-    ``instructions`` itself when the filter does not read the length.
+    ``greater``, ``less``) comes from ``bpf_xdp_get_buff_len``, and a load beyond the first
+    buffer is made again by ``bpf_xdp_load_bytes`` (its helper calls), which uses the 32 bytes
+    of the stack below the 64 of classic BPF's scratch words (down to r10 - 96).
 
     Immutable.
     """
@@ -98,7 +99,7 @@ def compile_classic_filter(program: ClassicProgram) -> CompiledFilter:
     instructions = _cbpf.parse_program(program)
     with _compiler_limits("the classic BPF program"):
         return CompiledFilter(None, _cbpf.translate(instructions),
-                              _cbpf.translate(instructions, whole_frame_length=True), stack_bytes=MAX_STACK_BYTES)
+                              _cbpf.translate(instructions, frags=True), stack_bytes=MAX_STACK_BYTES)
 
 
 @contextlib.contextmanager

@@ -23,10 +23,10 @@ from pathlib import Path
 import dpkt
 import pytest
 
-from tests.filter_corpus import build_corpus
+from tests.filter_corpus import JUMBO_MARK, build_corpus, build_jumbo_corpus
 from tests.filter_expressions import ARITHMETIC_EXPRESSIONS, EXPRESSIONS, RANDOM_EXPRESSIONS
 from xdppacket import CompiledFilter, OptFilter, XDPFilterError, _bpf, compile_filter
-from xdppacket._bpf import BPF_PROG_TYPE_XDP
+from xdppacket._bpf import BPF_F_XDP_HAS_FRAGS, BPF_PROG_TYPE_XDP
 
 #: Hand-written expressions, then seeded random compositions of primitives and random arithmetic.
 ALL_EXPRESSIONS = EXPRESSIONS + RANDOM_EXPRESSIONS + ARITHMETIC_EXPRESSIONS
@@ -75,6 +75,10 @@ def corpus() -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def corpus_pcap(corpus: list[bytes], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _written_for_tcpdump(corpus, tmp_path_factory)
+
+
+def _written_for_tcpdump(corpus: list[bytes], tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("filter") / "corpus.pcap"
     with path.open("wb") as file:
         writer = dpkt.pcap.Writer(file, snaplen=65535, linktype=dpkt.pcap.DLT_EN10MB)
@@ -136,7 +140,10 @@ def libpcap_verdicts(tcpdump: str, corpus_pcap: Path) -> dict[str, tuple[set[int
 
 
 def _kernel_matches(compiled: CompiledFilter, corpus: list[bytes], frags: bool = False) -> set[int]:
-    fd = _bpf.prog_load(BPF_PROG_TYPE_XDP, compiled.standalone(MATCHED, frags), "GPL", "filter_test")
+    """The frames the program matches; ``frags``: its frags form, loaded frags-aware, so that
+    the kernel hands it a frame longer than a page in several buffers, as a NIC would."""
+    fd = _bpf.prog_load(BPF_PROG_TYPE_XDP, compiled.standalone(MATCHED, frags), "GPL", "filter_test",
+                        prog_flags=BPF_F_XDP_HAS_FRAGS if frags else 0)
     try:
         verdicts = [_bpf.prog_test_run(fd, frame)[0] for frame in corpus]
     finally:
@@ -214,6 +221,51 @@ def test_the_frags_form_of_a_length_filter_matches_tcpdump(
     if program is not None:
         ours = _kernel_matches(OptFilter.from_cbpf(program).compiled, corpus, frags=True)
         _assert_same(ours, matches, corpus, f"from_cbpf(tcpdump -ddd {expression!r}), frags form")
+
+
+#: Conditions on bytes beyond a jumbo frame's first buffer, through every kind of load:
+#: constant offsets, header-relative ones (IPv4 header length, IPv6, VLAN), a computed index,
+#: arithmetic keeping values across loads, and offsets past the frame's end ({m}: the mark).
+JUMBO_EXPRESSIONS = [expression.format(m=f"{JUMBO_MARK:#x}") for expression in (
+    "ether[5000] = {m}",
+    "ether[3600] = {m} and ether[8999] = {m}",
+    "ether[6000:2] > 0x5a00",
+    "ether[4998:4] & 0xff00 = 0x5a00",
+    "ip[4986] = {m}",
+    "udp[4958] = {m}",
+    "tcp[4946] = {m} or udp[5958] = {m}",
+    "ip6[4986] = {m}",
+    "vlan and ip[4982] = {m}",
+    "ether[(ether[0] & 0) + 5000] = {m}",
+    "ether[5000] + ether[6000] + ether[8999] = 3 * {m}",
+    "ether[5000] * 2 > ether[6000] + ether[7000]",
+    "ether[9013] = ether[9013] and ether[3400] = ether[3400]",
+    "ether[9014] = 0 or ether[20000] = 0",
+    "len > 6000 and ether[5000] != {m}",
+    "arp and ether[4000] > 0x80",
+)]
+
+
+@pytest.fixture(scope="module")
+def jumbo_corpus() -> list[bytes]:
+    return build_jumbo_corpus()
+
+
+@pytest.mark.parametrize("expression", JUMBO_EXPRESSIONS)
+def test_the_frags_form_reads_a_jumbo_frame_beyond_its_first_buffer_as_tcpdump_does(
+    expression: str, tcpdump: str, jumbo_corpus: list[bytes], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Frames of up to 9,014 bytes, which the kernel hands a frags-aware program in several
+    buffers: loads beyond the first go through ``bpf_xdp_load_bytes``. Expression compiler
+    and classic translation alike."""
+    theirs = _tcpdump_matches(tcpdump, _written_for_tcpdump(jumbo_corpus, tmp_path_factory), expression)
+    if "9014" not in expression:
+        assert 0 < len(theirs) < len(jumbo_corpus), "an expression that splits the frames says more"
+    ours = _kernel_matches(compile_filter(expression), jumbo_corpus, frags=True)
+    _assert_same(ours, theirs, jumbo_corpus, f"compile_filter({expression!r}), frags form")
+    classic = OptFilter.from_cbpf(_accepted_classic(tcpdump, expression)).compiled
+    _assert_same(_kernel_matches(classic, jumbo_corpus, frags=True), theirs, jumbo_corpus,
+                 f"from_cbpf(tcpdump -ddd {expression!r}), frags form")
 
 
 def test_length_filters_are_among_the_expressions() -> None:

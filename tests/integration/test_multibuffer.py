@@ -99,6 +99,25 @@ def test_a_length_filter_counts_every_buffer_of_a_jumbo_frame(
 
 
 @BOTH_MODES
+def test_a_filter_reads_bytes_beyond_the_first_buffer_of_a_jumbo_frame(jumbo_pair: VethPair, mode: XDPMode) -> None:
+    """Byte 4,500 lies in a later buffer (the first holds about 3,500 bytes on veth): the
+    filter reads it with ``bpf_xdp_load_bytes``, as tcpdump reads the whole frame."""
+    marked = {5000: 0x5A, 8000: 0x00, 9014: 0x5A}
+    frames = []
+    for frame in jumbo_frames(jumbo_pair):
+        if len(frame) in marked:
+            frame = frame[:4500] + bytes([marked[len(frame)]]) + frame[4501:]
+        frames.append(frame)
+    with open_jumbo_socket(jumbo_pair, mode, OptFilter("ether[4500] = 0x5a"), OptIoMode(IO_MODE_NONBLOCK),
+                           OptPollTimeout(0)) as sock:
+        send_frames(jumbo_pair.peer, frames)
+        received, _ = read_frames(sock, 2, "read_multi_packets")
+        assert received == [frame for frame in frames if len(frame) in (5000, 9014)]
+        settle()
+        assert sock.read_multi_packets(16) == ([], [])  # the others went to the kernel
+
+
+@BOTH_MODES
 @pytest.mark.parametrize("batch", [1, 7, 0], ids=["single", "batch", "single-then-batch"])
 def test_zero_copy_reads_lend_single_frames_and_copy_joined_ones(
     jumbo_pair: VethPair, mode: XDPMode, batch: int
