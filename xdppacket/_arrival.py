@@ -183,8 +183,9 @@ class ArrivalReader:
         """CLOCK_MONOTONIC times ``raw`` in CLOCK_REALTIME (``+ offset``), except those not
         newer than every time trusted before, or later than ``now``: None."""
         newest = self._newest
-        if newest < min(raw) and max(raw) <= now:  # every trailer is fresh
-            self._newest = max(raw)
+        highest = max(raw)
+        if newest < min(raw) and highest <= now:  # every trailer is fresh
+            self._newest = highest
             return [t + offset for t in raw]
         fresh = [t for t in raw if newest < t <= now]
         if fresh:

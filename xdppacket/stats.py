@@ -43,7 +43,7 @@ class CaptureInfo(tuple, metaclass=_CaptureInfoType):  # type: ignore[type-arg]
 
     __slots__ = ()
     _fields = ("timestamp_ns", "capture_length", "length", "interface_index", "queue_id", "metadata")
-    __match_args__ = ("timestamp_ns", "capture_length", "length", "interface_index", "queue_id", "metadata")
+    __match_args__ = _fields
 
     timestamp_ns: int = _field(0, "CLOCK_REALTIME nanoseconds when the frame reached the XDP program (the "
                                   "shipped program writes it into the frame's metadata); when a program "
